@@ -1,0 +1,36 @@
+# psi0_ros developer entry points. `make run` and `make test` are the two commands in README.md;
+# both run the idempotent set-up first (scripts/setup.sh: venv, ROS 2 wheels, torch, messages).
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export MUJOCO_GL ?= egl
+export PYTHONUNBUFFERED = 1
+
+.PHONY: setup run test lint format bench constraints clean
+
+setup:
+	bash scripts/setup.sh
+
+# The main job. Until the deploy stack lands this checks what the machine can run.
+run: setup
+	$(VENV)/bin/psi0 doctor
+
+test: setup lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: setup
+	$(VENV)/bin/psi0 bench all --json bench-results/bench.json
+
+constraints: setup
+	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.new && echo "review constraints.new, then move it over constraints.txt"
+
+clean:
+	rm -rf build install log

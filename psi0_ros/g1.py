@@ -1,0 +1,124 @@
+"""The Unitree G1 (29-DoF) with two Dex3-1 hands: every joint table in one place.
+
+Names, motor-slot order, position/velocity/effort limits, the default standing pose and the PD
+gains used by the robot bridge and the simulator. Limits follow Unitree's g1_29dof_rev_1_0 and
+Dex3-1 descriptions; gains are the conservative values Unitree's examples and AMO deploy with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class JointSpec:
+    name: str
+    lower: float  # rad
+    upper: float  # rad
+    velocity: float  # rad/s, magnitude limit
+    effort: float  # N·m, magnitude limit
+    kp: float  # N·m/rad
+    kd: float  # N·m·s/rad
+    default: float  # rad, standing pose
+
+
+def _leg(side: str, roll: tuple[float, float]) -> list[JointSpec]:
+    return [
+        JointSpec(f"{side}_hip_pitch_joint", -2.5307, 2.8798, 32.0, 88.0, 150.0, 2.0, -0.1),
+        JointSpec(f"{side}_hip_roll_joint", roll[0], roll[1], 20.0, 139.0, 150.0, 2.0, 0.0),
+        JointSpec(f"{side}_hip_yaw_joint", -2.7576, 2.7576, 32.0, 88.0, 150.0, 2.0, 0.0),
+        JointSpec(f"{side}_knee_joint", -0.087267, 2.8798, 20.0, 139.0, 300.0, 4.0, 0.3),
+        JointSpec(f"{side}_ankle_pitch_joint", -0.87267, 0.5236, 37.0, 50.0, 40.0, 2.0, -0.2),
+        JointSpec(f"{side}_ankle_roll_joint", -0.2618, 0.2618, 37.0, 50.0, 40.0, 2.0, 0.0),
+    ]
+
+
+def _arm(side: str, roll: tuple[float, float]) -> list[JointSpec]:
+    return [
+        JointSpec(f"{side}_shoulder_pitch_joint", -3.0892, 2.6704, 37.0, 25.0, 80.0, 2.0, 0.0),
+        JointSpec(f"{side}_shoulder_roll_joint", roll[0], roll[1], 37.0, 25.0, 80.0, 2.0, 0.0),
+        JointSpec(f"{side}_shoulder_yaw_joint", -2.618, 2.618, 37.0, 25.0, 40.0, 1.0, 0.0),
+        JointSpec(f"{side}_elbow_joint", -1.0472, 2.0944, 37.0, 25.0, 40.0, 1.0, 0.3),
+        JointSpec(f"{side}_wrist_roll_joint", -1.97222, 1.97222, 37.0, 25.0, 20.0, 1.0, 0.0),
+        JointSpec(f"{side}_wrist_pitch_joint", -1.61443, 1.61443, 22.0, 5.0, 20.0, 1.0, 0.0),
+        JointSpec(f"{side}_wrist_yaw_joint", -1.61443, 1.61443, 22.0, 5.0, 20.0, 1.0, 0.0),
+    ]
+
+
+def _hand(side: str) -> list[JointSpec]:
+    # The two hands are mirror images: the right hand's thumb_1/2 and finger ranges flip sign.
+    s = 1.0 if side == "left" else -1.0
+
+    def rng(lo: float, hi: float) -> tuple[float, float]:
+        return (lo, hi) if s > 0 else (-hi, -lo)
+
+    def spec(joint: str, lim: tuple[float, float], effort: float) -> JointSpec:
+        return JointSpec(f"{side}_hand_{joint}_joint", lim[0], lim[1], 10.0, effort, 1.5, 0.1, 0.0)
+
+    return [
+        spec("thumb_0", (-1.0472, 1.0472), 2.45),
+        spec("thumb_1", rng(-0.724312, 1.0472), 1.4),
+        spec("thumb_2", rng(0.0, 1.74533), 1.4),
+        spec("index_0", rng(-1.5708, 0.0), 1.4),
+        spec("index_1", rng(-1.74533, 0.0), 1.4),
+        spec("middle_0", rng(-1.5708, 0.0), 1.4),
+        spec("middle_1", rng(-1.74533, 0.0), 1.4),
+    ]
+
+
+WAIST: list[JointSpec] = [
+    JointSpec("waist_yaw_joint", -2.618, 2.618, 32.0, 88.0, 200.0, 5.0, 0.0),
+    JointSpec("waist_roll_joint", -0.52, 0.52, 37.0, 50.0, 200.0, 5.0, 0.0),
+    JointSpec("waist_pitch_joint", -0.52, 0.52, 37.0, 50.0, 200.0, 5.0, 0.0),
+]
+
+# Motor slots 0-28 of LowCmd_/LowState_ (slots 29-34 exist on the wire and stay unused).
+BODY: tuple[JointSpec, ...] = tuple(
+    _leg("left", (-0.5236, 2.9671))
+    + _leg("right", (-2.9671, 0.5236))
+    + WAIST
+    + _arm("left", (-1.5882, 2.2515))
+    + _arm("right", (-2.2515, 1.5882))
+)
+LEFT_HAND: tuple[JointSpec, ...] = tuple(_hand("left"))
+RIGHT_HAND: tuple[JointSpec, ...] = tuple(_hand("right"))
+HANDS: tuple[JointSpec, ...] = LEFT_HAND + RIGHT_HAND
+# /joint_states order: 29 body joints in motor-slot order, then left hand, then right hand.
+ALL: tuple[JointSpec, ...] = BODY + HANDS
+
+NUM_BODY_MOTORS = len(BODY)  # 29
+NUM_LOWCMD_SLOTS = 35  # unitree_hg LowCmd_.motor_cmd has 35 entries
+
+BODY_JOINTS: tuple[str, ...] = tuple(j.name for j in BODY)
+LEG_JOINTS: tuple[str, ...] = BODY_JOINTS[0:12]
+WAIST_JOINTS: tuple[str, ...] = BODY_JOINTS[12:15]
+LOWER_BODY_JOINTS: tuple[str, ...] = BODY_JOINTS[0:15]  # what the lower-body controller drives
+LEFT_ARM_JOINTS: tuple[str, ...] = BODY_JOINTS[15:22]
+RIGHT_ARM_JOINTS: tuple[str, ...] = BODY_JOINTS[22:29]
+ARM_JOINTS: tuple[str, ...] = LEFT_ARM_JOINTS + RIGHT_ARM_JOINTS
+LEFT_HAND_JOINTS: tuple[str, ...] = tuple(j.name for j in LEFT_HAND)
+RIGHT_HAND_JOINTS: tuple[str, ...] = tuple(j.name for j in RIGHT_HAND)
+HAND_JOINTS: tuple[str, ...] = LEFT_HAND_JOINTS + RIGHT_HAND_JOINTS
+ALL_JOINTS: tuple[str, ...] = tuple(j.name for j in ALL)  # 43
+JOINT_INDEX: dict[str, int] = {name: i for i, name in enumerate(ALL_JOINTS)}
+
+# Dex3-1 wire order (HandCmd_/HandState_ motor index -> joint name): the left hand sends
+# middle before index, the right hand index before middle.
+_LEFT_WIRE = ("thumb_0", "thumb_1", "thumb_2", "middle_0", "middle_1", "index_0", "index_1")
+_RIGHT_WIRE = ("thumb_0", "thumb_1", "thumb_2", "index_0", "index_1", "middle_0", "middle_1")
+LEFT_HAND_WIRE_ORDER: tuple[str, ...] = tuple(f"left_hand_{j}_joint" for j in _LEFT_WIRE)
+RIGHT_HAND_WIRE_ORDER: tuple[str, ...] = tuple(f"right_hand_{j}_joint" for j in _RIGHT_WIRE)
+
+
+def table(field: str, joints: tuple[str, ...] = ALL_JOINTS) -> np.ndarray:
+    """One column of the joint table (e.g. "lower", "kp") for the named joints, float64 (N,)."""
+    by_name = {j.name: j for j in ALL}
+    try:
+        return np.array([getattr(by_name[name], field) for name in joints], dtype=np.float64)
+    except KeyError as err:
+        raise KeyError(f"unknown G1 joint or field: {err}") from None
+
+
+assert NUM_BODY_MOTORS == 29 and len(ALL_JOINTS) == 43
