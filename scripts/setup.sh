@@ -82,6 +82,7 @@ if [[ "$MODE" == wheels ]]; then
 
   SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
   BUILD="$ROOT/build/cmake"
+  mkdir -p "$ROOT/build"
   export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV"
   if [[ ! -f "$BUILD/CMakeCache.txt" ]]; then
     log "configuring the message build"
