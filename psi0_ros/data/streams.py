@@ -1,0 +1,108 @@
+"""Message -> vector mapping for the episode files (shared/DESIGN.md §4-§5).
+
+- joint positions (43): /joint_states by joint name, in psi0_ros.g1.ALL_JOINTS order;
+- action (36): hands + arms from /psi0/upper_body_command (JointState, by name), lower-body
+  command (dims 28-35) from /psi0/lower_body_command (LowerBodyCommand fields);
+- state (32, zero-padded to 36): hands + arms measured, torso roll/pitch/yaw = the measured waist
+  joints, torso height = the commanded height in force (the G1 reports no pelvis height; AMO
+  tracks the commanded one). build_state() is the one definition of that rule.
+Works on rclpy messages and rosbags-deserialised ones alike (both have the same field names).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from psi0_ros.constants import (
+    ACTION_DIM,
+    ACTION_LOWER_BODY,
+    ACTION_NAMES,
+    ACTION_UPPER_BODY,
+    LOWER_BODY_COMMAND_NAMES,
+    STATE_DIM,
+    STATE_NAMES,
+    STATE_PADDED_DIM,
+)
+from psi0_ros.g1 import ALL_JOINTS, JOINT_INDEX, WAIST_JOINTS
+
+NUM_JOINTS = len(ALL_JOINTS)  # 43
+UPPER_BODY_NAMES: tuple[str, ...] = ACTION_NAMES[ACTION_UPPER_BODY]  # 28 joint names
+UPPER_BODY_INDEX: dict[str, int] = {name: i for i, name in enumerate(UPPER_BODY_NAMES)}
+
+# LowerBodyCommand field of each lower-body action dim (LOWER_BODY_COMMAND_NAMES order); only the
+# height is named differently in the message.
+LOWER_BODY_FIELDS: tuple[str, ...] = tuple("height" if n == "torso_height" else n for n in LOWER_BODY_COMMAND_NAMES)
+
+# Waist motor order is yaw, roll, pitch (psi0_ros.g1.WAIST_JOINTS); the state wants roll, pitch, yaw.
+_WAIST_YAW, _WAIST_ROLL, _WAIST_PITCH = WAIST_JOINTS
+TORSO_RPY_JOINTS: tuple[str, str, str] = (_WAIST_ROLL, _WAIST_PITCH, _WAIST_YAW)
+_STATE_JOINTS = STATE_NAMES[:28]  # hands 14 + arms 14, joint names
+STATE_JOINT_COLUMNS = np.array([JOINT_INDEX[n] for n in _STATE_JOINTS + TORSO_RPY_JOINTS], dtype=np.intp)
+_HEIGHT_COLUMN = LOWER_BODY_COMMAND_NAMES.index("torso_height")  # within the 8-D lower-body command
+STATE_PAD_NAMES: tuple[str, ...] = tuple(f"pad_{i}" for i in range(STATE_DIM, STATE_PADDED_DIM))
+
+
+def joint_columns(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """For a JointState name list: (positions in the message, columns in ALL_JOINTS) of known joints."""
+    src, dst = [], []
+    for i, name in enumerate(names):
+        column = JOINT_INDEX.get(name)
+        if column is not None:
+            src.append(i)
+            dst.append(column)
+    return np.array(src, dtype=np.intp), np.array(dst, dtype=np.intp)
+
+
+def upper_body_columns(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """For an upper-body command's name list: (positions in the message, action columns 0-27)."""
+    src, dst = [], []
+    for i, name in enumerate(names):
+        column = UPPER_BODY_INDEX.get(name)
+        if column is not None:
+            src.append(i)
+            dst.append(column)
+    return np.array(src, dtype=np.intp), np.array(dst, dtype=np.intp)
+
+
+def lower_body_vector(msg: Any) -> np.ndarray:
+    """A LowerBodyCommand as the 8-D lower-body action (dims 28-35), float64."""
+    return np.array([float(getattr(msg, name)) for name in LOWER_BODY_FIELDS], dtype=np.float64)
+
+
+def imu_vectors(msg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """sensor_msgs/Imu -> orientation (4, xyzw), angular velocity (3, rad/s), acceleration (3, m/s^2)."""
+    o, w, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
+    return (
+        np.array([o.x, o.y, o.z, o.w], dtype=np.float64),
+        np.array([w.x, w.y, w.z], dtype=np.float64),
+        np.array([a.x, a.y, a.z], dtype=np.float64),
+    )
+
+
+def build_state(joint_positions: np.ndarray, lower_body_command: np.ndarray) -> np.ndarray:
+    """The 32-D state zero-padded to 36 (DESIGN §4).
+
+    joint_positions: (T, 43) in ALL_JOINTS order [rad]; lower_body_command: (T, 8), action dims
+    28-35 (the command in force). Returns (T, 36) float32.
+    """
+    positions = np.asarray(joint_positions)
+    command = np.asarray(lower_body_command)
+    if positions.ndim != 2 or positions.shape[1] != NUM_JOINTS:
+        raise ValueError(f"joint_positions must be (T, {NUM_JOINTS}), got {positions.shape}")
+    if command.shape != (positions.shape[0], ACTION_LOWER_BODY.stop - ACTION_LOWER_BODY.start):
+        raise ValueError(f"lower_body_command must be ({positions.shape[0]}, 8), got {command.shape}")
+    state = np.zeros((positions.shape[0], STATE_PADDED_DIM), dtype=np.float32)
+    state[:, : STATE_DIM - 1] = positions[:, STATE_JOINT_COLUMNS]
+    state[:, STATE_DIM - 1] = command[:, _HEIGHT_COLUMN]
+    return state
+
+
+def assemble_action(upper_body: np.ndarray, lower_body: np.ndarray) -> np.ndarray:
+    """(T, 28) upper-body targets + (T, 8) lower-body command -> (T, 36) float32 action."""
+    action = np.empty((upper_body.shape[0], ACTION_DIM), dtype=np.float32)
+    action[:, ACTION_UPPER_BODY] = upper_body
+    action[:, ACTION_LOWER_BODY] = lower_body
+    return action
