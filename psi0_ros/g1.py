@@ -1,8 +1,12 @@
 """The Unitree G1 (29-DoF) with two Dex3-1 hands: every joint table in one place.
 
-Names, motor-slot order, position/velocity/effort limits, the default standing pose and the PD
-gains used by the robot bridge and the simulator. Limits follow Unitree's g1_29dof_rev_1_0 and
-Dex3-1 descriptions; gains are the conservative values Unitree's examples and AMO deploy with.
+Names, motor-slot order, joint axes, position/velocity/effort limits, the default standing pose
+and the PD gains used by the robot bridge, the safety layer and the simulator. Limits and axes follow
+Unitree's g1_29dof_rev_1_0 / g1_29dof_with_hand_rev_1_0 URDF (unitreerobotics/unitree_ros); where
+that URDF and Unitree's MJCF disagree (ankle and waist roll/pitch effort 35 vs 50 N·m, velocity 30
+vs 37 rad/s; Dex3 thumb_1 lower limit -0.611 vs -0.724 rad) the narrower URDF value is kept, since
+the safety layer clamps to these numbers. Gains are the conservative values Unitree's examples and
+AMO deploy with.
 """
 
 from __future__ import annotations
@@ -22,28 +26,29 @@ class JointSpec:
     kp: float  # N·m/rad
     kd: float  # N·m·s/rad
     default: float  # rad, standing pose
+    axis: str  # "x" | "y" | "z": rotation axis in the joint's own link frame (Unitree's URDF)
 
 
 def _leg(side: str, roll: tuple[float, float]) -> list[JointSpec]:
     return [
-        JointSpec(f"{side}_hip_pitch_joint", -2.5307, 2.8798, 32.0, 88.0, 150.0, 2.0, -0.1),
-        JointSpec(f"{side}_hip_roll_joint", roll[0], roll[1], 20.0, 139.0, 150.0, 2.0, 0.0),
-        JointSpec(f"{side}_hip_yaw_joint", -2.7576, 2.7576, 32.0, 88.0, 150.0, 2.0, 0.0),
-        JointSpec(f"{side}_knee_joint", -0.087267, 2.8798, 20.0, 139.0, 300.0, 4.0, 0.3),
-        JointSpec(f"{side}_ankle_pitch_joint", -0.87267, 0.5236, 37.0, 50.0, 40.0, 2.0, -0.2),
-        JointSpec(f"{side}_ankle_roll_joint", -0.2618, 0.2618, 37.0, 50.0, 40.0, 2.0, 0.0),
+        JointSpec(f"{side}_hip_pitch_joint", -2.5307, 2.8798, 32.0, 88.0, 150.0, 2.0, -0.1, "y"),
+        JointSpec(f"{side}_hip_roll_joint", roll[0], roll[1], 20.0, 139.0, 150.0, 2.0, 0.0, "x"),
+        JointSpec(f"{side}_hip_yaw_joint", -2.7576, 2.7576, 32.0, 88.0, 150.0, 2.0, 0.0, "z"),
+        JointSpec(f"{side}_knee_joint", -0.087267, 2.8798, 20.0, 139.0, 300.0, 4.0, 0.3, "y"),
+        JointSpec(f"{side}_ankle_pitch_joint", -0.87267, 0.5236, 30.0, 35.0, 40.0, 2.0, -0.2, "y"),
+        JointSpec(f"{side}_ankle_roll_joint", -0.2618, 0.2618, 30.0, 35.0, 40.0, 2.0, 0.0, "x"),
     ]
 
 
 def _arm(side: str, roll: tuple[float, float]) -> list[JointSpec]:
     return [
-        JointSpec(f"{side}_shoulder_pitch_joint", -3.0892, 2.6704, 37.0, 25.0, 80.0, 2.0, 0.0),
-        JointSpec(f"{side}_shoulder_roll_joint", roll[0], roll[1], 37.0, 25.0, 80.0, 2.0, 0.0),
-        JointSpec(f"{side}_shoulder_yaw_joint", -2.618, 2.618, 37.0, 25.0, 40.0, 1.0, 0.0),
-        JointSpec(f"{side}_elbow_joint", -1.0472, 2.0944, 37.0, 25.0, 40.0, 1.0, 0.3),
-        JointSpec(f"{side}_wrist_roll_joint", -1.97222, 1.97222, 37.0, 25.0, 20.0, 1.0, 0.0),
-        JointSpec(f"{side}_wrist_pitch_joint", -1.61443, 1.61443, 22.0, 5.0, 20.0, 1.0, 0.0),
-        JointSpec(f"{side}_wrist_yaw_joint", -1.61443, 1.61443, 22.0, 5.0, 20.0, 1.0, 0.0),
+        JointSpec(f"{side}_shoulder_pitch_joint", -3.0892, 2.6704, 37.0, 25.0, 80.0, 2.0, 0.0, "y"),
+        JointSpec(f"{side}_shoulder_roll_joint", roll[0], roll[1], 37.0, 25.0, 80.0, 2.0, 0.0, "x"),
+        JointSpec(f"{side}_shoulder_yaw_joint", -2.618, 2.618, 37.0, 25.0, 40.0, 1.0, 0.0, "z"),
+        JointSpec(f"{side}_elbow_joint", -1.0472, 2.0944, 37.0, 25.0, 40.0, 1.0, 0.3, "y"),
+        JointSpec(f"{side}_wrist_roll_joint", -1.97222, 1.97222, 37.0, 25.0, 20.0, 1.0, 0.0, "x"),
+        JointSpec(f"{side}_wrist_pitch_joint", -1.61443, 1.61443, 22.0, 5.0, 20.0, 1.0, 0.0, "y"),
+        JointSpec(f"{side}_wrist_yaw_joint", -1.61443, 1.61443, 22.0, 5.0, 20.0, 1.0, 0.0, "z"),
     ]
 
 
@@ -54,24 +59,24 @@ def _hand(side: str) -> list[JointSpec]:
     def rng(lo: float, hi: float) -> tuple[float, float]:
         return (lo, hi) if s > 0 else (-hi, -lo)
 
-    def spec(joint: str, lim: tuple[float, float], effort: float) -> JointSpec:
-        return JointSpec(f"{side}_hand_{joint}_joint", lim[0], lim[1], 10.0, effort, 1.5, 0.1, 0.0)
+    def spec(joint: str, lim: tuple[float, float], velocity: float, effort: float, axis: str) -> JointSpec:
+        return JointSpec(f"{side}_hand_{joint}_joint", lim[0], lim[1], velocity, effort, 1.5, 0.1, 0.0, axis)
 
     return [
-        spec("thumb_0", (-1.0472, 1.0472), 2.45),
-        spec("thumb_1", rng(-0.724312, 1.0472), 1.4),
-        spec("thumb_2", rng(0.0, 1.74533), 1.4),
-        spec("index_0", rng(-1.5708, 0.0), 1.4),
-        spec("index_1", rng(-1.74533, 0.0), 1.4),
-        spec("middle_0", rng(-1.5708, 0.0), 1.4),
-        spec("middle_1", rng(-1.74533, 0.0), 1.4),
+        spec("thumb_0", (-1.0472, 1.0472), 3.14, 2.45, "y"),
+        spec("thumb_1", rng(-0.610865, 1.0472), 12.0, 1.4, "z"),
+        spec("thumb_2", rng(0.0, 1.74533), 12.0, 1.4, "z"),
+        spec("index_0", rng(-1.5708, 0.0), 12.0, 1.4, "z"),
+        spec("index_1", rng(-1.74533, 0.0), 12.0, 1.4, "z"),
+        spec("middle_0", rng(-1.5708, 0.0), 12.0, 1.4, "z"),
+        spec("middle_1", rng(-1.74533, 0.0), 12.0, 1.4, "z"),
     ]
 
 
 WAIST: list[JointSpec] = [
-    JointSpec("waist_yaw_joint", -2.618, 2.618, 32.0, 88.0, 200.0, 5.0, 0.0),
-    JointSpec("waist_roll_joint", -0.52, 0.52, 37.0, 50.0, 200.0, 5.0, 0.0),
-    JointSpec("waist_pitch_joint", -0.52, 0.52, 37.0, 50.0, 200.0, 5.0, 0.0),
+    JointSpec("waist_yaw_joint", -2.618, 2.618, 32.0, 88.0, 200.0, 5.0, 0.0, "z"),
+    JointSpec("waist_roll_joint", -0.52, 0.52, 30.0, 35.0, 200.0, 5.0, 0.0, "x"),
+    JointSpec("waist_pitch_joint", -0.52, 0.52, 30.0, 35.0, 200.0, 5.0, 0.0, "y"),
 ]
 
 # Motor slots 0-28 of LowCmd_/LowState_ (slots 29-34 exist on the wire and stay unused).
@@ -103,6 +108,9 @@ RIGHT_HAND_JOINTS: tuple[str, ...] = tuple(j.name for j in RIGHT_HAND)
 HAND_JOINTS: tuple[str, ...] = LEFT_HAND_JOINTS + RIGHT_HAND_JOINTS
 ALL_JOINTS: tuple[str, ...] = tuple(j.name for j in ALL)  # 43
 JOINT_INDEX: dict[str, int] = {name: i for i, name in enumerate(ALL_JOINTS)}
+JOINT_SPECS: dict[str, JointSpec] = {j.name: j for j in ALL}
+# What /psi0/upper_body_command drives (DESIGN §2): 14 arm joints, then 14 hand joints.
+UPPER_BODY_JOINTS: tuple[str, ...] = ARM_JOINTS + HAND_JOINTS
 
 # Dex3-1 wire order (HandCmd_/HandState_ motor index -> joint name): the left hand sends
 # middle before index, the right hand index before middle.
@@ -114,9 +122,8 @@ RIGHT_HAND_WIRE_ORDER: tuple[str, ...] = tuple(f"right_hand_{j}_joint" for j in 
 
 def table(field: str, joints: tuple[str, ...] = ALL_JOINTS) -> np.ndarray:
     """One column of the joint table (e.g. "lower", "kp") for the named joints, float64 (N,)."""
-    by_name = {j.name: j for j in ALL}
     try:
-        return np.array([getattr(by_name[name], field) for name in joints], dtype=np.float64)
+        return np.array([getattr(JOINT_SPECS[name], field) for name in joints], dtype=np.float64)
     except KeyError as err:
         raise KeyError(f"unknown G1 joint or field: {err}") from None
 

@@ -1,0 +1,331 @@
+"""The safety layer: every target on its way to a motor passes SafetyLayer.update().
+
+Inputs arrive as named joint targets from sources (the upper-body command: arms and hands; the
+lower-body targets: legs and waist), an optional 8-D lower-body command, and the estop. Each
+control tick, update() turns the newest valid targets into one JointCommand for all joints:
+
+    validate (names, NaN/inf)  ->  clamp to position limits  ->  watchdog / estop  ->
+    per-tick step and velocity limit from the last commanded pose  ->  kp/kd table  ->  finite check
+
+Modes: WAITING (no command yet: hold the pose measured at start), ACTIVE, HOLD (a stream went
+quiet: freeze the last safe pose), DAMP (quiet for too long: kp = 0, damping only; latched unless
+auto_resume), ESTOP (damping, latched until the estop is released). Leaving DAMP/ESTOP restarts
+position control from the measured pose, so nothing jumps. Not thread-safe: the caller serialises
+(psi0_ros.robot.bridge.Bridge holds a lock).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from psi0_ros import g1
+from psi0_ros.control.command import JointCommand
+from psi0_ros.control.limits import JointLimits, limit_step
+from psi0_ros.control.lower_body import LOWER_BODY_INDEX, LowerBodyCommandLimits
+from psi0_ros.control.watchdog import Watchdog, WatchdogState
+
+# Which joints each command source may drive (DESIGN §2).
+SOURCE_UPPER = "upper"  # /psi0/upper_body_command: 14 arm + 14 hand joints
+SOURCE_LOWER = "lower"  # /psi0/lower_body_targets (or the sim's kinematic lower body): 12 leg + 3 waist
+SOURCE_JOINTS: dict[str, tuple[str, ...]] = {
+    SOURCE_UPPER: g1.UPPER_BODY_JOINTS,
+    SOURCE_LOWER: g1.LOWER_BODY_JOINTS,
+}
+
+
+class SafetyMode(enum.Enum):
+    WAITING = "waiting"
+    ACTIVE = "active"
+    HOLD = "hold"
+    DAMP = "damp"
+    ESTOP = "estop"
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Safety settings; config/robot_bridge.yaml and config/sim.yaml hold the deployed values."""
+
+    control_rate_hz: float = 500.0  # ticks per second of the command loop
+    position_margin: float = 0.02  # rad kept clear of each URDF position limit
+    velocity_scale: float = 0.5  # fraction of each URDF joint velocity limit a target may move at
+    max_velocity: float = 3.0  # rad/s, cap on every joint's target velocity
+    max_step: float = 0.02  # rad, cap on a target's change per tick (whatever the rate)
+    hold_after_s: float = 0.25  # no fresh command for this long -> hold the last safe pose
+    damp_after_s: float = 2.0  # ... and for this long -> damp
+    auto_resume: bool = False  # leave a watchdog DAMP by itself when commands return (sim only)
+    kp_scale: float = 1.0  # multiplies the kp table (psi0_ros.g1)
+    kd_scale: float = 1.0  # multiplies the kd table
+    damping_kd_scale: float = 1.0  # kd in DAMP/ESTOP = kd table * this
+    lower_body: LowerBodyCommandLimits = field(default_factory=LowerBodyCommandLimits)
+
+    def __post_init__(self) -> None:
+        if not self.control_rate_hz > 0.0:
+            raise ValueError(f"control_rate_hz must be > 0, got {self.control_rate_hz}")
+        if not self.max_step > 0.0:
+            raise ValueError(f"max_step must be > 0 rad, got {self.max_step}")
+        if not 0.0 < self.hold_after_s < self.damp_after_s:
+            raise ValueError(f"need 0 < hold_after_s < damp_after_s, got {self.hold_after_s} and {self.damp_after_s}")
+        for name in ("kp_scale", "kd_scale", "damping_kd_scale"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 2.0:
+                raise ValueError(f"{name} must be in [0, 2], got {value}")
+        # JointLimits validates margin / velocity_scale / max_velocity.
+        JointLimits.from_table(g1.ALL_JOINTS, self.position_margin, self.velocity_scale, self.max_velocity)
+
+    @property
+    def dt(self) -> float:
+        return 1.0 / self.control_rate_hz
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> SafetyConfig:
+        """Build from flat parameters (ROS parameters / YAML); lower_body.* keys fill the limits.
+
+        An unknown key is an error naming it, so a typo in a YAML file does not pass silently.
+        """
+        own = {f for f in cls.__dataclass_fields__ if f != "lower_body"}
+        lower_fields = set(LowerBodyCommandLimits.__dataclass_fields__)
+        kwargs: dict[str, object] = {}
+        lower: dict[str, object] = {}
+        for key, value in values.items():
+            if key.startswith("lower_body."):
+                sub = key.split(".", 1)[1]
+                if sub not in lower_fields:
+                    raise ValueError(f"unknown safety parameter {key!r}; known: {sorted(lower_fields)}")
+                lower[sub] = float(value)  # type: ignore[arg-type]
+            elif key in own:
+                kwargs[key] = bool(value) if key == "auto_resume" else float(value)  # type: ignore[arg-type]
+            else:
+                raise ValueError(f"unknown safety parameter {key!r}; known: {sorted(own)}")
+        return cls(**kwargs, lower_body=LowerBodyCommandLimits(**lower))  # type: ignore[arg-type]
+
+
+@dataclass
+class InterventionCounters:
+    """How often the safety layer stepped in, since start. Reported on /diagnostics."""
+
+    targets_clamped: int = 0  # joint targets clipped into the position limits (per joint per message)
+    step_limited_ticks: int = 0  # ticks where the per-tick step cap cut some joint's motion
+    velocity_limited_ticks: int = 0  # ticks where the velocity limit cut some joint's motion
+    rejected_nonfinite: int = 0  # messages dropped for NaN/inf values
+    rejected_bad_names: int = 0  # messages dropped for unknown/duplicate/foreign joint names or bad length
+    lower_command_clamped: int = 0  # lower-body commands with an entry out of bounds (clipped)
+    watchdog_holds: int = 0  # entries into HOLD
+    watchdog_damps: int = 0  # entries into DAMP
+    estops: int = 0  # estop engagements
+    state_nonfinite: int = 0  # ticks whose measured joint state held NaN/inf
+    output_nonfinite: int = 0  # ticks whose command came out non-finite (replaced by damping)
+
+    def total(self) -> int:
+        return sum(asdict(self).values())
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SafetyStatus:
+    mode: SafetyMode
+    estop: bool
+    command_age_s: dict[str, float | None]  # per source, None before its first command
+    counters: dict[str, int]
+    last_rejection: str  # why the newest rejected message was dropped ("" if none)
+
+
+class SafetyLayer:
+    """Turns named targets into safe per-joint PD commands for `joints` (default: all 43)."""
+
+    def __init__(self, config: SafetyConfig, joints: tuple[str, ...] = g1.ALL_JOINTS) -> None:
+        self.config = config
+        self.joints = tuple(joints)
+        self.index = {name: i for i, name in enumerate(self.joints)}
+        self.limits = JointLimits.from_table(
+            self.joints, config.position_margin, config.velocity_scale, config.max_velocity
+        )
+        self.kp = g1.table("kp", self.joints) * config.kp_scale
+        self.kd = g1.table("kd", self.joints) * config.kd_scale
+        self.damping_kd = g1.table("kd", self.joints) * config.damping_kd_scale
+        self._max_delta = self.limits.max_delta(config.dt, config.max_step)
+        self._velocity_binds = self.limits.velocity * config.dt < config.max_step  # which cap is the tighter
+        self.counters = InterventionCounters()
+        self._watchdogs = {source: Watchdog(config.hold_after_s, config.damp_after_s) for source in SOURCE_JOINTS}
+        self._source_slots = {
+            source: np.array([self.index[n] for n in names if n in self.index], dtype=np.int64)
+            for source, names in SOURCE_JOINTS.items()
+        }
+        self._targets = np.full(len(self.joints), np.nan)  # newest valid target per joint, NaN = none
+        self._last_q: np.ndarray | None = None  # last commanded pose; None while damped/not started
+        self._mode = SafetyMode.WAITING
+        self._estop = False
+        self._damp_latched = False
+        self._lower_command: np.ndarray | None = None
+        self._last_rejection = ""
+
+    # --- inputs ---------------------------------------------------------------------------------
+    def submit(self, source: str, names: Sequence[str], positions: Sequence[float], now: float) -> bool:
+        """Offer targets [rad] for some joints of one source; False (counted) if the message is bad."""
+        if source not in SOURCE_JOINTS:
+            raise ValueError(f"unknown command source {source!r}; expected one of {sorted(SOURCE_JOINTS)}")
+        allowed = SOURCE_JOINTS[source]
+        names = list(names)
+        values = np.asarray(positions, dtype=np.float64).reshape(-1)
+        problem = ""
+        if len(names) != values.shape[0]:
+            problem = f"{len(names)} names but {values.shape[0]} positions"
+        elif len(set(names)) != len(names):
+            problem = "duplicate joint names"
+        else:
+            foreign = [n for n in names if n not in allowed or n not in self.index]
+            if foreign:
+                problem = f"joints not driven by the {source} command: {foreign[:4]}"
+        if problem:
+            self.counters.rejected_bad_names += 1
+            self._last_rejection = f"{source}: {problem}"
+            return False
+        if not np.isfinite(values).all():
+            bad = [n for n, v in zip(names, values, strict=True) if not np.isfinite(v)]
+            self.counters.rejected_nonfinite += 1
+            self._last_rejection = f"{source}: non-finite targets for {bad[:4]}"
+            return False
+        slots = np.array([self.index[n] for n in names], dtype=np.int64)
+        clipped = np.clip(values, self.limits.lower[slots], self.limits.upper[slots])
+        self.counters.targets_clamped += int(np.count_nonzero(clipped != values))
+        if not self._accepting():
+            return True  # valid, but nothing is followed until the estop is released / damp reset
+        self._targets[slots] = clipped
+        self._watchdogs[source].feed(now)
+        return True
+
+    def submit_lower_body_command(self, command: Sequence[float], now: float) -> np.ndarray | None:
+        """Validate and clip an 8-D lower-body command (LOWER_BODY_COMMAND_NAMES order).
+
+        Returns the clipped command, or None (counted) if it holds NaN/inf or has the wrong size.
+        The command becomes the newest one for lower_body_command(); freshness of the joint
+        targets derived from it is fed through submit(SOURCE_LOWER, ...).
+        """
+        values = np.asarray(command, dtype=np.float64).reshape(-1)
+        if values.shape[0] != 8:
+            self.counters.rejected_bad_names += 1
+            self._last_rejection = f"lower-body command has {values.shape[0]} values, expected 8"
+            return None
+        if not np.isfinite(values).all():
+            self.counters.rejected_nonfinite += 1
+            self._last_rejection = "lower-body command: non-finite values"
+            return None
+        clipped, mask = self.config.lower_body.apply(values)
+        if mask.any():
+            self.counters.lower_command_clamped += 1
+        if self._accepting():
+            self._lower_command = clipped
+        return clipped
+
+    def lower_body_command(self) -> np.ndarray | None:
+        """The newest valid lower-body command (8,), or None; velocities zeroed unless ACTIVE."""
+        if self._lower_command is None:
+            return None
+        command = self._lower_command.copy()
+        if self._mode is not SafetyMode.ACTIVE:
+            for name in ("vx", "vy", "vyaw"):
+                command[LOWER_BODY_INDEX[name]] = 0.0
+        return command
+
+    def _accepting(self) -> bool:
+        """Whether new targets are stored: not under estop, nor in a latched DAMP without auto_resume."""
+        return not self._estop and (not self._damp_latched or self.config.auto_resume)
+
+    def set_estop(self, engaged: bool) -> None:
+        if engaged and not self._estop:
+            self.counters.estops += 1
+        if not engaged and self._estop:
+            self._restart()  # release: start over from the measured pose, old targets forgotten
+        self._estop = bool(engaged)
+
+    def reset(self) -> None:
+        """Operator reset of a latched DAMP: hold the measured pose and wait for fresh commands."""
+        if self._damp_latched:
+            self._restart()
+
+    def _restart(self) -> None:
+        self._damp_latched = False
+        self._last_q = None
+        self._targets[:] = np.nan
+        self._lower_command = None
+        for watchdog in self._watchdogs.values():
+            watchdog.forget()
+
+    # --- the control tick -----------------------------------------------------------------------
+    def update(self, now: float, measured_q: np.ndarray) -> JointCommand:
+        """One control tick: the command to send now, given the measured joint positions (N,) [rad]."""
+        measured_q = np.asarray(measured_q, dtype=np.float64)
+        state_ok = bool(np.isfinite(measured_q).all())
+        if not state_ok:
+            self.counters.state_nonfinite += 1
+        mode = self._next_mode(now)
+        if mode in (SafetyMode.ESTOP, SafetyMode.DAMP):
+            return self._damp(mode)
+        if self._last_q is None:
+            if not state_ok:
+                return self._damp(mode)  # cannot start position control from an unknown pose
+            self._last_q, _ = self.limits.clamp(measured_q)
+        self._mode = mode
+        if mode is SafetyMode.ACTIVE:
+            desired = np.where(np.isnan(self._targets), self._last_q, self._targets)
+            desired, _ = self.limits.clamp(desired)
+            q, cut = limit_step(desired, self._last_q, self._max_delta)
+            if cut.any():
+                if (cut & self._velocity_binds).any():
+                    self.counters.velocity_limited_ticks += 1
+                if (cut & ~self._velocity_binds).any():
+                    self.counters.step_limited_ticks += 1
+            self._last_q = q
+        command = JointCommand.position(self._last_q, self.kp, self.kd)
+        if not command.is_finite():
+            self.counters.output_nonfinite += 1
+            self._last_q = None
+            return JointCommand.damping(self.damping_kd)
+        return command
+
+    def _damp(self, mode: SafetyMode) -> JointCommand:
+        self._mode = mode
+        self._last_q = None  # position control restarts from the measured pose
+        return JointCommand.damping(self.damping_kd)
+
+    def _next_mode(self, now: float) -> SafetyMode:
+        if self._estop:
+            return SafetyMode.ESTOP
+        states = [w.state(now) for w in self._watchdogs.values()]
+        active = [s for s in states if s is not WatchdogState.WAITING]
+        if self._damp_latched:
+            if self.config.auto_resume and active and all(s is WatchdogState.FRESH for s in active):
+                self._damp_latched = False
+                self._last_q = None
+                return SafetyMode.ACTIVE
+            return SafetyMode.DAMP
+        if not active:
+            return SafetyMode.WAITING
+        if WatchdogState.DAMP in active:
+            self._damp_latched = True
+            self.counters.watchdog_damps += 1
+            return SafetyMode.DAMP
+        if WatchdogState.HOLD in active:
+            if self._mode is not SafetyMode.HOLD:
+                self.counters.watchdog_holds += 1
+            return SafetyMode.HOLD
+        return SafetyMode.ACTIVE
+
+    # --- reporting ------------------------------------------------------------------------------
+    @property
+    def mode(self) -> SafetyMode:
+        return self._mode
+
+    def status(self, now: float) -> SafetyStatus:
+        return SafetyStatus(
+            mode=self._mode,
+            estop=self._estop,
+            command_age_s={source: w.age(now) for source, w in self._watchdogs.items()},
+            counters=self.counters.as_dict(),
+            last_rejection=self._last_rejection,
+        )

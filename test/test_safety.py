@@ -1,0 +1,259 @@
+"""The safety layer (psi0_ros.control), driven by hand with an explicit clock: no ROS, no timing."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from psi0_ros import g1
+from psi0_ros.constants import LOWER_BODY_COMMAND_NAMES
+from psi0_ros.control import JointLimits, LowerBodyCommandLimits, SafetyConfig, SafetyLayer, SafetyMode, Watchdog
+from psi0_ros.control.limits import limit_step
+from psi0_ros.control.safety import SOURCE_LOWER, SOURCE_UPPER
+
+RATE = 100.0  # Hz: dt = 0.01 s
+ELBOW = "left_elbow_joint"
+I_ELBOW = g1.JOINT_INDEX[ELBOW]
+
+
+def make(**overrides) -> SafetyLayer:
+    values = dict(control_rate_hz=RATE, hold_after_s=0.2, damp_after_s=1.0, max_step=0.02, max_velocity=3.0)
+    values.update(overrides)
+    return SafetyLayer(SafetyConfig(**values))
+
+
+def default_q() -> np.ndarray:
+    return g1.table("default")
+
+
+def run(layer: SafetyLayer, t0: float, ticks: int, q=None):
+    command = None
+    for i in range(ticks):
+        command = layer.update(t0 + i / RATE, default_q() if q is None else q)
+    return command
+
+
+def test_joint_table_matches_unitree_descriptions():
+    # Spot checks against g1_29dof_with_hand_rev_1_0 (unitreerobotics/unitree_ros).
+    spec = g1.JOINT_SPECS
+    assert (spec["left_hip_roll_joint"].lower, spec["left_hip_roll_joint"].upper) == (-0.5236, 2.9671)
+    assert (spec["right_hip_roll_joint"].lower, spec["right_hip_roll_joint"].upper) == (-2.9671, 0.5236)
+    assert spec["left_knee_joint"].effort == 139.0 and spec["left_ankle_pitch_joint"].effort == 35.0
+    assert spec["waist_pitch_joint"].velocity == 30.0 and spec["left_wrist_yaw_joint"].effort == 5.0
+    assert (spec["right_hand_thumb_1_joint"].lower, spec["right_hand_thumb_1_joint"].upper) == (-1.0472, 0.610865)
+    assert spec["right_hand_index_0_joint"].lower == 0.0 and spec["left_hand_index_0_joint"].upper == 0.0
+    assert [spec[n].axis for n in g1.LEFT_ARM_JOINTS] == ["y", "x", "z", "y", "x", "y", "z"]
+    assert len(g1.UPPER_BODY_JOINTS) == 28 and set(g1.UPPER_BODY_JOINTS).isdisjoint(g1.LOWER_BODY_JOINTS)
+    lower, upper, default = g1.table("lower"), g1.table("upper"), g1.table("default")
+    assert (lower < upper).all() and ((lower <= default) & (default <= upper)).all()
+
+
+def test_limits_clamp_and_step():
+    limits = JointLimits.from_table(margin=0.05)
+    q = g1.table("upper") + 1.0
+    clipped, mask = limits.clamp(q)
+    assert mask.all() and np.allclose(clipped, g1.table("upper") - 0.05)
+    target = np.array([1.0, -1.0, 0.005])
+    limited, cut = limit_step(target, np.zeros(3), np.full(3, 0.01))
+    assert np.allclose(limited, [0.01, -0.01, 0.005]) and cut.tolist() == [True, True, False]
+    with pytest.raises(ValueError, match="margin"):
+        JointLimits.from_table(margin=0.5)  # wider than ankle roll's ±0.26 rad range
+
+
+def test_waits_holding_the_measured_pose_until_a_command_arrives():
+    layer = make()
+    measured = default_q() + 0.05
+    command = run(layer, 0.0, 300, measured)  # 3 s: no timeout before the first command
+    assert layer.mode is SafetyMode.WAITING
+    assert np.allclose(command.q, np.clip(measured, layer.limits.lower, layer.limits.upper))
+    assert np.allclose(command.kp, g1.table("kp")) and command.enabled
+
+
+def test_targets_converge_through_the_step_limit():
+    layer = make()
+    target = 1.01  # from the default 0.3 rad: 0.71 rad = 35 full 0.02 rad steps and one of 0.01
+    now = 0.0
+    qs = []
+    for i in range(50):
+        now = i / RATE
+        assert layer.submit(SOURCE_UPPER, [ELBOW], [target], now)
+        qs.append(layer.update(now, default_q()).q[I_ELBOW])
+    steps = np.diff([0.3, *qs])
+    assert np.max(np.abs(steps)) <= 0.02 + 1e-12
+    assert qs[-1] == pytest.approx(target)
+    assert layer.mode is SafetyMode.ACTIVE
+    assert layer.counters.step_limited_ticks == 35 and layer.counters.velocity_limited_ticks == 0
+    # Joints nobody commanded hold their start pose (clamped: the open hands rest 0.02 rad inside).
+    others = np.delete(layer.update(now, default_q()).q, I_ELBOW)
+    held = np.clip(default_q(), layer.limits.lower, layer.limits.upper)
+    assert np.allclose(others, np.delete(held, I_ELBOW))
+
+
+def test_velocity_limit_binds_when_it_is_tighter_than_the_step_cap():
+    layer = make(max_velocity=0.5, max_step=0.1)  # 0.5 rad/s * 0.01 s = 0.005 rad per tick
+    layer.submit(SOURCE_UPPER, [ELBOW], [1.0], 0.0)
+    q1 = layer.update(0.0, default_q()).q[I_ELBOW]
+    assert q1 == pytest.approx(0.3 + 0.005)
+    assert layer.counters.velocity_limited_ticks == 1 and layer.counters.step_limited_ticks == 0
+
+
+def test_target_beyond_a_limit_is_clamped_and_counted():
+    layer = make(position_margin=0.02)
+    upper = g1.JOINT_SPECS[ELBOW].upper
+    assert layer.submit(SOURCE_UPPER, [ELBOW, "left_shoulder_pitch_joint"], [upper + 2.0, 0.1], 0.0)
+    assert layer.counters.targets_clamped == 1
+    command = None
+    for i in range(200):
+        layer.submit(SOURCE_UPPER, [ELBOW], [upper + 2.0], i / RATE)
+        command = layer.update(i / RATE, default_q())
+    assert command.q[I_ELBOW] == pytest.approx(upper - 0.02)
+    assert layer.counters.targets_clamped == 201
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_nonfinite_targets_are_rejected_and_the_last_good_target_kept(bad):
+    layer = make()
+    layer.submit(SOURCE_UPPER, [ELBOW], [0.5], 0.0)
+    run(layer, 0.0, 20)
+    assert not layer.submit(SOURCE_UPPER, [ELBOW, "left_wrist_roll_joint"], [bad, 0.1], 0.2)
+    command = run(layer, 0.2, 5)
+    assert layer.counters.rejected_nonfinite == 1
+    assert "left_elbow_joint" in layer.status(0.25).last_rejection
+    assert command.is_finite() and command.q[I_ELBOW] == pytest.approx(0.5)
+    assert command.q[g1.JOINT_INDEX["left_wrist_roll_joint"]] == 0.0  # the bad message changed nothing
+
+
+def test_bad_names_are_rejected():
+    layer = make()
+    assert not layer.submit(SOURCE_UPPER, ["left_knee_joint"], [0.5], 0.0)  # a leg on the upper-body stream
+    assert not layer.submit(SOURCE_UPPER, ["no_such_joint"], [0.5], 0.0)
+    assert not layer.submit(SOURCE_UPPER, [ELBOW, ELBOW], [0.5, 0.6], 0.0)
+    assert not layer.submit(SOURCE_LOWER, ["left_knee_joint"], [0.5, 0.6], 0.0)
+    assert layer.counters.rejected_bad_names == 4
+    assert layer.submit(SOURCE_LOWER, ["left_knee_joint"], [0.5], 0.0)
+    with pytest.raises(ValueError, match="unknown command source"):
+        layer.submit("legs", ["left_knee_joint"], [0.5], 0.0)
+
+
+def test_watchdog_holds_then_damps_at_the_configured_times():
+    layer = make(hold_after_s=0.2, damp_after_s=1.0)
+    layer.submit(SOURCE_UPPER, [ELBOW], [0.8], 0.0)
+    modes = {}
+    held_q = None
+    for i in range(150):  # 1.5 s with no further command
+        now = i / RATE
+        command = layer.update(now, default_q())
+        modes.setdefault(layer.mode, now)
+        if layer.mode is SafetyMode.HOLD:
+            held_q = held_q if held_q is not None else command.q.copy()
+            assert np.array_equal(command.q, held_q)  # frozen, not still walking toward 0.8
+    assert modes[SafetyMode.ACTIVE] == 0.0
+    assert modes[SafetyMode.HOLD] == pytest.approx(0.2)
+    assert modes[SafetyMode.DAMP] == pytest.approx(1.0)
+    assert 0.3 < held_q[I_ELBOW] < 0.8  # held where the ramp had got to
+    command = layer.update(1.5, default_q())
+    assert (command.kp == 0.0).all() and np.allclose(command.kd, g1.table("kd"))
+    assert layer.counters.watchdog_holds == 1 and layer.counters.watchdog_damps == 1
+
+
+def test_a_returning_stream_leaves_hold_but_damp_is_latched():
+    layer = make()
+    layer.submit(SOURCE_UPPER, [ELBOW], [0.5], 0.0)
+    run(layer, 0.0, 30)
+    assert layer.mode is SafetyMode.HOLD
+    layer.submit(SOURCE_UPPER, [ELBOW], [0.5], 0.3)
+    layer.update(0.3, default_q())
+    assert layer.mode is SafetyMode.ACTIVE
+    run(layer, 0.31, 150)
+    assert layer.mode is SafetyMode.DAMP
+    layer.submit(SOURCE_UPPER, [ELBOW], [0.5], 2.0)  # fresh again, but DAMP stays latched on a robot
+    layer.update(2.0, default_q())
+    assert layer.mode is SafetyMode.DAMP
+    layer.reset()  # operator reset: hold the measured pose, wait for new commands
+    sagged = default_q() - 0.2
+    command = layer.update(2.01, sagged)
+    assert layer.mode is SafetyMode.WAITING
+    assert np.allclose(command.q, np.clip(sagged, layer.limits.lower, layer.limits.upper))
+
+
+def test_auto_resume_restarts_from_the_measured_pose_without_a_jump():
+    layer = make(auto_resume=True)
+    layer.submit(SOURCE_UPPER, [ELBOW], [1.0], 0.0)
+    run(layer, 0.0, 150)
+    assert layer.mode is SafetyMode.DAMP
+    sagged = default_q().copy()
+    sagged[I_ELBOW] = -0.5  # the arm fell while damped
+    layer.submit(SOURCE_UPPER, [ELBOW], [1.0], 2.0)
+    command = layer.update(2.0, sagged)
+    assert layer.mode is SafetyMode.ACTIVE
+    assert command.q[I_ELBOW] == pytest.approx(-0.5 + 0.02)  # from where it is, one step at a time
+
+
+def test_estop_damps_ignores_commands_and_releases_to_waiting():
+    layer = make()
+    layer.submit(SOURCE_UPPER, [ELBOW], [0.9], 0.0)
+    run(layer, 0.0, 10)
+    layer.set_estop(True)
+    layer.set_estop(True)  # repeated messages count once
+    for i in range(50):
+        layer.submit(SOURCE_UPPER, [ELBOW], [1.5], 0.1 + i / RATE)
+        command = layer.update(0.1 + i / RATE, default_q())
+        assert layer.mode is SafetyMode.ESTOP and (command.kp == 0.0).all() and (command.kd > 0).all()
+    assert layer.counters.estops == 1
+    layer.set_estop(False)
+    command = layer.update(0.7, default_q())
+    assert layer.mode is SafetyMode.WAITING  # commands sent during the estop are not followed
+    assert command.q[I_ELBOW] == pytest.approx(0.3)
+
+
+def test_nonfinite_state_never_reaches_the_output():
+    layer = make()
+    measured = default_q().copy()
+    measured[5] = math.nan
+    command = layer.update(0.0, measured)  # no pose to hold yet: damp
+    assert command.is_finite() and (command.kp == 0.0).all()
+    assert layer.counters.state_nonfinite == 1
+    command = layer.update(0.01, default_q())
+    assert command.is_finite() and (command.kp > 0).all()
+    command = layer.update(0.02, measured)  # later garbage: keep holding the commanded pose
+    held = np.clip(default_q(), layer.limits.lower, layer.limits.upper)  # hands rest 0.02 rad inside
+    assert command.is_finite() and np.allclose(command.q, held)
+
+
+def test_lower_body_command_is_bounded_and_zeroed_when_not_active():
+    layer = make()
+    names = list(LOWER_BODY_COMMAND_NAMES)
+    command = np.zeros(8)
+    command[names.index("vx")] = 5.0
+    command[names.index("torso_height")] = 0.2
+    command[names.index("target_yaw")] = 3 * math.pi
+    clipped = layer.submit_lower_body_command(command, 0.0)
+    limits = LowerBodyCommandLimits()
+    assert clipped[names.index("vx")] == limits.max_vx
+    assert clipped[names.index("torso_height")] == limits.min_height
+    assert clipped[names.index("target_yaw")] == pytest.approx(-math.pi)
+    assert layer.counters.lower_command_clamped == 1
+    assert layer.submit_lower_body_command([math.nan] * 8, 0.0) is None
+    assert layer.submit_lower_body_command([0.0] * 7, 0.0) is None
+    assert layer.counters.rejected_nonfinite == 1 and layer.counters.rejected_bad_names == 1
+    assert layer.lower_body_command()[names.index("vx")] == 0.0  # WAITING: the base may not move
+    layer.submit(SOURCE_LOWER, ["waist_yaw_joint"], [0.0], 0.0)
+    layer.update(0.0, default_q())
+    assert layer.lower_body_command()[names.index("vx")] == limits.max_vx
+
+
+def test_config_errors_name_the_bad_value():
+    with pytest.raises(ValueError, match="hold_after_s"):
+        SafetyConfig(hold_after_s=2.0, damp_after_s=1.0)
+    with pytest.raises(ValueError, match="kp_scale"):
+        SafetyConfig(kp_scale=5.0)
+    with pytest.raises(ValueError, match="velocity_scale"):
+        SafetyConfig(velocity_scale=0.0)
+    with pytest.raises(ValueError, match="unknown safety parameter 'max_stp'"):
+        SafetyConfig.from_mapping({"max_stp": 0.1})
+    config = SafetyConfig.from_mapping({"max_step": 0.01, "auto_resume": True, "lower_body.max_vx": 0.3})
+    assert config.max_step == 0.01 and config.auto_resume and config.lower_body.max_vx == 0.3
+    with pytest.raises(ValueError):
+        Watchdog(hold_after_s=0.0, damp_after_s=1.0)
