@@ -727,3 +727,33 @@ def convert_bags(
     return ConversionSummary(
         str(out_dir), "hdf5", [str(b) for b in bags], results, round(time.perf_counter() - started, 3)
     )
+
+
+def export_lerobot(
+    paths: Iterable[Path | str],
+    out_dir: Path,
+    config: ConvertConfig,
+    workers: int | None = None,
+    default_task: str = "",
+    progress: bool = False,
+    codec: str = "h264",
+) -> ConversionSummary:
+    """Convert bags to a new LeRobot v2.1 dataset in out_dir (episodes numbered in bag order)."""
+    from psi0_ros.data.lerobot import LeRobotSink, check_output, finalize
+
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    check_output(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bags, jobs, results = plan(paths, out_dir, config, default_task)
+    converted = run_jobs(jobs, config, LeRobotSink(out_dir, config.fps, codec), workers or default_workers(), progress)
+    staged = [Path(r.output) for r in converted if r.status == STATUS_OK and r.output]
+    written = finalize(out_dir, staged, config.fps)
+    for result in converted:
+        if result.status == STATUS_OK and result.output:
+            result.output = str(written[result.output])
+    results.extend(converted)
+    results.sort(key=lambda r: (r.bag, -1 if r.episode_index is None else r.episode_index))
+    return ConversionSummary(
+        str(out_dir), "lerobot", [str(b) for b in bags], results, round(time.perf_counter() - started, 3)
+    )
