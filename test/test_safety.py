@@ -84,11 +84,21 @@ def test_targets_converge_through_the_step_limit():
     assert np.max(np.abs(steps)) <= 0.02 + 1e-12
     assert qs[-1] == pytest.approx(target)
     assert layer.mode is SafetyMode.ACTIVE
-    assert layer.counters.step_limited_ticks == 35 and layer.counters.velocity_limited_ticks == 0
+    # Messages 2..36 arrived while the joint was still held back by the step limit.
+    assert layer.counters.rate_limited_targets == 35
     # Joints nobody commanded hold their start pose (clamped: the open hands rest 0.02 rad inside).
     others = np.delete(layer.update(now, default_q()).q, I_ELBOW)
     held = np.clip(default_q(), layer.limits.lower, layer.limits.upper)
     assert np.allclose(others, np.delete(held, I_ELBOW))
+
+
+def test_a_stream_within_the_limits_is_not_counted():
+    layer = make()
+    for i in range(100):  # 1 rad/s sine at 100 Hz: 0.01 rad per tick, inside the 0.02 rad cap
+        now = i / RATE
+        layer.submit(SOURCE_UPPER, [ELBOW], [0.3 + 0.2 * math.sin(5.0 * now)], now)
+        layer.update(now, default_q())
+    assert layer.counters.total() == 0
 
 
 def test_velocity_limit_binds_when_it_is_tighter_than_the_step_cap():
@@ -96,13 +106,17 @@ def test_velocity_limit_binds_when_it_is_tighter_than_the_step_cap():
     layer.submit(SOURCE_UPPER, [ELBOW], [1.0], 0.0)
     q1 = layer.update(0.0, default_q()).q[I_ELBOW]
     assert q1 == pytest.approx(0.3 + 0.005)
-    assert layer.counters.velocity_limited_ticks == 1 and layer.counters.step_limited_ticks == 0
+    layer.submit(SOURCE_UPPER, [ELBOW], [1.0], 0.01)
+    assert layer.counters.rate_limited_targets == 1
 
 
 def test_target_beyond_a_limit_is_clamped_and_counted():
     layer = make(position_margin=0.02)
     upper = g1.JOINT_SPECS[ELBOW].upper
     assert layer.submit(SOURCE_UPPER, [ELBOW, "left_shoulder_pitch_joint"], [upper + 2.0, 0.1], 0.0)
+    assert layer.counters.targets_clamped == 1
+    # Inside the URDF range but within the margin: pulled in silently (open Dex3 fingers rest at 0 = a stop).
+    assert layer.submit(SOURCE_UPPER, ["left_hand_index_0_joint"], [0.0], 0.0)
     assert layer.counters.targets_clamped == 1
     command = None
     for i in range(200):

@@ -107,9 +107,8 @@ class SafetyConfig:
 class InterventionCounters:
     """How often the safety layer stepped in, since start. Reported on /diagnostics."""
 
-    targets_clamped: int = 0  # joint targets clipped into the position limits (per joint per message)
-    step_limited_ticks: int = 0  # ticks where the per-tick step cap cut some joint's motion
-    velocity_limited_ticks: int = 0  # ticks where the velocity limit cut some joint's motion
+    targets_clamped: int = 0  # joint targets outside the URDF range, clipped (per joint per message)
+    rate_limited_targets: int = 0  # targets that arrived while the step/velocity limit still held that joint back
     rejected_nonfinite: int = 0  # messages dropped for NaN/inf values
     rejected_bad_names: int = 0  # messages dropped for unknown/duplicate/foreign joint names or bad length
     lower_command_clamped: int = 0  # lower-body commands with an entry out of bounds (clipped)
@@ -149,7 +148,7 @@ class SafetyLayer:
         self.kd = g1.table("kd", self.joints) * config.kd_scale
         self.damping_kd = g1.table("kd", self.joints) * config.damping_kd_scale
         self._max_delta = self.limits.max_delta(config.dt, config.max_step)
-        self._velocity_binds = self.limits.velocity * config.dt < config.max_step  # which cap is the tighter
+        self._urdf_lower, self._urdf_upper = g1.table("lower", self.joints), g1.table("upper", self.joints)
         self.counters = InterventionCounters()
         self._watchdogs = {source: Watchdog(config.hold_after_s, config.damp_after_s) for source in SOURCE_JOINTS}
         self._source_slots = {
@@ -192,7 +191,13 @@ class SafetyLayer:
             return False
         slots = np.array([self.index[n] for n in names], dtype=np.int64)
         clipped = np.clip(values, self.limits.lower[slots], self.limits.upper[slots])
-        self.counters.targets_clamped += int(np.count_nonzero(clipped != values))
+        # Pulling a target off the stop (into the margin band) is routine; outside the URDF range it is counted.
+        outside = (values < self._urdf_lower[slots]) | (values > self._urdf_upper[slots])
+        self.counters.targets_clamped += int(np.count_nonzero(outside))
+        if self._mode is SafetyMode.ACTIVE and self._last_q is not None:
+            previous = self._targets[slots]
+            behind = ~np.isnan(previous) & (np.abs(previous - self._last_q[slots]) > 1e-9)
+            self.counters.rate_limited_targets += int(np.count_nonzero(behind))
         if not self._accepting():
             return True  # valid, but nothing is followed until the estop is released / damp reset
         self._targets[slots] = clipped
@@ -274,13 +279,7 @@ class SafetyLayer:
         if mode is SafetyMode.ACTIVE:
             desired = np.where(np.isnan(self._targets), self._last_q, self._targets)
             desired, _ = self.limits.clamp(desired)
-            q, cut = limit_step(desired, self._last_q, self._max_delta)
-            if cut.any():
-                if (cut & self._velocity_binds).any():
-                    self.counters.velocity_limited_ticks += 1
-                if (cut & ~self._velocity_binds).any():
-                    self.counters.step_limited_ticks += 1
-            self._last_q = q
+            self._last_q, _ = limit_step(desired, self._last_q, self._max_delta)
         command = JointCommand.position(self._last_q, self.kp, self.kd)
         if not command.is_finite():
             self.counters.output_nonfinite += 1

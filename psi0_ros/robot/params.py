@@ -1,0 +1,189 @@
+"""robot_bridge_node's parameters: one table of names, defaults and descriptions (ROS-free).
+
+The node declares every entry (with its description) and config/robot_bridge.yaml /
+config/sim.yaml set them as ros__parameters; `psi0 sim` reads the same YAML without ROS.
+Nested YAML keys become dotted names ("safety.max_step"). build_bridge() turns a complete
+parameter dict into the typed configs, the backend and the Bridge, failing with the offending
+name and value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from psi0_ros.control.lower_body import LowerBodyCommandLimits
+from psi0_ros.control.safety import SafetyConfig
+from psi0_ros.robot.backend import BACKENDS, RobotBackend
+from psi0_ros.robot.bridge import Bridge, BridgeConfig
+
+NODE_NAME = "robot_bridge_node"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any  # its type is the parameter's type
+    description: str
+
+
+def _safety_params() -> list[Param]:
+    defaults = SafetyConfig()
+    described = {
+        "position_margin": "rad kept clear of each URDF position limit",
+        "velocity_scale": "fraction of each URDF joint velocity limit a target may move at",
+        "max_velocity": "rad/s cap on every joint target's velocity",
+        "max_step": "rad cap on a joint target's change per control tick",
+        "hold_after_s": "no fresh command for this long -> hold the last safe pose",
+        "damp_after_s": "no fresh command for this long -> damp (kp = 0)",
+        "auto_resume": "leave a watchdog damp by itself when commands return (false on a robot: estop true->false resets)",
+        "kp_scale": "multiplies the kp table of psi0_ros/g1.py",
+        "kd_scale": "multiplies the kd table of psi0_ros/g1.py",
+        "damping_kd_scale": "kd while damping = kd table * this",
+    }
+    params = [Param(f"safety.{name}", getattr(defaults, name), text) for name, text in described.items()]
+    lower = LowerBodyCommandLimits()
+    for name in LowerBodyCommandLimits.__dataclass_fields__:
+        unit = "m" if "height" in name else ("m/s" if name in ("max_vx", "max_vy") else "rad or rad/s")
+        params.append(Param(f"safety.lower_body.{name}", getattr(lower, name), f"lower-body command bound ({unit})"))
+    return params
+
+
+PARAMETERS: tuple[Param, ...] = (
+    Param("backend", "sim", f"robot backend: one of {list(BACKENDS)}"),
+    Param("control_rate_hz", 500.0, "command loop rate (Hz); DESIGN: 250-500"),
+    Param("state_rate_hz", 100.0, "/joint_states and /imu/data publish rate (Hz)"),
+    Param("diagnostics_rate_hz", 2.0, "/diagnostics publish rate (Hz)"),
+    Param(
+        "lower_body_input",
+        "targets",
+        "'targets': follow /psi0/lower_body_targets; 'command': the backend follows "
+        "/psi0/lower_body_command itself (sim kinematic mode only)",
+    ),
+    *_safety_params(),
+    Param("sim.scene", "tabletop", "sim: 'tabletop' (table, can, cube, basket) or 'empty'"),
+    Param("sim.seed", 0, "sim: seed of the randomised object layout"),
+    Param("sim.base_mode", "kinematic", "sim: 'kinematic' (the base follows the lower-body command) or 'physics'"),
+    Param("sim.timestep", 0.002, "sim: physics step (s)"),
+    Param("sim.camera_rate_hz", 30.0, "sim: head camera frames per second of sim time"),
+    Param("sim.camera_mode", "thread", "sim: 'thread' (render beside the loop), 'sync' or 'off'"),
+    Param(
+        "sim.heading", "target_yaw", "sim kinematic: heading follows 'target_yaw' (+ vyaw feed-forward) or 'vyaw' only"
+    ),
+    Param("unitree.dds", "sdk", "unitree: 'sdk' (unitree_sdk2py) or 'cyclonedds' (psi0_ros's own unitree_hg types)"),
+    Param("unitree.network_interface", "", "unitree: DDS network interface to the robot, e.g. 'eth0' ('' = default)"),
+    Param("unitree.domain_id", 0, "unitree: DDS domain of the robot (Unitree uses 0)"),
+    Param("unitree.hands", True, "unitree: command the two Dex3-1 hands on rt/dex3/{left,right}/cmd"),
+    Param("unitree.state_timeout_s", 0.5, "unitree: LowState_ older than this is reported as lost"),
+)
+DEFAULTS: dict[str, Any] = {p.name: p.default for p in PARAMETERS}
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"safety": {"max_step": 0.02}} -> {"safety.max_step": 0.02}."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_yaml(path: Path | str, node_name: str = NODE_NAME) -> dict[str, Any]:
+    """The node's ros__parameters from a ROS 2 parameter file, flattened; unknown names are an error."""
+    path = Path(path)
+    document = yaml.safe_load(path.read_text()) or {}
+    section = document.get(node_name) or document.get(f"/{node_name}") or document.get("/**")
+    if not isinstance(section, Mapping) or "ros__parameters" not in section:
+        raise ValueError(f"{path}: no '{node_name}: ros__parameters:' section")
+    params = flatten(section["ros__parameters"])
+    check_names(params, str(path))
+    return params
+
+
+def check_names(params: Mapping[str, Any], where: str) -> None:
+    unknown = sorted(set(params) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"{where}: unknown robot_bridge_node parameters {unknown}")
+
+
+def complete(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Defaults overlaid with params; values coerced to each parameter's type (bad values named)."""
+    check_names(params, "parameters")
+    merged = dict(DEFAULTS)
+    for name, value in params.items():
+        kind = type(DEFAULTS[name])
+        try:
+            if kind is bool and not isinstance(value, bool):
+                raise TypeError
+            merged[name] = kind(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"parameter {name}={value!r} is not a {kind.__name__}") from None
+    return merged
+
+
+@dataclass(frozen=True)
+class BridgeSetup:
+    params: dict[str, Any]
+    bridge_config: BridgeConfig
+
+    @property
+    def backend_name(self) -> str:
+        return str(self.params["backend"])
+
+
+def bridge_setup(params: Mapping[str, Any]) -> BridgeSetup:
+    """Typed configuration from parameters: every value checked before anything starts."""
+    p = complete(params)
+    if p["backend"] not in BACKENDS:
+        raise ValueError(f"parameter backend={p['backend']!r}; expected one of {list(BACKENDS)}")
+    for name in ("state_rate_hz", "diagnostics_rate_hz"):
+        if not p[name] > 0.0:
+            raise ValueError(f"parameter {name}={p[name]} must be > 0")
+    safety = {k.split(".", 1)[1]: v for k, v in p.items() if k.startswith("safety.")}
+    safety["control_rate_hz"] = p["control_rate_hz"]
+    config = BridgeConfig(SafetyConfig.from_mapping(safety), lower_body_input=p["lower_body_input"])
+    return BridgeSetup(p, config)
+
+
+def make_backend(setup: BridgeSetup) -> RobotBackend:
+    """Construct (not start) the configured backend; heavy imports happen here."""
+    p = setup.params
+    if setup.backend_name == "sim":
+        from psi0_ros.robot.sim_backend import SimBackend, SimBackendConfig
+        from psi0_ros.sim.kinematic import KinematicConfig
+        from psi0_ros.sim.simulator import SimConfig
+
+        sim = SimConfig(
+            base_mode=p["sim.base_mode"], scene=p["sim.scene"], seed=p["sim.seed"], timestep=p["sim.timestep"]
+        )
+        return SimBackend(
+            SimBackendConfig(
+                sim=sim,
+                kinematic=KinematicConfig(heading=p["sim.heading"]),
+                camera_rate_hz=p["sim.camera_rate_hz"],
+                camera_mode=p["sim.camera_mode"],
+            )
+        )
+    from psi0_ros.robot.unitree_backend import UnitreeBackend, UnitreeConfig
+
+    return UnitreeBackend(
+        UnitreeConfig(
+            dds=p["unitree.dds"],
+            network_interface=p["unitree.network_interface"],
+            domain_id=p["unitree.domain_id"],
+            hands=p["unitree.hands"],
+            state_timeout_s=p["unitree.state_timeout_s"],
+        )
+    )
+
+
+def build_bridge(params: Mapping[str, Any]) -> tuple[BridgeSetup, Bridge]:
+    setup = bridge_setup(params)
+    return setup, Bridge(make_backend(setup), setup.bridge_config)

@@ -1,0 +1,189 @@
+"""The simulated G1 behind the RobotBackend interface, with the head camera on its own thread.
+
+advance(dt) steps physics; every 1/camera_rate_hz seconds of sim time a snapshot of the world is
+handed to the camera thread, which renders it on its own MjData and GL context, so the control
+loop never waits for a frame. If the camera falls behind, the older snapshot is replaced (newest
+wins) and counted in camera_frames_skipped. camera_mode="sync" renders inside advance() instead
+(every frame, deterministic: the benchmark and tests use it).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from psi0_ros.control.command import JointCommand
+from psi0_ros.robot.backend import LowerBodyFollower, RobotBackend, RobotState
+from psi0_ros.sim.kinematic import KinematicConfig, KinematicLowerBody
+from psi0_ros.sim.simulator import G1Sim, SimConfig, Snapshot
+
+CAMERA_MODES = ("thread", "sync", "off")
+
+
+@dataclass(frozen=True)
+class SimBackendConfig:
+    sim: SimConfig = field(default_factory=SimConfig)
+    kinematic: KinematicConfig = field(default_factory=KinematicConfig)
+    camera_rate_hz: float = 30.0  # frames per second of sim time
+    camera_mode: str = "thread"  # "thread" | "sync" | "off"
+
+    def __post_init__(self) -> None:
+        if self.camera_mode not in CAMERA_MODES:
+            raise ValueError(f"unknown camera_mode {self.camera_mode!r}; expected one of {CAMERA_MODES}")
+        if self.camera_mode != "off" and not 0.0 < self.camera_rate_hz <= 120.0:
+            raise ValueError(f"camera_rate_hz must be in (0, 120], got {self.camera_rate_hz}")
+
+
+@dataclass(frozen=True)
+class Frame:
+    seq: int  # 1, 2, ... in render order
+    sim_time: float  # s, when the snapshot was taken
+    rgb: np.ndarray  # (480, 640, 3) uint8
+
+
+class _CameraWorker(threading.Thread):
+    """Renders the newest offered snapshot; owns the GL context (created on this thread)."""
+
+    def __init__(self, sim: G1Sim) -> None:
+        super().__init__(name="psi0-sim-camera", daemon=True)
+        self._model = sim.model
+        self._cond = threading.Condition()
+        self._pending: Snapshot | None = None
+        self._stopping = False
+        self._ready = threading.Event()
+        self.error: BaseException | None = None
+        self.latest: Frame | None = None
+        self.rendered = 0
+        self.skipped = 0
+        self.render_seconds = 0.0
+
+    def offer(self, snapshot: Snapshot) -> None:
+        with self._cond:
+            if self._pending is not None:
+                self.skipped += 1
+            self._pending = snapshot
+            self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+
+    def wait_ready(self, timeout: float) -> None:
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"head camera renderer did not start within {timeout} s")
+        if self.error is not None:
+            raise RuntimeError(f"head camera renderer failed: {self.error}") from self.error
+
+    def run(self) -> None:
+        import time
+
+        from psi0_ros.sim.camera import HeadCamera
+
+        try:
+            camera = HeadCamera(self._model)
+        except BaseException as err:  # reported to the owner through wait_ready()
+            self.error = err
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while True:
+                with self._cond:
+                    while self._pending is None and not self._stopping:
+                        self._cond.wait()
+                    if self._stopping:
+                        return
+                    snapshot, self._pending = self._pending, None
+                start = time.perf_counter()
+                rgb = camera.render(snapshot)
+                self.render_seconds += time.perf_counter() - start
+                self.rendered += 1
+                self.latest = Frame(self.rendered, snapshot.time, rgb)
+        finally:
+            camera.close()
+
+
+class SimBackend(RobotBackend):
+    name = "sim"
+
+    def __init__(self, config: SimBackendConfig | None = None) -> None:
+        self.config = config or SimBackendConfig()
+        self.sim = G1Sim(self.config.sim)
+        self._follower = KinematicLowerBody(self.sim, self.config.kinematic) if self.sim.kinematic else None
+        self._worker: _CameraWorker | None = None
+        self._sync_camera = None
+        self._sync_frame: Frame | None = None
+        self._sync_rendered = 0
+        self._next_frame_time = 0.0
+        self._substeps_done = 0
+
+    @property
+    def camera_enabled(self) -> bool:
+        return self.config.camera_mode != "off"
+
+    def start(self) -> None:
+        if self.config.camera_mode == "thread" and self._worker is None:
+            self._worker = _CameraWorker(self.sim)
+            self._worker.start()
+            self._worker.wait_ready(timeout=60.0)
+        elif self.config.camera_mode == "sync" and self._sync_camera is None:
+            from psi0_ros.sim.camera import HeadCamera
+
+            self._sync_camera = HeadCamera(self.sim.model)
+
+    def read_state(self) -> RobotState:
+        q, dq, tau = self.sim.joint_state()
+        quat, gyro, accel = self.sim.imu()
+        return RobotState(self.sim.time, q, dq, tau, quat, gyro, accel)
+
+    def write_command(self, command: JointCommand) -> None:
+        self.sim.apply(command)
+
+    def advance(self, dt: float) -> None:
+        steps = max(1, round(dt / self.sim.model.opt.timestep))
+        self.sim.step(steps)
+        self._substeps_done += steps
+        if self.camera_enabled and self.sim.time + 1e-9 >= self._next_frame_time:
+            self._next_frame_time += 1.0 / self.config.camera_rate_hz
+            if self._next_frame_time <= self.sim.time:  # fell far behind (e.g. after a reset)
+                self._next_frame_time = self.sim.time + 1.0 / self.config.camera_rate_hz
+            snapshot = self.sim.snapshot()
+            if self._worker is not None:
+                self._worker.offer(snapshot)
+            elif self._sync_camera is not None:
+                self._sync_rendered += 1
+                self._sync_frame = Frame(self._sync_rendered, snapshot.time, self._sync_camera.render(snapshot))
+
+    def latest_frame(self) -> Frame | None:
+        """The newest rendered head-camera frame (None before the first)."""
+        if self._worker is not None:
+            return self._worker.latest
+        return self._sync_frame
+
+    def lower_body_follower(self) -> LowerBodyFollower | None:
+        return self._follower
+
+    def stats(self) -> dict[str, float]:
+        stats: dict[str, float] = {"sim_time_s": self.sim.time, "physics_steps": float(self._substeps_done)}
+        if self._worker is not None:
+            stats["camera_frames"] = float(self._worker.rendered)
+            stats["camera_frames_skipped"] = float(self._worker.skipped)
+            if self._worker.rendered:
+                stats["camera_render_ms"] = 1000.0 * self._worker.render_seconds / self._worker.rendered
+        elif self._sync_camera is not None:
+            stats["camera_frames"] = float(self._sync_rendered)
+        position, _ = self.sim.base_pose()
+        stats["base_x_m"], stats["base_y_m"], stats["base_z_m"] = (float(v) for v in position)
+        return stats
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker.join(timeout=10.0)
+            self._worker = None
+        if self._sync_camera is not None:
+            self._sync_camera.close()
+            self._sync_camera = None
