@@ -1,0 +1,192 @@
+"""Typed, frozen configuration of the policy, with named presets.
+
+The defaults are Psi0's published settings (github physical-superintelligence-lab/Psi0,
+scripts/train/psi0/finetune-real-psi0.sh and src/psi/models/psi0.py); each field says where a
+surprising value comes from. A checkpoint stores these dataclasses as JSON (checkpoint.py), and a
+node rebuilds the model from the checkpoint's copy, never from its own YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from psi0_ros.constants import ACTION_DIM, STATE_PADDED_DIM
+
+RTC_MODES = ("none", "training", "guidance")
+NORM_MODES = ("bounds", "q99")
+SOFT_MASK_SCHEDULES = ("exponential", "linear", "hard")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class ExpertConfig:
+    """Shape of the MM-DiT action expert (System-1)."""
+
+    action_dim: int = ACTION_DIM  # 36, DESIGN §4
+    state_dim: int = STATE_PADDED_DIM  # 36: proprioception zero-padded to the action width
+    vlm_dim: int = 2048  # width of Qwen3-VL-2B's last hidden state
+    hidden: int = 1536
+    num_blocks: int = 6
+    num_heads: int = 24
+    head_dim: int = 64
+    ffn_mult: int = 4  # FFN width = ffn_mult * hidden, GELU (tanh approximation)
+    horizon: int = 30  # actions per chunk: 30 in stage 3, 16 in stage 2
+    time_freq_dim: int = 256  # sinusoidal timestep features before the MLP
+    # Psi0 trains with diffusers' 1000-step flow scheduler and feeds the network t = 1000 * sigma.
+    timestep_scale: float = 1000.0
+    proprio_dropout: float = 0.2  # dropout on the state before its projection (training only)
+    obs_dropout: float = 0.1  # dropout on all observation tokens before positions are added
+    layer_norm_eps: float = 1e-6
+
+    def __post_init__(self) -> None:
+        for name in ("action_dim", "state_dim", "vlm_dim", "hidden", "num_blocks", "num_heads", "head_dim", "horizon"):
+            value = getattr(self, name)
+            _check(isinstance(value, int) and value > 0, f"ExpertConfig.{name} must be a positive int, got {value!r}")
+        _check(
+            self.num_heads * self.head_dim == self.hidden,
+            f"ExpertConfig: num_heads * head_dim must equal hidden, got {self.num_heads} * {self.head_dim} "
+            f"!= {self.hidden}",
+        )
+        _check(
+            self.time_freq_dim >= 4 and self.time_freq_dim % 2 == 0,
+            f"ExpertConfig.time_freq_dim must be even and >= 4, got {self.time_freq_dim!r}",
+        )
+        _check(self.hidden % 2 == 0, f"ExpertConfig.hidden must be even (sinusoidal positions), got {self.hidden}")
+        for name in ("proprio_dropout", "obs_dropout"):
+            value = getattr(self, name)
+            _check(0.0 <= value < 1.0, f"ExpertConfig.{name} must be in [0, 1), got {value!r}")
+        _check(self.timestep_scale > 0, f"ExpertConfig.timestep_scale must be > 0, got {self.timestep_scale!r}")
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """Flow matching and training-time real-time chunking."""
+
+    num_steps: int = 10  # Euler steps at inference (Psi0 serves with 8-10)
+    # The last non-zero noise level of the inference schedule: diffusers' FlowMatchEulerDiscrete
+    # with 1000 training steps goes 1.0 ... 0.001, then 0.
+    sigma_min: float = 1e-3
+    # Training-time RTC: a clean prefix of d ~ U{0, ..., max_delay - 1} actions per sample (Psi0's
+    # torch.randint(0, max_delay)); 0 disables it. A model trained so accepts prefixes d < max_delay.
+    max_delay: int = 8
+
+    def __post_init__(self) -> None:
+        _check(
+            isinstance(self.num_steps, int) and self.num_steps >= 1,
+            f"FlowConfig.num_steps must be >= 1, got {self.num_steps!r}",
+        )
+        _check(0.0 < self.sigma_min < 1.0, f"FlowConfig.sigma_min must be in (0, 1), got {self.sigma_min!r}")
+        _check(
+            isinstance(self.max_delay, int) and self.max_delay >= 0,
+            f"FlowConfig.max_delay must be >= 0, got {self.max_delay!r}",
+        )
+
+
+@dataclass(frozen=True)
+class RTCConfig:
+    """How inference uses the actions that will already have run (DESIGN §1, §4)."""
+
+    mode: str = "training"  # "none" | "training" (held prefix, Psi0's served mode) | "guidance" (inpainting)
+    guidance_beta: float = 5.0  # clip of the guidance weight (Black et al. 2025 use 5)
+    schedule: str = "exponential"  # soft weights over the overlap in guidance mode
+
+    def __post_init__(self) -> None:
+        _check(self.mode in RTC_MODES, f"RTCConfig.mode must be one of {RTC_MODES}, got {self.mode!r}")
+        _check(self.guidance_beta > 0, f"RTCConfig.guidance_beta must be > 0, got {self.guidance_beta!r}")
+        _check(
+            self.schedule in SOFT_MASK_SCHEDULES,
+            f"RTCConfig.schedule must be one of {SOFT_MASK_SCHEDULES}, got {self.schedule!r}",
+        )
+
+
+@dataclass(frozen=True)
+class NormConfig:
+    """Normalisation of actions and state to [-1, 1] (statistics live in normalization.json)."""
+
+    mode: str = "bounds"  # "bounds": min/max; "q99": 1st/99th percentile
+    normalize_state: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.mode in NORM_MODES, f"NormConfig.mode must be one of {NORM_MODES}, got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """Camera frame -> VLM input, as Psi0 prepares it (image_prep.py)."""
+
+    resize: tuple[int, int] = (240, 320)  # (H, W), nearest neighbour, exact size (torchvision Resize((h, w)))
+    crop: tuple[int, int] = (240, 320)  # (H, W), centre crop after the resize
+    lowercase_instruction: bool = True  # Psi0 lower-cases every instruction in training and serving
+
+    def __post_init__(self) -> None:
+        for name in ("resize", "crop"):
+            value = tuple(getattr(self, name))
+            _check(
+                len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value),
+                f"ImageConfig.{name} must be (height, width) positive ints, got {value!r}",
+            )
+            object.__setattr__(self, name, value)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    expert: ExpertConfig = field(default_factory=ExpertConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    rtc: RTCConfig = field(default_factory=RTCConfig)
+    norm: NormConfig = field(default_factory=NormConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+
+    def __post_init__(self) -> None:
+        _check(
+            self.rtc.mode != "training" or self.flow.max_delay > 0,
+            "PolicyConfig: rtc.mode='training' needs a model trained with flow.max_delay > 0, got max_delay=0",
+        )
+        _check(
+            self.flow.max_delay <= self.expert.horizon,
+            f"PolicyConfig: flow.max_delay ({self.flow.max_delay}) must not exceed expert.horizon ({self.expert.horizon})",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PolicyConfig:
+        """Inverse of to_dict; unknown keys are an error naming them (a checkpoint from a newer format)."""
+        parts = {"expert": ExpertConfig, "flow": FlowConfig, "rtc": RTCConfig, "norm": NormConfig, "image": ImageConfig}
+        unknown = sorted(set(data) - set(parts))
+        if unknown:
+            raise ValueError(f"PolicyConfig: unknown sections {unknown}")
+        kwargs = {}
+        for name, klass in parts.items():
+            section = dict(data.get(name, {}))
+            known = {f.name for f in dataclasses.fields(klass)}
+            extra = sorted(set(section) - known)
+            if extra:
+                raise ValueError(f"PolicyConfig.{name}: unknown fields {extra}")
+            for key, value in section.items():
+                if isinstance(value, list):
+                    section[key] = tuple(value)
+            kwargs[name] = klass(**section)
+        return cls(**kwargs)
+
+
+# Named presets of the action expert. "psi0" is the published model (~490M parameters).
+EXPERT_PRESETS: dict[str, ExpertConfig] = {
+    "psi0": ExpertConfig(),
+    "psi0_stage2": ExpertConfig(horizon=16),
+    # Small enough for CPU tests and the bench baseline; vlm_dim matches tiny_qwen3vl_config().
+    "tiny": ExpertConfig(vlm_dim=64, hidden=64, num_blocks=2, num_heads=4, head_dim=16, horizon=16),
+}
+
+
+def expert_preset(name: str, **overrides: Any) -> ExpertConfig:
+    """A named preset, optionally with some fields replaced (e.g. horizon=8)."""
+    if name not in EXPERT_PRESETS:
+        raise KeyError(f"unknown expert preset {name!r}; known: {sorted(EXPERT_PRESETS)}")
+    return dataclasses.replace(EXPERT_PRESETS[name], **overrides)

@@ -1,0 +1,115 @@
+"""The Qwen3-VL backbone on a tiny random model: features equal transformers' own
+hidden_states[-1]; padding, dtypes and bad directories."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import Qwen3VLForConditionalGeneration
+
+from psi0_ros.policy.vlm import VLMBackbone, check_vlm_dir, write_tiny_vlm
+
+
+@pytest.fixture(scope="module")
+def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tiny_vlm(tmp_path_factory.mktemp("vlm") / "qwen3vl-tiny", seed=0)
+
+
+def _frames(n: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(3)
+    return [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(n)]
+
+
+def test_features_equal_transformers_last_hidden_state(tiny_vlm_dir):
+    vlm = VLMBackbone.from_pretrained(tiny_vlm_dir)
+    inputs = vlm.prepare(_frames(2), ["Pick up the red cup and place it in the bin", "wave"])
+    with torch.no_grad():
+        ours = vlm(inputs)
+        reference = Qwen3VLForConditionalGeneration.from_pretrained(str(tiny_vlm_dir)).eval()
+        theirs = reference(**inputs, output_hidden_states=True).hidden_states[-1]
+    assert ours.hidden.shape == theirs.shape and ours.hidden.shape[-1] == 64
+    assert torch.allclose(ours.hidden, theirs, atol=1e-6)
+    # 80 image tokens per 640x480 frame; the shorter prompt is right-padded and masked
+    assert (inputs["input_ids"] == vlm.image_token_id).sum(1).tolist() == [80, 80]
+    assert ours.mask[0].all() and not ours.mask[1].all() and ours.mask[1, 0]
+
+
+def test_padding_in_a_batch_does_not_change_a_samples_features(tiny_vlm_dir):
+    vlm = VLMBackbone.from_pretrained(tiny_vlm_dir)
+    frames = _frames(2)
+    batch = vlm.encode(frames, ["a much longer instruction than the other one", "wave"])
+    alone = vlm.encode(frames[1:], ["wave"])
+    features, mask = batch.sample(1)
+    assert mask.all() and features.shape == alone.sample(0)[0].shape
+    assert np.allclose(features, alone.sample(0)[0], atol=1e-5)
+
+
+def test_instruction_is_lowercased_as_psi0_does(tiny_vlm_dir):
+    vlm = VLMBackbone.from_pretrained(tiny_vlm_dir)
+    frame = _frames(1)
+    assert torch.equal(vlm.prepare(frame, ["Wave"])["input_ids"], vlm.prepare(frame, ["wave"])["input_ids"])
+
+
+def test_bfloat16_features_are_close_to_float32(tiny_vlm_dir):
+    frames, text = _frames(1), ["pick up the cup"]
+    full = VLMBackbone.from_pretrained(tiny_vlm_dir, torch.float32).encode(frames, text).hidden
+    half = VLMBackbone.from_pretrained(tiny_vlm_dir, torch.bfloat16).encode(frames, text).hidden
+    assert half.dtype == torch.bfloat16
+    cosine = torch.nn.functional.cosine_similarity(half.float(), full, dim=-1)
+    assert cosine.min() > 0.98, float(cosine.min())
+
+
+def test_missing_or_incomplete_directories_are_named(tiny_vlm_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="not found: .*nowhere"):
+        VLMBackbone.from_pretrained(tmp_path / "nowhere")
+
+    def broken(remove: str, name: str = "") -> Path:
+        target = tmp_path / f"without-{remove}{name}"
+        shutil.copytree(tiny_vlm_dir, target)
+        (target / remove).unlink()
+        return target
+
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        check_vlm_dir(broken("config.json"))
+    with pytest.raises(FileNotFoundError, match="model.safetensors"):
+        check_vlm_dir(broken("model.safetensors"))
+    with pytest.raises(FileNotFoundError, match="tokenizer"):
+        check_vlm_dir(broken("tokenizer.json"))
+    sharded = broken("model.safetensors", "-sharded")
+    (sharded / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {"a": "model-00001-of-00002.safetensors"}})
+    )
+    with pytest.raises(FileNotFoundError, match="model-00001-of-00002"):
+        check_vlm_dir(sharded)
+    other = tmp_path / "other-model"
+    shutil.copytree(tiny_vlm_dir, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "model_type": "llama"}))
+    with pytest.raises(ValueError, match="'llama'"):
+        check_vlm_dir(other)
+
+
+def test_bad_inputs_are_clear_errors(tiny_vlm_dir):
+    vlm = VLMBackbone.from_pretrained(tiny_vlm_dir)
+    with pytest.raises(ValueError, match="one instruction per image"):
+        vlm.prepare(_frames(2), ["only one"])
+    with pytest.raises(ValueError, match="uint8"):
+        vlm.prepare([np.zeros((480, 640, 3), np.float32)], ["x"])
+
+
+@pytest.mark.weights
+def test_real_qwen3vl_2b_gives_2048_wide_features():
+    """Set PSI0_QWEN3VL_DIR to a local Qwen3-VL-2B-Instruct (or stage-1) directory to run this."""
+    path = os.environ.get("PSI0_QWEN3VL_DIR")
+    if not path:
+        pytest.skip("needs real Qwen3-VL weights (PSI0_QWEN3VL_DIR)")
+    vlm = VLMBackbone.from_pretrained(Path(path), torch.bfloat16)
+    features, mask = vlm.encode(_frames(1), ["pick up the red cup"]).sample(0)
+    assert features.shape[1] == 2048 and mask.all()
+    assert 80 < features.shape[0] < 300 and np.isfinite(features).all()
