@@ -1,0 +1,194 @@
+"""One policy interface for the nodes and for evaluation: infer(observation, prefix=None) -> chunk.
+
+The Policy owns the action expert, the normaliser and (optionally) the VLM. An observation
+carries the proprioceptive state and either precomputed VLM features (chunk_node, fed by
+vlm_node's VLMFeatures) or an image and an instruction (then the VLM runs here). The chunk is
+(horizon, 36) actions in physical units. Queueing, recording and timing wrap this interface;
+they are not part of it.
+
+With a prefix (the actions of the previous chunk that will run while this one is computed) the
+chunk continues them, by the configured RTC mode: "training" holds the first `delay` actions
+(the model must have been trained with a larger max_delay), "guidance" inpaints towards the
+whole prefix with decaying weights, "none" ignores the prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from psi0_ros.constants import ACTION_DIM
+from psi0_ros.policy.checkpoint import load_checkpoint
+from psi0_ros.policy.config import PolicyConfig
+from psi0_ros.policy.flow import sample_actions
+from psi0_ros.policy.mmdit import ActionExpert, Conditioning
+from psi0_ros.policy.rtc import guided_euler_sample
+from psi0_ros.policy.transforms import Normalizer, check_actions
+from psi0_ros.policy.vlm import VLMBackbone
+
+
+class PolicyError(RuntimeError):
+    """The policy produced something that must not reach the robot (non-finite actions)."""
+
+
+@dataclass
+class Observation:
+    state: np.ndarray  # (32,) or (36,) physical units, DESIGN §4 state layout
+    vlm_features: np.ndarray | None = None  # (S, vlm_dim) the VLM's last hidden state
+    vlm_mask: np.ndarray | None = None  # (S,) bool, True = real token; None = all real
+    image: np.ndarray | None = None  # (H, W, 3) uint8 RGB, used when vlm_features is None
+    instruction: str | None = None
+
+
+@dataclass(frozen=True)
+class ActionPrefix:
+    """Actions of the previous chunk that line up with the new chunk's first ticks."""
+
+    actions: np.ndarray  # (L, 36) physical units: previous chunk's actions for new-chunk ticks 0..L-1
+    delay: int  # d <= L: ticks that will certainly run before the new chunk arrives (frozen)
+
+
+class Policy:
+    """Action expert + normalisation (+ optional VLM) behind infer()."""
+
+    def __init__(
+        self,
+        config: PolicyConfig,
+        expert: ActionExpert,
+        normalizer: Normalizer,
+        vlm: VLMBackbone | None = None,
+        seed: int = 0,
+    ):
+        if expert.config != config.expert:
+            raise ValueError("the expert's config differs from the policy config")
+        if vlm is not None and vlm.hidden_size != config.expert.vlm_dim:
+            raise ValueError(f"VLM width {vlm.hidden_size} != expert vlm_dim {config.expert.vlm_dim}")
+        self.config = config
+        self.expert = expert.eval()
+        self.normalizer = normalizer
+        self.vlm = vlm
+        self.seed = seed
+        parameter = next(expert.parameters())
+        self.device, self.dtype = parameter.device, parameter.dtype
+        self._generator = torch.Generator(device=self.device)
+        self.reset()
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        directory: Path,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        load_vlm: bool = True,
+        seed: int = 0,
+    ) -> Policy:
+        """Everything from the checkpoint's own config (DESIGN §6). load_vlm=False for chunk_node,
+        which receives VLM features instead of images."""
+        checkpoint = load_checkpoint(directory, device, dtype)
+        config = checkpoint.config
+        normalizer = Normalizer(checkpoint.stats, config.norm.mode, config.norm.normalize_state)
+        vlm = None
+        if load_vlm:
+            if checkpoint.vlm_path is None:
+                raise FileNotFoundError(f"checkpoint {directory} names no VLM directory")
+            vlm = VLMBackbone.from_pretrained(checkpoint.vlm_path, dtype, device, config.image)
+        return cls(config, checkpoint.expert, normalizer, vlm, seed)
+
+    def reset(self) -> None:
+        """Restart the noise sequence (same seed -> same chunks for the same observations)."""
+        self._generator.manual_seed(self.seed)
+
+    @property
+    def horizon(self) -> int:
+        return self.config.expert.horizon
+
+    def encode(self, image: np.ndarray, instruction: str) -> tuple[np.ndarray, np.ndarray]:
+        """VLM features (S, vlm_dim) float32 and mask (S,) bool for one frame (vlm_node's job)."""
+        if self.vlm is None:
+            raise RuntimeError("this policy was loaded without its VLM (load_vlm=False)")
+        return self.vlm.encode([image], [instruction]).sample(0)
+
+    def _conditioning(self, observation: Observation) -> Conditioning:
+        features, mask = observation.vlm_features, observation.vlm_mask
+        if features is None:
+            if observation.image is None or observation.instruction is None:
+                raise ValueError("observation needs vlm_features, or an image and an instruction")
+            features, mask = self.encode(observation.image, observation.instruction)
+        features = np.asarray(features)
+        if features.ndim != 2 or features.shape[1] != self.config.expert.vlm_dim or features.shape[0] == 0:
+            raise ValueError(f"vlm_features must be (S > 0, {self.config.expert.vlm_dim}), got {features.shape}")
+        if not np.isfinite(features).all():
+            raise ValueError("vlm_features contain non-finite values")
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != features.shape[:1] or not mask.any():
+                raise ValueError(f"vlm_mask must be ({features.shape[0]},) with a real token, got {mask.shape}")
+        state = self.normalizer.normalize_state(observation.state)
+        return Conditioning(
+            torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))[None],
+            None if mask is None else torch.from_numpy(mask)[None],
+            torch.from_numpy(state)[None],
+        ).to(self.device, self.dtype)
+
+    def _check_prefix(self, prefix: ActionPrefix) -> np.ndarray:
+        actions = check_actions(prefix.actions, "prefix actions")
+        if actions.ndim != 2 or not 0 < actions.shape[0] <= self.horizon:
+            raise ValueError(
+                f"prefix actions must be (L, {ACTION_DIM}) with 0 < L <= {self.horizon}, got {actions.shape}"
+            )
+        if not 0 <= prefix.delay <= actions.shape[0]:
+            raise ValueError(f"prefix delay must be in [0, {actions.shape[0]}], got {prefix.delay}")
+        if self.config.rtc.mode == "training" and prefix.delay >= self.config.flow.max_delay:
+            raise ValueError(
+                f"prefix delay {prefix.delay} is beyond what the model was trained for "
+                f"(max_delay {self.config.flow.max_delay}: delays 0..{self.config.flow.max_delay - 1})"
+            )
+        return self.normalizer.normalize_actions(actions)
+
+    @torch.no_grad()
+    def infer_normalized(self, observation: Observation, prefix: ActionPrefix | None = None) -> np.ndarray:
+        """The chunk in the model's [-1, 1] space, (H, 36) float32 (before denormalisation)."""
+        cond = self._conditioning(observation)
+        horizon, action_dim = self.horizon, self.config.expert.action_dim
+        noise = torch.randn((1, horizon, action_dim), generator=self._generator, device=self.device).to(self.dtype)
+        mode = self.config.rtc.mode if prefix is not None else "none"
+        previous = None
+        if mode != "none":
+            previous = torch.from_numpy(self._check_prefix(prefix))[None].to(self.device, self.dtype)
+        if mode == "guidance":
+
+            def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+                return self.expert(x, sigma, cond)
+
+            chunk = guided_euler_sample(
+                velocity,
+                noise,
+                previous,
+                prefix.delay,
+                self.config.flow.num_steps,
+                self.config.flow.sigma_min,
+                self.config.rtc.guidance_beta,
+                self.config.rtc.schedule,
+            )
+        else:
+            held = previous[:, : prefix.delay] if mode == "training" else None
+            chunk = sample_actions(self.expert, cond, self.config.flow, prefix=held, noise=noise)
+        result = chunk[0].float().cpu().numpy()
+        if not np.isfinite(result).all():
+            raise PolicyError("the action expert produced non-finite actions")
+        return result
+
+    def infer(self, observation: Observation, prefix: ActionPrefix | None = None) -> np.ndarray:
+        """A chunk of (horizon, 36) actions in physical units (float32), clipped to the training bounds.
+
+        With a prefix in "training" or "guidance" mode, the first prefix.delay actions are exactly
+        the prefix's: they run from the previous chunk anyway."""
+        normalized = self.infer_normalized(observation, prefix)
+        actions = self.normalizer.denormalize_actions(normalized)
+        if prefix is not None and self.config.rtc.mode != "none" and prefix.delay > 0:
+            # Exactly the actions that run anyway, not their normalise/denormalise round trip.
+            actions[: prefix.delay] = np.asarray(prefix.actions, dtype=np.float32)[: prefix.delay]
+        return actions

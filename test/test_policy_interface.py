@@ -1,0 +1,98 @@
+"""Policy.infer(observation, prefix=None) -> chunk: physical units, prefixes, errors, safety."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from psi0_ros.policy.config import RTCConfig
+from psi0_ros.policy.interface import ActionPrefix, Observation, Policy, PolicyError
+from psi0_ros.policy.mmdit import ActionExpert
+from psi0_ros.policy.tiny import randomize_modulation, synthetic_stats, tiny_policy_config
+from psi0_ros.policy.transforms import Normalizer
+
+
+def _policy(mode: str = "training", seed: int = 0) -> Policy:
+    config = tiny_policy_config(mode=mode)
+    torch.manual_seed(0)
+    expert = randomize_modulation(ActionExpert(config.expert))
+    return Policy(config, expert, Normalizer(synthetic_stats(), config.norm.mode), seed=seed)
+
+
+def _observation(seed: int = 0) -> Observation:
+    rng = np.random.default_rng(seed)
+    return Observation(
+        state=rng.uniform(-0.5, 0.5, 32).astype(np.float32), vlm_features=rng.normal(size=(10, 64)).astype(np.float32)
+    )
+
+
+def test_chunk_is_physical_within_bounds_and_reproducible():
+    policy = _policy()
+    chunk = policy.infer(_observation())
+    stats = policy.normalizer.stats.action
+    assert chunk.shape == (16, 36) and chunk.dtype == np.float32
+    assert (chunk >= stats.min.astype(np.float32) - 1e-6).all() and (chunk <= stats.max.astype(np.float32) + 1e-6).all()
+    assert not np.array_equal(chunk, policy.infer(_observation()))  # fresh noise per call
+    policy.reset()
+    assert np.array_equal(chunk, policy.infer(_observation()))  # same seed after reset
+    assert not np.allclose(chunk, policy.infer(_observation(seed=1)))
+
+
+@pytest.mark.parametrize("mode", ["training", "guidance"])
+def test_prefix_actions_start_the_chunk(mode):
+    policy = _policy(mode)
+    previous = policy.infer(_observation())
+    prefix = ActionPrefix(actions=previous[6:], delay=3)
+    chunk = policy.infer(_observation(seed=2), prefix)
+    assert np.array_equal(chunk[:3], previous[6:9])
+    ignored = _policy("none")
+    ignored_chunk = ignored.infer(_observation(seed=2), prefix)
+    ignored.reset()
+    assert np.array_equal(ignored_chunk, ignored.infer(_observation(seed=2)))
+
+
+def test_bad_prefixes_are_clear_errors():
+    policy = _policy("training")
+    actions = np.zeros((10, 36), np.float32)
+    with pytest.raises(ValueError, match="beyond what the model was trained for"):
+        policy.infer(_observation(), ActionPrefix(actions, delay=8))
+    with pytest.raises(ValueError, match="delay must be in"):
+        policy.infer(_observation(), ActionPrefix(actions[:2], delay=3))
+    with pytest.raises(ValueError, match="prefix actions"):
+        policy.infer(_observation(), ActionPrefix(np.zeros((4, 35), np.float32), delay=1))
+    with pytest.raises(ValueError, match="non-finite"):
+        policy.infer(_observation(), ActionPrefix(np.full((4, 36), np.nan, np.float32), delay=1))
+
+
+def test_bad_observations_are_clear_errors():
+    policy = _policy()
+    good = _observation()
+    with pytest.raises(ValueError, match="vlm_features must be"):
+        policy.infer(dataclasses.replace(good, vlm_features=np.zeros((10, 63), np.float32)))
+    with pytest.raises(ValueError, match="non-finite"):
+        policy.infer(dataclasses.replace(good, vlm_features=np.full((10, 64), np.inf, np.float32)))
+    with pytest.raises(ValueError, match="vlm_mask"):
+        policy.infer(dataclasses.replace(good, vlm_mask=np.zeros(10, bool)))
+    with pytest.raises(ValueError, match="state"):
+        policy.infer(dataclasses.replace(good, state=np.zeros(30, np.float32)))
+    with pytest.raises(ValueError, match="image and an instruction"):
+        policy.infer(Observation(state=good.state))
+    with pytest.raises(RuntimeError, match="without its VLM"):
+        policy.infer(Observation(state=good.state, image=np.zeros((480, 640, 3), np.uint8), instruction="x"))
+
+
+def test_non_finite_model_output_never_reaches_the_caller():
+    policy = _policy()
+    with torch.no_grad():
+        policy.expert.final_out.bias[0] = float("nan")
+    with pytest.raises(PolicyError, match="non-finite"):
+        policy.infer(_observation())
+
+
+def test_rtc_mode_training_needs_a_model_trained_with_prefixes():
+    with pytest.raises(ValueError, match="max_delay"):
+        dataclasses.replace(tiny_policy_config(), flow=dataclasses.replace(tiny_policy_config().flow, max_delay=0))
+    assert RTCConfig(mode="guidance").guidance_beta == 5.0
