@@ -17,12 +17,13 @@ from psi0_ros.policy.checkpoint import (
     NORMALIZATION_FILE,
     WEIGHTS_FILE,
     CheckpointError,
+    convert_reference_checkpoint,
     expert_to_reference_state_dict,
     load_checkpoint,
     load_reference_expert,
     reference_to_expert_state_dict,
 )
-from psi0_ros.policy.config import ExpertConfig, expert_preset
+from psi0_ros.policy.config import ExpertConfig, PolicyConfig, RTCConfig, expert_preset
 from psi0_ros.policy.interface import Observation, Policy
 from psi0_ros.policy.mmdit import ActionExpert, Conditioning, sinusoidal_positions
 from psi0_ros.policy.tiny import randomize_modulation, write_tiny_checkpoint
@@ -161,3 +162,37 @@ def test_unknown_or_inconsistent_reference_weights_are_errors():
     bad_positions["action_header.obs_proj.enc_pos.pe"] = torch.zeros(5000, 1, 64)
     with pytest.raises(CheckpointError, match="enc_pos.pe"):
         reference_to_expert_state_dict(bad_positions, config)
+
+
+def test_psi0_release_converts_to_a_checkpoint(tmp_path):
+    config = expert_preset("tiny", horizon=12)
+    torch.manual_seed(1)
+    expert = randomize_modulation(ActionExpert(config)).eval()
+    weights = tmp_path / "model.safetensors"
+    save_file(
+        {k[len("action_header.") :]: v for k, v in _reference_state(expert, config).items() if "vlm_model" not in k},
+        str(weights),
+    )
+    rng = np.random.default_rng(0)
+    low_a, low_s = rng.uniform(-2, -1, 36), rng.uniform(-1, -0.5, 32)
+    stats_file = tmp_path / "stats_psi0.json"
+    stats_file.write_text(
+        json.dumps(
+            {
+                "action": {"min": low_a.tolist(), "max": (-low_a).tolist()},
+                "states": {"min": low_s.tolist(), "max": (-low_s).tolist()},
+            }
+        )
+    )
+    given = PolicyConfig(expert=expert_preset("tiny"), rtc=RTCConfig(mode="guidance"))
+    out = convert_reference_checkpoint(weights, stats_file, tmp_path / "converted", config=given)
+    loaded = load_checkpoint(out)
+    assert loaded.config.expert == config  # horizon 12 read off the weights, heads from the given config
+    assert loaded.config.rtc.mode == "guidance"
+    assert np.allclose(loaded.stats.action.max, -low_a) and not loaded.stats.state.max[32:].any()
+    cond = Conditioning(torch.randn(1, 5, 64), None, torch.randn(1, 36))
+    x, sigma = torch.randn(1, 12, 36), torch.rand(1)
+    with torch.no_grad():
+        assert torch.equal(expert(x, sigma, cond), loaded.expert(x, sigma, cond))
+    with pytest.raises(FileNotFoundError, match="absent.json"):
+        convert_reference_checkpoint(weights, tmp_path / "absent.json", tmp_path / "x")

@@ -16,6 +16,7 @@ from psi0_ros.policy.transforms import (
     compute_stats,
     pad_state,
     stats_from_episodes,
+    stats_from_reference,
 )
 
 
@@ -118,3 +119,15 @@ def test_stats_reject_wrong_widths():
     flat = ArrayStats(*(np.zeros(10) for _ in range(6)), count=1)
     with pytest.raises(ValueError, match="36-D"):
         NormStats(action=flat, state=flat)
+
+
+def test_psi0_stats_files_are_padded_and_checked():
+    data = {"action": {"min": [-1.0] * 36, "max": [1.0] * 36, "q01": [-0.5] * 36, "q99": [0.5] * 36}}
+    data["states"] = {"min": [-2.0] * 32, "max": [2.0] * 32}
+    stats = stats_from_reference(data)
+    assert stats.state.dim == 36 and not stats.state.max[32:].any() and stats.state.q99[0] == 2.0
+    assert Normalizer(stats, "q99").normalize_actions(np.full(36, 0.25, np.float32))[0] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="'states'"):
+        stats_from_reference({"action": data["action"]})
+    with pytest.raises(ValueError, match="40 dimensions"):
+        stats_from_reference({**data, "action": {"min": [0.0] * 40, "max": [1.0] * 40}})

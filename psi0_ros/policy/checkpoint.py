@@ -16,6 +16,7 @@ reference_to_expert_state_dict, a fixed table from its parameter names to ours.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -274,6 +275,70 @@ def expert_to_reference_state_dict(expert: ActionExpert) -> dict[str, torch.Tens
             _, index, rest = module.split(".", 2)
             result[f"transformer_blocks.{index}.{inverse_block[rest]}.{leaf}"] = value
     return result
+
+
+def expert_config_from_reference(reference: Mapping[str, torch.Tensor], **overrides: object) -> ExpertConfig:
+    """The expert config that Psi0 weights were trained with, read off their shapes."""
+    state = {
+        (k[len(_REFERENCE_PREFIX) :] if k.startswith(_REFERENCE_PREFIX) else k): v
+        for k, v in reference.items()
+        if not k.startswith("vlm_model.")
+    }
+    required = ("action_proj_in.dec_pos", "obs_proj.views_proj.weight", "obs_proj._obs_proc.1.weight")
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise CheckpointError(f"reference weights lack {missing}; is this a Psi0 action expert?")
+    horizon, hidden = state["action_proj_in.dec_pos"].shape
+    blocks = {int(k.split(".")[1]) for k in state if k.startswith("transformer_blocks.")}
+    fields: dict[str, object] = {
+        "horizon": int(horizon),
+        "hidden": int(hidden),
+        "action_dim": int(state["action_proj_out.linear.weight"].shape[0]),
+        "state_dim": int(state["obs_proj._obs_proc.1.weight"].shape[1]),
+        "vlm_dim": int(state["obs_proj.views_proj.weight"].shape[1]),
+        "num_blocks": len(blocks),
+        "time_freq_dim": int(state["time_ins_embed.out_net.0.weight"].shape[1]),
+        "ffn_mult": int(state["transformer_blocks.0.ff_act.net.0.proj.weight"].shape[0]) // int(hidden),
+    }
+    fields.update(overrides)
+    if "num_heads" not in fields:  # not stored in the weights: Psi0 always uses 64-wide heads
+        fields["head_dim"] = 64
+        fields["num_heads"] = int(fields["hidden"]) // 64
+    return ExpertConfig(**fields)
+
+
+def convert_reference_checkpoint(
+    weights: Path,
+    stats_file: Path,
+    directory: Path,
+    vlm_path: Path | None = None,
+    config: PolicyConfig | None = None,
+    copy_vlm: bool = False,
+) -> Path:
+    """Write a psi0_ros checkpoint from Psi0's released files: the action expert's safetensors,
+    its stats_psi0.json, and (optionally) the VLM directory. The expert shape comes from the
+    weights; the rest (heads, sampler, RTC, normalisation mode) from `config` (default: Psi0's)."""
+    from safetensors.torch import load_file
+
+    from psi0_ros.policy.transforms import stats_from_reference
+
+    weights, stats_file = Path(weights).expanduser(), Path(stats_file).expanduser()
+    for path in (weights, stats_file):
+        if not path.is_file():
+            raise FileNotFoundError(f"reference file not found: {path}")
+    reference = load_file(str(weights))
+    if config is None:
+        expert_config = expert_config_from_reference(reference)
+        config = PolicyConfig(expert=expert_config)
+    else:  # heads, dropouts and timestep scale are not in the weights: take them from the config
+        given = config.expert
+        keep = ("num_heads", "head_dim", "proprio_dropout", "obs_dropout", "timestep_scale", "layer_norm_eps")
+        expert_config = expert_config_from_reference(reference, **{k: getattr(given, k) for k in keep})
+        config = dataclasses.replace(config, expert=expert_config)
+    expert = ActionExpert(expert_config)
+    load_state_dict_strict(expert, reference_to_expert_state_dict(reference, expert_config), str(weights))
+    stats = stats_from_reference(json.loads(stats_file.read_text()))
+    return save_checkpoint(directory, expert, config, stats, vlm_path, copy_vlm)
 
 
 def load_reference_expert(path: Path, config: ExpertConfig) -> ActionExpert:

@@ -168,6 +168,37 @@ class NormStats:
             raise ValueError(f"bad normalisation statistics in {path}: {err}") from None
 
 
+def stats_from_reference(data: dict[str, Any], action_key: str = "action", state_key: str = "states") -> NormStats:
+    """NormStats from a Psi0 stats file (meta/stats_psi0.json: {key: {min, max, q01, q99, ...}}).
+
+    Shorter vectors are zero-padded to 36, as Psi0 pads them; fields the file lacks are filled
+    (mean: midpoint, std: 0, q01/q99: min/max, count: 0).
+    """
+
+    def one(key: str, dim: int) -> ArrayStats:
+        if key not in data:
+            raise ValueError(f"Psi0 statistics have no {key!r} entry (keys: {sorted(data)})")
+        entry = data[key]
+        if "min" not in entry or "max" not in entry:
+            raise ValueError(f"Psi0 statistics {key!r} lack min/max")
+        low, high = (np.asarray(entry[k], dtype=np.float64).reshape(-1) for k in ("min", "max"))
+        if low.shape[0] > dim:
+            raise ValueError(f"Psi0 statistics {key!r} have {low.shape[0]} dimensions, more than {dim}")
+        fields = {
+            "min": low,
+            "max": high,
+            "mean": np.asarray(entry.get("mean", (low + high) / 2), dtype=np.float64).reshape(-1),
+            "std": np.asarray(entry.get("std", np.zeros_like(low)), dtype=np.float64).reshape(-1),
+            "q01": np.asarray(entry.get("q01", low), dtype=np.float64).reshape(-1),
+            "q99": np.asarray(entry.get("q99", high), dtype=np.float64).reshape(-1),
+        }
+        padded = {k: np.concatenate([v, np.zeros(dim - v.shape[0])]) for k, v in fields.items()}
+        count = np.asarray(entry.get("count", 0)).reshape(-1)
+        return ArrayStats(**padded, count=int(count[0]) if count.size else 0)
+
+    return NormStats(action=one(action_key, ACTION_DIM), state=one(state_key, STATE_PADDED_DIM))
+
+
 def stats_from_episodes(paths: Sequence[Path]) -> NormStats:
     """Statistics of /action and /observations/state over episode files (DESIGN §5)."""
     import h5py
