@@ -170,6 +170,7 @@ def test_watchdog_holds_then_damps_at_the_configured_times():
     command = layer.update(1.5, default_q())
     assert (command.kp == 0.0).all() and np.allclose(command.kd, g1.table("kd"))
     assert layer.counters.watchdog_holds == 1 and layer.counters.watchdog_damps == 1
+    assert layer.status(1.5).watchdog_trip_age_s == pytest.approx({"hold": 0.2, "damp": 1.0})
 
 
 def test_a_returning_stream_leaves_hold_but_damp_is_latched():

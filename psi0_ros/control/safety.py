@@ -132,6 +132,8 @@ class SafetyStatus:
     command_age_s: dict[str, float | None]  # per source, None before its first command
     counters: dict[str, int]
     last_rejection: str  # why the newest rejected message was dropped ("" if none)
+    # Command age [s] at the newest watchdog HOLD / DAMP entry (how promptly the watchdog acted).
+    watchdog_trip_age_s: dict[str, float | None]
 
 
 class SafetyLayer:
@@ -162,6 +164,7 @@ class SafetyLayer:
         self._damp_latched = False
         self._lower_command: np.ndarray | None = None
         self._last_rejection = ""
+        self._watchdog_trip_age: dict[str, float | None] = {"hold": None, "damp": None}
 
     # --- inputs ---------------------------------------------------------------------------------
     def submit(self, source: str, names: Sequence[str], positions: Sequence[float], now: float) -> bool:
@@ -308,12 +311,17 @@ class SafetyLayer:
         if WatchdogState.DAMP in active:
             self._damp_latched = True
             self.counters.watchdog_damps += 1
+            self._watchdog_trip_age["damp"] = self._stalest_age(now)
             return SafetyMode.DAMP
         if WatchdogState.HOLD in active:
             if self._mode is not SafetyMode.HOLD:
                 self.counters.watchdog_holds += 1
+                self._watchdog_trip_age["hold"] = self._stalest_age(now)
             return SafetyMode.HOLD
         return SafetyMode.ACTIVE
+
+    def _stalest_age(self, now: float) -> float:
+        return max(age for w in self._watchdogs.values() if (age := w.age(now)) is not None)
 
     # --- reporting ------------------------------------------------------------------------------
     @property
@@ -327,4 +335,5 @@ class SafetyLayer:
             command_age_s={source: w.age(now) for source, w in self._watchdogs.items()},
             counters=self.counters.as_dict(),
             last_rejection=self._last_rejection,
+            watchdog_trip_age_s=dict(self._watchdog_trip_age),
         )

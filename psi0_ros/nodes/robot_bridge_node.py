@@ -129,11 +129,11 @@ class RobotBridgeNode(Node):
         self.received[TOPIC_ESTOP] += 1
         self.bridge.set_estop(bool(msg.data))
         if msg.data:
-            self.get_logger().warn("estop engaged: damping all joints until /psi0/estop is false")
+            self.get_logger().warning("estop engaged: damping all joints until /psi0/estop is false")
 
     def _warn_rejected(self, topic: str) -> None:
         reason = self.bridge.snapshot().safety.last_rejection
-        self.get_logger().warn(f"dropped a message on {topic}: {reason}", throttle_duration_sec=1.0)
+        self.get_logger().warning(f"dropped a message on {topic}: {reason}", throttle_duration_sec=1.0)
 
     # --- outputs --------------------------------------------------------------------------------
     def _publish_state(self) -> None:
@@ -218,6 +218,8 @@ def diagnostic_status(snapshot: BridgeSnapshot, backend: str, error: BaseExcepti
     for source, age in safety.command_age_s.items():
         values[f"command_age_{source}_s"] = "none" if age is None else f"{age:.3f}"
     values["last_rejection"] = safety.last_rejection
+    for kind, age in safety.watchdog_trip_age_s.items():
+        values[f"watchdog_{kind}_at_age_s"] = "none" if age is None else f"{age:.3f}"
     values.update(
         loop_ticks=timing.ticks,
         loop_rate_hz=f"{timing.rate_hz:.1f}",

@@ -69,6 +69,12 @@ PARAMETERS: tuple[Param, ...] = (
     Param("sim.seed", 0, "sim: seed of the randomised object layout"),
     Param("sim.base_mode", "kinematic", "sim: 'kinematic' (the base follows the lower-body command) or 'physics'"),
     Param("sim.timestep", 0.002, "sim: physics step (s)"),
+    Param(
+        "sim.harness",
+        True,
+        "sim physics mode: hold the pelvis up and upright with a virtual gantry (false "
+        "when lower_body_node balances the robot)",
+    ),
     Param("sim.camera_rate_hz", 30.0, "sim: head camera frames per second of sim time"),
     Param("sim.camera_mode", "thread", "sim: 'thread' (render beside the loop), 'sync' or 'off'"),
     Param(
@@ -161,7 +167,11 @@ def make_backend(setup: BridgeSetup) -> RobotBackend:
         from psi0_ros.sim.simulator import SimConfig
 
         sim = SimConfig(
-            base_mode=p["sim.base_mode"], scene=p["sim.scene"], seed=p["sim.seed"], timestep=p["sim.timestep"]
+            base_mode=p["sim.base_mode"],
+            scene=p["sim.scene"],
+            seed=p["sim.seed"],
+            timestep=p["sim.timestep"],
+            harness=p["sim.harness"],
         )
         return SimBackend(
             SimBackendConfig(

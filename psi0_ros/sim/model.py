@@ -362,8 +362,10 @@ def add_robot(worldbody: ET.Element, actuator: ET.Element, base_mode: str) -> No
                 "name": spec.name,
                 "axis": axis,
                 "range": _fmt((spec.lower, spec.upper)),
+                # Rotor inertia, viscous and dry friction of the motors (Unitree's MJCF uses the body values).
                 "armature": "0.002" if is_hand else "0.01",
                 "damping": "0.01" if is_hand else "0.05",
+                "frictionloss": "0.01" if is_hand else "0.2",
             },
         )
         for i, geom in enumerate(link.geoms):

@@ -22,6 +22,10 @@ from psi0_ros.sim.model import BASE_MODES, IMU_SITE, PELVIS_BODY, STANDING_PELVI
 from psi0_ros.sim.scene import SCENES, SceneLayout, build_mjcf, sample_layout
 
 GRAVITY = 9.81  # m/s^2
+HARNESS_STIFFNESS = 10000.0  # N/m: hanging the whole 35 kg robot on it sags 3.4 cm
+HARNESS_DAMPING = 1000.0  # N·s/m (damping ratio ~0.85)
+HARNESS_TILT_STIFFNESS = 500.0  # N·m/rad
+HARNESS_TILT_DAMPING = 50.0  # N·m·s/rad
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,10 @@ class SimConfig:
     scene: str = "tabletop"  # "tabletop" | "empty"
     seed: int = 0  # object layout
     timestep: float = 0.002  # s, physics step
+    # physics mode: a virtual gantry (a rope that only pulls up to the standing height, plus a
+    # gimbal spring toward upright) so the robot does not fall without a balancing controller.
+    # x, y and yaw stay free. Switch it off when lower_body_node (AMO) balances the robot.
+    harness: bool = False
 
     def __post_init__(self) -> None:
         if self.base_mode not in BASE_MODES:
@@ -88,6 +96,7 @@ class G1Sim:
             self.data.qpos[adr : adr + 3] = (obj.x, obj.y, obj.z)
             self.data.qpos[adr + 3 : adr + 7] = obj.quat()
         height = self.standing_height(g1.table("default", g1.LOWER_BODY_JOINTS))
+        self._harness_height = height
         self.set_base(0.0, 0.0, height, 0.0)
         self.apply(JointCommand.position(g1.table("default"), g1.table("kp"), g1.table("kd")))
         mujoco.mj_forward(self.model, self.data)
@@ -132,6 +141,8 @@ class G1Sim:
     def step(self, n: int = 1) -> None:
         """Advance physics by n steps (n * timestep seconds); the kinematic base moves at its velocity."""
         for _ in range(n):
+            if self.config.harness and not self.kinematic:
+                self._apply_harness()
             if self.kinematic:
                 dt = self.model.opt.timestep
                 pos = self.data.mocap_pos[0] + self._base_velocity * dt
@@ -139,6 +150,18 @@ class G1Sim:
                 self.data.mocap_pos[0] = pos
                 self.data.mocap_quat[0] = yaw_quat(self._base_yaw)
             mujoco.mj_step(self.model, self.data)
+
+    def _apply_harness(self) -> None:
+        """Gantry forces on the pelvis (world frame): rope up to the standing height, upright gimbal."""
+        z = self.data.qpos[2]
+        vz = self.data.qvel[2]
+        lift = max(0.0, HARNESS_STIFFNESS * (self._harness_height - z) - HARNESS_DAMPING * vz)
+        rot = self.data.xmat[self.pelvis_id].reshape(3, 3)
+        tilt = np.cross(rot[:, 2], np.array([0.0, 0.0, 1.0]))  # rotation (axis * sin angle) back to upright
+        omega = rot @ self.data.qvel[3:6]  # free-joint angular velocity is in the body frame
+        torque = HARNESS_TILT_STIFFNESS * tilt - HARNESS_TILT_DAMPING * omega
+        torque[2] = 0.0  # yaw stays free
+        self.data.xfrc_applied[self.pelvis_id] = (0.0, 0.0, lift, *torque)
 
     def set_base(self, x: float, y: float, z: float, yaw: float, velocity=(0.0, 0.0, 0.0), yaw_rate=0.0) -> None:
         """Place the pelvis (m, rad) and set the velocity it moves with between calls (world frame)."""
