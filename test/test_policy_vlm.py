@@ -13,7 +13,14 @@ import pytest
 import torch
 from transformers import Qwen3VLForConditionalGeneration
 
-from psi0_ros.policy.vlm import VLMBackbone, check_vlm_dir, write_tiny_vlm
+from psi0_ros.policy.vlm import (
+    WIRE_DTYPES,
+    VLMBackbone,
+    check_vlm_dir,
+    features_from_bytes,
+    features_to_bytes,
+    write_tiny_vlm,
+)
 
 
 @pytest.fixture(scope="module")
@@ -113,3 +120,17 @@ def test_real_qwen3vl_2b_gives_2048_wide_features():
     features, mask = vlm.encode(_frames(1), ["pick up the red cup"]).sample(0)
     assert features.shape[1] == 2048 and mask.all()
     assert 80 < features.shape[0] < 300 and np.isfinite(features).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_features_travel_as_raw_bytes(dtype):
+    features = torch.randn(7, 64)
+    data = features_to_bytes(features, dtype)
+    back = features_from_bytes(data, 7, 64, dtype)
+    assert back.shape == (7, 64) and back.dtype == np.float32
+    assert np.allclose(back, features.numpy(), rtol=1e-2, atol=1e-2)
+    assert np.array_equal(back, features.to(WIRE_DTYPES[dtype]).float().numpy())  # exact after the cast
+    with pytest.raises(ValueError, match="expected 8 x 64"):
+        features_from_bytes(data, 8, 64, dtype)
+    with pytest.raises(ValueError, match="float64"):
+        features_to_bytes(features, "float64")

@@ -58,6 +58,34 @@ class VLMOutput:
         return self.hidden[index].float().cpu().numpy()[keep], keep[keep]
 
 
+# VLMFeatures.dtype values (DESIGN §3) -> torch dtypes; the features travel as raw little-endian bytes.
+WIRE_DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def features_to_bytes(features: torch.Tensor | np.ndarray, dtype: str = "bfloat16") -> bytes:
+    """(S, D) features -> the raw bytes of VLMFeatures.data in `dtype` ("float32", "float16", "bfloat16")."""
+    if dtype not in WIRE_DTYPES:
+        raise ValueError(f"feature dtype must be one of {sorted(WIRE_DTYPES)}, got {dtype!r}")
+    tensor = torch.as_tensor(features).detach().to("cpu", WIRE_DTYPES[dtype]).contiguous()
+    if tensor.ndim != 2:
+        raise ValueError(f"features must be (S, D), got shape {tuple(tensor.shape)}")
+    return tensor.view(torch.uint8).numpy().tobytes()
+
+
+def features_from_bytes(data: bytes, num_tokens: int, feature_dim: int, dtype: str) -> np.ndarray:
+    """VLMFeatures.data -> (num_tokens, feature_dim) float32, or ValueError naming the mismatch."""
+    if dtype not in WIRE_DTYPES:
+        raise ValueError(f"feature dtype must be one of {sorted(WIRE_DTYPES)}, got {dtype!r}")
+    itemsize = torch.empty((), dtype=WIRE_DTYPES[dtype]).element_size()
+    expected = num_tokens * feature_dim * itemsize
+    if len(data) != expected or num_tokens <= 0 or feature_dim <= 0:
+        raise ValueError(
+            f"feature data has {len(data)} bytes, expected {num_tokens} x {feature_dim} x {itemsize} ({dtype}) = {expected}"
+        )
+    raw = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+    return raw.view(WIRE_DTYPES[dtype]).reshape(num_tokens, feature_dim).to(torch.float32).numpy()
+
+
 def check_vlm_dir(path: Path) -> Path:
     """A usable Qwen3-VL directory, or FileNotFoundError / ValueError naming the path and what is missing."""
     path = Path(path).expanduser()
