@@ -7,7 +7,7 @@ left without metadata.yaml). Every failure is a BagError naming the bag and the 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
-from psi0_ros.data.typestore import make_typestore
+from psi0_ros.data.typestore import shared_typestore
 
 STORAGE_SUFFIXES = (".mcap", ".db3")
 METADATA = "metadata.yaml"
@@ -105,7 +105,7 @@ class BagReader:
 
     def __init__(self, path: Path, typestore: Typestore | None = None) -> None:
         self.path = Path(path)
-        self._typestore = typestore or make_typestore()
+        self._typestore = typestore or shared_typestore()
         self._reader: Reader | None = None
         self._decoders: dict[int, Callable[[bytes], Any]] = {}
 
@@ -201,14 +201,26 @@ class BagReader:
         topics: Sequence[str],
         start_ns: int | None = None,
         stop_ns: int | None = None,
+        fast: Mapping[str, Callable[[bytes], Any]] | None = None,
     ) -> Iterator[tuple[str, Stamped]]:
-        """Decoded messages of the given topics in receive-time order, within [start_ns, stop_ns)."""
+        """Decoded messages of the given topics in receive-time order, within [start_ns, stop_ns).
+
+        fast: per topic a decoder returning an object with a stamp_ns attribute, or None to
+        fall back to the full rosbags decoding (see cdr.py).
+        """
         conns = [c for c in self.reader.connections if c.topic in set(topics)]
         if not conns:
             return
         decoders = {c.id: self.decoder(c) for c in conns}
+        shortcuts = {c.id: fast[c.topic] for c in conns if fast and c.topic in fast}
         try:
             for conn, receive_ns, raw in self.reader.messages(conns, start=start_ns, stop=stop_ns):
+                shortcut = shortcuts.get(conn.id)
+                if shortcut is not None:
+                    sample = shortcut(raw)
+                    if sample is not None:
+                        yield conn.topic, Stamped(int(receive_ns), int(sample.stamp_ns), sample)
+                        continue
                 try:
                     msg = decoders[conn.id](raw)
                 except Exception as err:

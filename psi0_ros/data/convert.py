@@ -11,6 +11,7 @@ cannot be opened fails its own episodes only) and the summary says what happened
 from __future__ import annotations
 
 import io
+import itertools
 import multiprocessing
 import os
 import sys
@@ -26,6 +27,7 @@ import numpy as np
 
 from psi0_ros.data.align import control_grid, hold, interpolate, nearest, sort_by_time
 from psi0_ros.data.bags import BagError, BagReader, find_bags, unique_bag_names
+from psi0_ros.data.cdr import decode_imu, decode_joint_state
 from psi0_ros.data.config import ConvertConfig
 from psi0_ros.data.episodes import EpisodeSpan, Event, EventType, cut_episodes
 from psi0_ros.data.hdf5 import EPISODE_SUFFIX, IMU_FIELDS, EpisodeData, write_episode
@@ -53,7 +55,11 @@ EPISODE_EVENT = "psi0_ros/msg/EpisodeEvent"
 # Header stamps further than this from the bag's receive time come from another clock (e.g. sim
 # time); such a stream is aligned on its receive time instead.
 CLOCK_MISMATCH_NS = 1_000_000_000
-READ_MARGIN_NS = 1_000_000_000  # extra receive-time margin around an episode's window
+# Receive-time margins read around an episode: messages arrive after their header stamp (up to
+# CLOCK_MISMATCH_NS later for a stream still aligned on header stamps), and a little before
+# START covers a stamp that is slightly ahead of the recorder's clock.
+READ_MARGIN_BEFORE_NS = 500_000_000
+READ_MARGIN_NS = CLOCK_MISMATCH_NS
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -224,6 +230,21 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     return buffer.getvalue()
 
 
+def encode_jpeg_message(msg: Any, quality: int) -> bytes:
+    """An Image message -> JPEG bytes; a packed rgb8 image is encoded straight from its buffer."""
+    from PIL import Image
+
+    width, height = int(msg.width), int(msg.height)
+    data = msg.data
+    if str(msg.encoding).lower() != "rgb8" or int(msg.step) != width * 3 or len(data) != width * height * 3:
+        return encode_jpeg(image_to_rgb(msg), quality)  # validates and converts other layouts
+    if width <= 0 or height <= 0:
+        raise ValueError(f"empty image: {width}x{height}")
+    buffer = io.BytesIO()
+    Image.frombuffer("RGB", (width, height), data, "raw", "RGB", 0, 1).save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue()
+
+
 @dataclass
 class _Aligned:
     values: Any  # (T, D) array; for the IMU a dict of them
@@ -266,10 +287,16 @@ class _Extraction:
         tolerance = int(config.image_tolerance_s * 1e9)
         image_lo = self.span.start_ns - tolerance - period
         image_hi = self.span.stop_ns + tolerance + period
-        start = self.span.start_ns - int(config.lookback_s * 1e9) - READ_MARGIN_NS
-        stop = self.span.stop_ns + READ_MARGIN_NS
+        # The commands in force at START may be older than the episode: read them back
+        # lookback_s; everything else only from a margin before START.
+        before = self.span.start_ns - READ_MARGIN_BEFORE_NS
+        after = self.span.stop_ns + READ_MARGIN_NS
+        commands = [t for t in (config.upper_body_command_topic, config.lower_body_command_topic) if t in topics]
+        lookback = reader.read(commands, start_ns=before - int(config.lookback_s * 1e9), stop_ns=before)
+        fast = {config.joint_states_topic: decode_joint_state, config.imu_topic: decode_imu}
+        window = reader.read(topics, start_ns=before, stop_ns=after, fast=fast)
         image_shape: dict[str, tuple[int, ...]] = {}
-        for topic, m in reader.read(topics, start_ns=start, stop_ns=stop):
+        for topic, m in itertools.chain(lookback, window):
             msg = m.msg
             if topic == config.joint_states_topic:
                 names = tuple(msg.name)
@@ -299,13 +326,16 @@ class _Extraction:
                 if not image_lo <= t <= image_hi:
                     continue  # lookback frames are never the nearest to a tick: skip the encoding
                 camera = camera_of[topic]
+                shape = (int(msg.height), int(msg.width), 3)
+                if image_shape.setdefault(camera, shape) != shape:
+                    raise EpisodeError(f"camera {camera} changed size from {image_shape[camera]} to {shape}")
                 try:
-                    rgb = image_to_rgb(msg)
+                    if config.image_format == "raw":
+                        frame: Any = image_to_rgb(msg)
+                    else:
+                        frame = encode_jpeg_message(msg, config.jpeg_quality)
                 except ValueError as err:
                     raise EpisodeError(f"camera {camera} ({topic}): {err}") from err
-                if image_shape.setdefault(camera, rgb.shape) != rgb.shape:
-                    raise EpisodeError(f"camera {camera} changed size from {image_shape[camera]} to {rgb.shape}")
-                frame = rgb if config.image_format == "raw" else encode_jpeg(rgb, config.jpeg_quality)
                 self.cameras[camera].add(m.receive_ns, m.header_ns, frame)
             elif topic == info_topic:
                 if not self.camera_info:

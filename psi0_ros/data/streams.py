@@ -73,8 +73,13 @@ def lower_body_vector(msg: Any) -> np.ndarray:
 
 
 def imu_vectors(msg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """sensor_msgs/Imu -> orientation (4, xyzw), angular velocity (3, rad/s), acceleration (3, m/s^2)."""
+    """sensor_msgs/Imu -> orientation (4, xyzw), angular velocity (3, rad/s), acceleration (3, m/s^2).
+
+    Also accepts a psi0_ros.data.cdr.ImuSample (already arrays).
+    """
     o, w, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
+    if isinstance(o, np.ndarray):
+        return o, w, a
     return (
         np.array([o.x, o.y, o.z, o.w], dtype=np.float64),
         np.array([w.x, w.y, w.z], dtype=np.float64),

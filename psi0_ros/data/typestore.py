@@ -7,6 +7,7 @@ exactly the definitions rosidl generated the Python messages from.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -66,3 +67,13 @@ def make_typestore(distro: str | None = None, msg_dir: Path | None = None) -> Ty
     store = get_typestore(distro_store(distro))
     store.register(project_types(msg_dir))
     return store
+
+
+@functools.lru_cache(maxsize=4)
+def shared_typestore(distro: str | None = None) -> Typestore:
+    """One Typestore per process and distro, for readers that never register into it.
+
+    rosbags generates (de)serialiser code per type on first use; sharing the store keeps that
+    work to once per process instead of once per bag or episode.
+    """
+    return make_typestore(distro)
