@@ -114,6 +114,7 @@ class SimBackend(RobotBackend):
         self.sim = G1Sim(self.config.sim)
         self._follower = KinematicLowerBody(self.sim, self.config.kinematic) if self.sim.kinematic else None
         self._worker: _CameraWorker | None = None
+        self._closed_worker: _CameraWorker | None = None
         self._sync_camera = None
         self._sync_frame: Frame | None = None
         self._sync_rendered = 0
@@ -168,12 +169,13 @@ class SimBackend(RobotBackend):
 
     def stats(self) -> dict[str, float]:
         stats: dict[str, float] = {"sim_time_s": self.sim.time, "physics_steps": float(self._substeps_done)}
-        if self._worker is not None:
-            stats["camera_frames"] = float(self._worker.rendered)
-            stats["camera_frames_skipped"] = float(self._worker.skipped)
-            if self._worker.rendered:
-                stats["camera_render_ms"] = 1000.0 * self._worker.render_seconds / self._worker.rendered
-        elif self._sync_camera is not None:
+        worker = self._worker or self._closed_worker
+        if worker is not None:
+            stats["camera_frames"] = float(worker.rendered)
+            stats["camera_frames_skipped"] = float(worker.skipped)
+            if worker.rendered:
+                stats["camera_render_ms"] = 1000.0 * worker.render_seconds / worker.rendered
+        elif self.config.camera_mode == "sync":
             stats["camera_frames"] = float(self._sync_rendered)
         position, _ = self.sim.base_pose()
         stats["base_x_m"], stats["base_y_m"], stats["base_z_m"] = (float(v) for v in position)
@@ -183,7 +185,7 @@ class SimBackend(RobotBackend):
         if self._worker is not None:
             self._worker.stop()
             self._worker.join(timeout=10.0)
-            self._worker = None
+            self._closed_worker, self._worker = self._worker, None  # its counters stay readable
         if self._sync_camera is not None:
             self._sync_camera.close()
             self._sync_camera = None
