@@ -91,7 +91,6 @@ class BagRecorder:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._queued_bytes = 0
         self._lock = threading.Lock()
-        self._writer: Writer | None = None
         self._thread: threading.Thread | None = None
         self._topics: dict[str, str] = {}
         self.stats = RecorderStats(str(self.path))
@@ -106,17 +105,22 @@ class BagRecorder:
         return dict(self._topics)
 
     def open(self) -> BagRecorder:
-        """Create the bag directory and storage file; RecorderError if that is impossible."""
+        """Create the bag directory and storage file; RecorderError if that is impossible.
+
+        The writer thread opens, writes and closes the storage (sqlite3 objects must stay on
+        the thread that made them).
+        """
         if self.path.exists():
             raise RecorderError(f"{self.path} exists already; choose a new bag name")
-        try:
-            writer = Writer(self.path, version=Writer.VERSION_LATEST, storage_plugin=_STORAGE[self.storage])
-            writer.open()
-        except Exception as err:
-            raise RecorderError(f"cannot create bag {self.path}: {err}") from err
-        self._writer = writer
-        self._thread = threading.Thread(target=self._run, name="bag-writer", daemon=True)
+        opened = threading.Event()
+        failure: list[str] = []
+        self._thread = threading.Thread(target=self._run, args=(opened, failure), name="bag-writer", daemon=True)
         self._thread.start()
+        opened.wait()
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise RecorderError(failure[0])
         return self
 
     def add_topic(self, topic: str, msgtype: str, qos: OfferedQos | None = None) -> None:
@@ -156,35 +160,32 @@ class BagRecorder:
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join()
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            try:
-                writer.close()
-            except Exception as err:
-                self._fail(f"closing bag {self.path} failed: {err}")
-                try:
-                    writer.abort()
-                except Exception:
-                    pass
         if self.stats.error is not None:
             raise RecorderError(self.stats.error)
         return self.stats
 
     def _fail(self, message: str) -> None:
         with self._lock:
-            if self.stats.error is None:
+            first = self.stats.error is None
+            if first:
                 self.stats.error = message
-        if self._on_error is not None:
+        if first and self._on_error is not None:
             self._on_error(message)
 
-    def _run(self) -> None:
+    def _run(self, opened: threading.Event, failure: list[str]) -> None:
+        try:
+            writer = Writer(self.path, version=Writer.VERSION_LATEST, storage_plugin=_STORAGE[self.storage])
+            writer.open()
+        except Exception as err:
+            failure.append(f"cannot create bag {self.path}: {err}")
+            opened.set()
+            return
+        opened.set()
         connections: dict[str, Any] = {}
-        writer = self._writer
-        assert writer is not None
         while True:
             item = self._queue.get()
             if item is _STOP:
-                return
+                break
             if self.stats.error is not None:
                 if item[0] == "msg":
                     with self._lock:
@@ -211,3 +212,11 @@ class BagRecorder:
                 if item[0] == "msg":
                     self.stats.dropped[item[1]] = self.stats.dropped.get(item[1], 0) + 1
                 self._fail(f"writing bag {self.path} failed: {type(err).__name__}: {err}")
+        try:
+            writer.close()  # flushes the storage and writes metadata.yaml
+        except Exception as err:
+            self._fail(f"closing bag {self.path} failed: {type(err).__name__}: {err}")
+            try:
+                writer.abort()
+            except Exception:
+                pass

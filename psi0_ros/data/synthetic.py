@@ -74,6 +74,8 @@ class SyntheticBag:
     storage: str = "mcap"
     instruction: str | None = None  # published once at the bag start (latched topic)
     events: bool = True  # write EpisodeEvents (False: one episode per bag)
+    extra_events: tuple[tuple[float, EventType, int], ...] = ()  # (seconds, type, episode index)
+    omit_topics: tuple[str, ...] = ()  # streams to leave out (bad-input tests)
     seed: int = 0
 
 
@@ -285,7 +287,13 @@ def write_synthetic_bag(path: Path, spec: SyntheticBag) -> SyntheticRecord:
                 stamp = start + int(at_s * 1e9)
                 msg = T[ev_type](header=header(stamp), type=int(kind), episode_index=index, task=episode.task)
                 add(TOPIC_EPISODE_EVENTS, ev_type, msg, stamp, 0.001, (int(kind), index))
+        for at_s, kind, index in spec.extra_events:
+            stamp = start + int(at_s * 1e9)
+            msg = T[ev_type](header=header(stamp), type=int(kind), episode_index=index, task="")
+            add(TOPIC_EPISODE_EVENTS, ev_type, msg, stamp, 0.001, (int(kind), index))
 
+    messages = [m for m in messages if m[1] not in spec.omit_topics]
+    streams = {topic: record for topic, record in streams.items() if topic not in spec.omit_topics}
     messages.sort(key=lambda m: m[0])
     plugin = StoragePlugin.MCAP if spec.storage == "mcap" else StoragePlugin.SQLITE3
     with Writer(path, version=9, storage_plugin=plugin) as writer:

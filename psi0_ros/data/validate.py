@@ -155,11 +155,19 @@ def validate_episode(path: Path, decode_all: bool = False) -> Report:
                         f"camera {camera}: raw frames {ds.shape} {ds.dtype}, expected (T, H, W, 3) uint8"
                     )
             else:
+                frames = ds[()]
+                # Every frame must at least look like a whole JPEG (start and end markers); a
+                # sample (or with --decode-all every frame) is fully decoded.
+                broken = [
+                    i for i, x in enumerate(frames) if bytes(x[:2]) != b"\xff\xd8" or bytes(x[-2:]) != b"\xff\xd9"
+                ]
+                if broken:
+                    report.errors.append(f"camera {camera}: frame {broken[0]} is not a whole JPEG ({len(broken)} such)")
                 indices = range(t) if decode_all else sorted({0, t // 2, t - 1} - {-1})
                 sizes = set()
                 for i in indices:
                     try:
-                        with Image.open(io.BytesIO(bytes(ds[i]))) as image:
+                        with Image.open(io.BytesIO(bytes(frames[i]))) as image:
                             image.load()
                             sizes.add(image.size)
                     except Exception as err:
@@ -170,7 +178,7 @@ def validate_episode(path: Path, decode_all: bool = False) -> Report:
                 if sizes:
                     w, h = next(iter(sizes))
                     info["shape"] = [h, w, 3]
-                info["mean_jpeg_bytes"] = int(np.mean([len(x) for x in ds[()]])) if t else 0
+                info["mean_jpeg_bytes"] = int(np.mean([len(x) for x in frames])) if t else 0
             offsets = f.get(f"observations/image_offsets/{camera}")
             if offsets is None or offsets.shape != (t,):
                 report.errors.append(f"no /observations/image_offsets/{camera} of shape ({t},)")

@@ -1,0 +1,179 @@
+"""Bad input: every failure is a clear error of its own episode (or bag), the other episodes still
+convert, and no partial or temporary HDF5 file is left behind."""
+
+from __future__ import annotations
+
+import re
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+
+from psi0_ros.constants import TOPIC_IMU, TOPIC_JOINT_STATES
+from psi0_ros.data.config import ConvertConfig
+from psi0_ros.data.convert import convert_bags
+from psi0_ros.data.episodes import EventType
+from psi0_ros.data.synthetic import StreamSpec, SyntheticBag, SyntheticEpisode, write_synthetic_bag
+
+SMALL = {"width": 48, "height": 32, "joint_states": StreamSpec(100.0), "imu": StreamSpec(100.0)}
+EPISODES = (SyntheticEpisode(0.3, 1.0), SyntheticEpisode(1.3, 2.0))
+
+
+def _bag(path: Path, **changes) -> Path:
+    settings = {"duration_s": 2.3, "episodes": EPISODES, **SMALL, **changes}
+    write_synthetic_bag(path, SyntheticBag(**settings))
+    return path
+
+
+@pytest.fixture(scope="module")
+def good_bag(tmp_path_factory) -> Path:
+    return _bag(tmp_path_factory.mktemp("good") / "good")
+
+
+def _outputs(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+
+def _by_bag(summary) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for result in summary.episodes:
+        out.setdefault(Path(result.bag).name, []).append(result)
+    return out
+
+
+def test_truncated_mcap_fails_its_bag_only(good_bag, tmp_path):
+    broken = _bag(tmp_path / "broken")
+    storage = next(broken.glob("*.mcap"))
+    with storage.open("r+b") as f:
+        f.truncate(storage.stat().st_size // 2)  # what a recorder killed mid-write leaves
+    summary = convert_bags([good_bag, broken], tmp_path / "out", ConvertConfig(), workers=1)
+    results = _by_bag(summary)
+    assert [r.status for r in results["good"]] == ["ok", "ok"]
+    assert [r.status for r in results["broken"]] == ["error"]
+    assert "cannot open bag" in results["broken"][0].error and str(broken) in results["broken"][0].error
+    assert not summary.ok
+    assert _outputs(tmp_path / "out") == ["good_episode_000000.hdf5", "good_episode_000001.hdf5"]
+
+
+def test_corrupt_sqlite_fails_its_bag_only(good_bag, tmp_path):
+    broken = _bag(tmp_path / "corrupt", storage="sqlite3")
+    storage = next(broken.glob("*.db3"))
+    data = bytearray(storage.read_bytes())
+    data[100:4096] = b"\xde\xad\xbe\xef" * ((4096 - 100) // 4)  # clobber the header and first pages
+    storage.write_bytes(bytes(data))
+    summary = convert_bags([broken, good_bag], tmp_path / "out", ConvertConfig(), workers=1)
+    results = _by_bag(summary)
+    assert [r.status for r in results["corrupt"]] == ["error"]
+    assert str(broken) in results["corrupt"][0].error
+    assert [r.status for r in results["good"]] == ["ok", "ok"]
+    assert _outputs(tmp_path / "out") == ["good_episode_000000.hdf5", "good_episode_000001.hdf5"]
+
+
+def test_missing_required_topic_is_named(good_bag, tmp_path):
+    bag = _bag(tmp_path / "nojoints", omit_topics=(TOPIC_JOINT_STATES,))
+    summary = convert_bags([bag, good_bag], tmp_path / "out", ConvertConfig(), workers=1)
+    results = _by_bag(summary)
+    assert [r.status for r in results["nojoints"]] == ["error", "error"]
+    assert all("bag has no /joint_states topic (required)" in r.error for r in results["nojoints"])
+    assert [r.status for r in results["good"]] == ["ok", "ok"]
+
+
+def _rewrite_with_types(source: Path, target: Path, retype: dict[str, str], extra_topic: str | None = None) -> None:
+    """Copy a bag, recording some topics under another (undefined) type and adding an extra topic."""
+    with Reader(source) as reader:
+        connections = list(reader.connections)
+        messages = list(reader.messages())
+    with Writer(target, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        new = {}
+        for c in connections:
+            if c.topic in retype:
+                new[c.id] = writer.add_connection(c.topic, retype[c.topic], msgdef="", rihs01="RIHS01_" + "0" * 64)
+            else:
+                new[c.id] = writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest)
+        if extra_topic:
+            weird = writer.add_connection(extra_topic, "vendor_msgs/msg/Blob", msgdef="", rihs01="RIHS01_" + "1" * 64)
+            writer.write(weird, messages[0][1], b"\x00\x01\x00\x00\x07\x00\x00\x00")
+        for conn, stamp, raw in messages:
+            writer.write(new[conn.id], stamp, raw)
+
+
+def test_unknown_types(good_bag, tmp_path):
+    # An unneeded topic of an unknown type is ignored; a needed topic of the wrong type is an error.
+    extra = tmp_path / "extra"
+    _rewrite_with_types(good_bag, extra, {}, extra_topic="/vendor/blob")
+    wrong = tmp_path / "wrong"
+    _rewrite_with_types(good_bag, wrong, {TOPIC_IMU: "vendor_msgs/msg/FancyImu"})
+    summary = convert_bags([extra, wrong], tmp_path / "out", ConvertConfig(), workers=1)
+    results = _by_bag(summary)
+    assert [r.status for r in results["extra"]] == ["ok", "ok"]
+    assert [r.status for r in results["wrong"]] == ["error", "error"]
+    assert (
+        "topic /imu/data has type vendor_msgs/msg/FancyImu; expected sensor_msgs/msg/Imu" in results["wrong"][0].error
+    )
+
+
+def test_episode_without_frames_and_stop_without_start(tmp_path):
+    episodes = (
+        SyntheticEpisode(0.3, 1.0),
+        SyntheticEpisode(2.6, 2.8),  # after every stream has stopped: no frame can be built
+        SyntheticEpisode(1.2, 1.9),
+    )
+    bag = _bag(tmp_path / "mixed", episodes=episodes, extra_events=((2.2, EventType.STOP, 9),))
+    summary = convert_bags([bag], tmp_path / "out", ConvertConfig(), workers=1)
+    status = {r.episode_index: (r.status, r.error) for r in summary.episodes}
+    assert status[0][0] == "ok" and status[2][0] == "ok"
+    assert status[1][0] == "error" and status[1][1].startswith("episode has no frames: no data from joint_states")
+    assert status[9][0] == "error" and re.fullmatch(r"STOP of episode 9 at t=2\.\d{3} s without a START", status[9][1])
+    assert _outputs(tmp_path / "out") == ["mixed_episode_000000.hdf5", "mixed_episode_000002.hdf5"]
+
+
+def test_nan_in_a_stream_is_kept_visible_for_inspect(tmp_path):
+    """A NaN the robot published is data, not something to paper over: it stays and inspect flags it."""
+    from psi0_ros.data.validate import validate_episode
+
+    bag = _bag(tmp_path / "nan", episodes=(SyntheticEpisode(0.3, 1.0),))
+    with Reader(bag) as reader:
+        connections = list(reader.connections)
+        messages = list(reader.messages())
+    from psi0_ros.data.typestore import make_typestore
+
+    store = make_typestore()
+    target = tmp_path / "nan2"
+    with Writer(target, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        new = {
+            c.id: writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest) for c in connections
+        }
+        for conn, stamp, raw in messages:
+            if conn.topic == TOPIC_JOINT_STATES:
+                msg = store.deserialize_cdr(raw, conn.msgtype)
+                msg.position = np.where(np.arange(msg.position.size) == 20, np.nan, msg.position)
+                raw = bytes(store.serialize_cdr(msg, conn.msgtype))
+            writer.write(new[conn.id], stamp, raw)
+    summary = convert_bags([target], tmp_path / "out", ConvertConfig(), workers=1)
+    assert summary.ok
+    report = validate_episode(Path(summary.episodes[0].output))
+    assert not report.valid and any("NaN/inf" in e and "joint_positions" in e for e in report.errors)
+
+
+def _limit_file_size() -> None:
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+
+def test_a_write_failure_leaves_no_partial_file(good_bag, tmp_path):
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "psi0_ros.cli", "convert", str(good_bag), "-o", str(out), "-j", "1", "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limit_file_size,
+    )
+    assert result.returncode == 1
+    assert result.stdout.count("error") >= 2 and "0 converted, 2 failed" in result.stdout
+    assert _outputs(out) == []  # neither the episode files nor their hidden temporaries
