@@ -37,7 +37,16 @@ from psi0_ros.robot.crc import (
 )
 from psi0_ros.robot.unitree_backend import UnitreeBackend, UnitreeConfig
 from psi0_ros.robot.unitree_codec import dex3_mode, fill_hand_cmd, fill_low_cmd
-from psi0_ros.robot.unitree_idl import HandCmd_, LowCmd_, LowState_, default_hand_cmd
+from psi0_ros.robot.unitree_idl import (
+    HandCmd_,
+    HandState_,
+    IMUState_,
+    LowCmd_,
+    LowState_,
+    PressSensorState_,
+    default_hand_cmd,
+    default_hand_state,
+)
 
 HELPER = Path(__file__).parent / "helpers" / "fake_g1.py"
 MODE_MACHINE = 5
@@ -81,6 +90,47 @@ def test_idl_types_round_trip_through_cdr():
     assert LowCmd_.__idl_typename__ == "unitree_hg.msg.dds_.LowCmd_"
     hand = fill_hand_cmd(default_hand_cmd(), JointCommand.damping(g1.table("kd")), "right")
     assert HandCmd_.deserialize(hand.serialize()).serialize() == hand.serialize()
+
+
+def _random_low_state(rng) -> LowState_:
+    state = LowState_(version=[1, 2], mode_pr=1, mode_machine=9, tick=rng.randrange(2**32), crc=rng.randrange(2**32))
+    state.imu_state = IMUState_([0.5, 0.5, -0.5, 0.5], [1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0], -5)
+    for motor in state.motor_state:
+        motor.mode, motor.q, motor.tau_est = rng.randrange(256), rng.uniform(-3, 3), rng.uniform(-30, 30)
+        motor.temperature, motor.vol = [rng.randrange(-100, 100), 40], 24.5
+        motor.sensor, motor.motorstate, motor.reserve = [1, 2], rng.randrange(2**32), [1, 2, 3, 4]
+    state.wireless_remote = bytes(rng.randrange(256) for _ in range(40))
+    return state
+
+
+def test_fast_cdr_matches_cyclonedds_generic_encoding():
+    """LowCmd_/HandCmd_/LowState_/HandState_ take a struct-based path; it must be byte-identical."""
+    import random
+
+    import cyclonedds.idl as idl
+
+    rng = random.Random(7)
+    cmd = LowCmd_(mode_pr=1, mode_machine=7, crc=rng.randrange(2**32))
+    for motor in cmd.motor_cmd:
+        motor.mode, motor.q, motor.dq = rng.randrange(256), rng.uniform(-3, 3), rng.uniform(-3, 3)
+        motor.tau, motor.kp, motor.kd, motor.reserve = rng.uniform(-9, 9), rng.uniform(0, 300), 2.0, rng.randrange(9)
+    assert cmd.serialize() == idl.IdlStruct.serialize(cmd)
+    hand = default_hand_cmd()
+    for i, motor in enumerate(hand.motor_cmd):
+        motor.mode, motor.q, motor.kp = dex3_mode(i), rng.uniform(-1, 1), 1.5
+    assert hand.serialize() == idl.IdlStruct.serialize(hand)
+    state = _random_low_state(rng)
+    generic = idl.IdlStruct.serialize(state)
+    assert state.serialize() == generic
+    assert LowState_.deserialize(generic) == idl.IdlStruct.deserialize.__func__(LowState_, generic)
+    hand_state = default_hand_state()
+    for motor in hand_state.motor_state:
+        motor.q, motor.temperature = rng.uniform(-1, 1), [30, 31]
+    hand_state.press_sensor_state = [PressSensorState_([float(i)] * 12, [2.0] * 12, i, 7) for i in range(9)]
+    hand_state.imu_state.temperature, hand_state.power_v, hand_state.error = 33, 24.5, [1, 2]
+    generic = idl.IdlStruct.serialize(hand_state)
+    assert HandState_.deserialize(generic) == idl.IdlStruct.deserialize.__func__(HandState_, generic)
+    assert cmd.serialize(use_version_2=True) == idl.IdlStruct.serialize(cmd, use_version_2=True)  # falls back
 
 
 def test_codec_fields():

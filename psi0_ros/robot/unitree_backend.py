@@ -154,6 +154,7 @@ class _CycloneTransport(_Transport):
         self.hand_cmd = unitree_idl.default_hand_cmd
         self._writers: dict[str, Any] = {}
         self._readers: list[Any] = []
+        self._closed = False
         self._writers[TOPIC_LOWCMD] = self._writer(TOPIC_LOWCMD, "lowcmd")
         for topic in TOPIC_HAND_CMD.values():
             self._writers[topic] = self._writer(topic, "handcmd")
@@ -166,6 +167,8 @@ class _CycloneTransport(_Transport):
 
     def subscribe(self, topic: str, kind: str, handler: Callable[[Any], None]) -> None:
         def on_data_available(reader: Any) -> None:
+            if reader is None or self._closed:  # a callback racing close()
+                return
             for sample in reader.take(N=16):
                 handler(sample)
 
@@ -174,6 +177,7 @@ class _CycloneTransport(_Transport):
         self._readers.append(self._reader_cls(self._participant, dds_topic, listener=listener))
 
     def close(self) -> None:
+        self._closed = True
         self._readers.clear()
         self._writers.clear()
 
