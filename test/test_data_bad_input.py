@@ -177,3 +177,50 @@ def test_a_write_failure_leaves_no_partial_file(good_bag, tmp_path):
     assert result.returncode == 1
     assert result.stdout.count("error") >= 2 and "0 converted, 2 failed" in result.stdout
     assert _outputs(out) == []  # neither the episode files nor their hidden temporaries
+
+
+def test_a_changed_message_definition_is_read_with_the_bags_own_definition(tmp_path):
+    """A bag recorded with another LowerBodyCommand (an extra field) decodes with the definition
+    stored in the bag, not with the project's msg file."""
+    from rosbags.typesys import get_types_from_msg
+
+    from psi0_ros.constants import TOPIC_LOWER_BODY_COMMAND
+    from psi0_ros.data.streams import LOWER_BODY_FIELDS
+    from psi0_ros.data.typestore import make_typestore, message_definition_dir
+
+    source = _bag(tmp_path / "source", episodes=(SyntheticEpisode(0.3, 1.0),))
+    name = "psi0_ros/msg/LowerBodyCommand"
+    definition = (message_definition_dir() / "LowerBodyCommand.msg").read_text()
+    definition = definition.replace("float32 vx", "float32 brake\nfloat32 vx")  # a field before vx
+    old_store, new_store = make_typestore(), make_typestore()
+    new_store.fielddefs.pop(name)
+    new_store.types.pop(name)
+    new_store.register(get_types_from_msg(definition, name))
+    msgdef, _ = new_store.generate_msgdef(name, ros_version=2)
+    target = tmp_path / "changed"
+    expected = []
+    with Reader(source) as reader:
+        connections = list(reader.connections)
+        messages = list(reader.messages())
+    with Writer(target, version=9, storage_plugin=StoragePlugin.MCAP) as writer:
+        new = {}
+        for c in connections:
+            if c.topic == TOPIC_LOWER_BODY_COMMAND:
+                new[c.id] = writer.add_connection(c.topic, name, msgdef=msgdef, rihs01=new_store.hash_rihs01(name))
+            else:
+                new[c.id] = writer.add_connection(c.topic, c.msgtype, msgdef=c.msgdef.data, rihs01=c.digest)
+        for conn, stamp, raw in messages:
+            if conn.topic == TOPIC_LOWER_BODY_COMMAND:
+                old = old_store.deserialize_cdr(raw, name)
+                fields = {f: getattr(old, f) for f in LOWER_BODY_FIELDS}
+                msg = new_store.types[name](header=old.header, brake=7.5, **fields)
+                raw = bytes(new_store.serialize_cdr(msg, name))
+                expected.append([fields[f] for f in LOWER_BODY_FIELDS])
+            writer.write(new[conn.id], stamp, raw)
+    summary = convert_bags([target], tmp_path / "out", ConvertConfig(), workers=1)
+    assert summary.ok, summary.to_dict()
+    from psi0_ros.data.hdf5 import read_episode
+
+    action = read_episode(Path(summary.episodes[0].output), images=False).action
+    rows = {tuple(np.float32(v) for v in row) for row in expected}
+    assert all(tuple(r) in rows for r in action[:, 28:])  # every tick holds one of the recorded commands

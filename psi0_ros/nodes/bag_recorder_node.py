@@ -91,15 +91,14 @@ class BagRecorderNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """`ros2 run psi0_ros bag_recorder_node [-- psi0 record options]`: same as `psi0 record --bag-only`."""
+    """`ros2 run psi0_ros bag_recorder_node [psi0 record options]`: `psi0 record --bag-only`."""
     import sys
+
+    from rclpy.utilities import remove_ros_args
 
     from psi0_ros.commands import record
 
-    argv = list(sys.argv[1:] if args is None else args)
-    from rclpy.utilities import remove_ros_args
-
-    return record.main(["--bag-only", *remove_ros_args(argv)[0:]])
+    return record.main(["--bag-only", *remove_ros_args(list(sys.argv[1:] if args is None else args))])
 
 
 if __name__ == "__main__":
