@@ -235,7 +235,7 @@ def test_a_step_jump_is_rate_limited(bridge):
     joint = "left_shoulder_yaw_joint"
     bridge.set_targets(**{joint: 0.4})
     bridge.wait(lambda: abs(bridge.q(joint) - 0.4) < 0.05, "the start pose")
-    before = bridge.counter("rate_limited_targets")
+    before = bridge.counter("rate_limited")
     with bridge.lock:
         start = len(bridge.history)
     bridge.set_targets(**{joint: -0.8})  # a 1.2 rad jump: unlimited, the 25 N·m motor would whip it over
@@ -245,7 +245,7 @@ def test_a_step_jump_is_rate_limited(bridge):
     speeds = np.abs([dq[g1.JOINT_INDEX[joint]] for _, _, dq in samples])
     assert speeds.max() < 1.5 * MAX_VELOCITY, speeds.max()
     assert speeds.max() > 0.5 * MAX_VELOCITY  # it did move at about the cap
-    assert bridge.counter("rate_limited_targets") > before
+    assert bridge.counter("rate_limited") > before
 
 
 def test_nan_targets_are_rejected_and_counted(bridge):

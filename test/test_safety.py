@@ -84,12 +84,27 @@ def test_targets_converge_through_the_step_limit():
     assert np.max(np.abs(steps)) <= 0.02 + 1e-12
     assert qs[-1] == pytest.approx(target)
     assert layer.mode is SafetyMode.ACTIVE
-    # Messages 2..36 arrived while the joint was still held back by the step limit.
-    assert layer.counters.rate_limited_targets == 35
+    # 0.35 s of continuous limiting: one intervention (it passed the 0.1 s grace once).
+    assert layer.counters.rate_limited == 1
     # Joints nobody commanded hold their start pose (clamped: the open hands rest 0.02 rad inside).
     others = np.delete(layer.update(now, default_q()).q, I_ELBOW)
     held = np.clip(default_q(), layer.limits.lower, layer.limits.upper)
     assert np.allclose(others, np.delete(held, I_ELBOW))
+
+
+def test_bunched_messages_are_smoothed_without_counting():
+    layer = make()
+    now = 0.0
+    cut_ticks = 0
+    for k in range(40):  # 1.5 rad/s in 0.03 rad jumps every other tick: each jump needs two 0.02 rad ticks
+        now = k / RATE
+        if k % 2 == 0:
+            layer.submit(SOURCE_UPPER, [ELBOW], [0.3 + 0.015 * (k + 2)], now)
+        before = layer._last_q[I_ELBOW] if layer._last_q is not None else 0.3
+        q = layer.update(now, default_q()).q[I_ELBOW]
+        cut_ticks += int(abs(q - before) == pytest.approx(0.02))
+    assert cut_ticks >= 15  # the limiter did smooth the jumps ...
+    assert layer.counters.total() == 0  # ... without ever holding a joint back for 0.1 s
 
 
 def test_a_stream_within_the_limits_is_not_counted():
@@ -106,8 +121,10 @@ def test_velocity_limit_binds_when_it_is_tighter_than_the_step_cap():
     layer.submit(SOURCE_UPPER, [ELBOW], [1.0], 0.0)
     q1 = layer.update(0.0, default_q()).q[I_ELBOW]
     assert q1 == pytest.approx(0.3 + 0.005)
-    layer.submit(SOURCE_UPPER, [ELBOW], [1.0], 0.01)
-    assert layer.counters.rate_limited_targets == 1
+    run(layer, 0.01, 9)  # limited for 0.09 s: inside the grace period
+    assert layer.counters.rate_limited == 0
+    run(layer, 0.1, 5)
+    assert layer.counters.rate_limited == 1
 
 
 def test_target_beyond_a_limit_is_clamped_and_counted():

@@ -28,6 +28,8 @@ from psi0_ros.control.limits import JointLimits, limit_step
 from psi0_ros.control.lower_body import LOWER_BODY_INDEX, LowerBodyCommandLimits
 from psi0_ros.control.watchdog import Watchdog, WatchdogState
 
+RATE_LIMIT_GRACE_S = 0.1  # s of continuous step/velocity limiting before it counts as an intervention
+
 # Which joints each command source may drive (DESIGN §2).
 SOURCE_UPPER = "upper"  # /psi0/upper_body_command: 14 arm + 14 hand joints
 SOURCE_LOWER = "lower"  # /psi0/lower_body_targets (or the sim's kinematic lower body): 12 leg + 3 waist
@@ -108,7 +110,7 @@ class InterventionCounters:
     """How often the safety layer stepped in, since start. Reported on /diagnostics."""
 
     targets_clamped: int = 0  # joint targets outside the URDF range, clipped (per joint per message)
-    rate_limited_targets: int = 0  # targets that arrived while the step/velocity limit still held that joint back
+    rate_limited: int = 0  # times a joint was held back by the step/velocity limit for over RATE_LIMIT_GRACE_S
     rejected_nonfinite: int = 0  # messages dropped for NaN/inf values
     rejected_bad_names: int = 0  # messages dropped for unknown/duplicate/foreign joint names or bad length
     lower_command_clamped: int = 0  # lower-body commands with an entry out of bounds (clipped)
@@ -150,6 +152,8 @@ class SafetyLayer:
         self.kd = g1.table("kd", self.joints) * config.kd_scale
         self.damping_kd = g1.table("kd", self.joints) * config.damping_kd_scale
         self._max_delta = self.limits.max_delta(config.dt, config.max_step)
+        self._limited_since = np.full(len(self.joints), np.nan)  # when each joint's current limiting began
+        self._limit_counted = np.zeros(len(self.joints), dtype=bool)
         self._urdf_lower, self._urdf_upper = g1.table("lower", self.joints), g1.table("upper", self.joints)
         self.counters = InterventionCounters()
         self._watchdogs = {source: Watchdog(config.hold_after_s, config.damp_after_s) for source in SOURCE_JOINTS}
@@ -197,10 +201,6 @@ class SafetyLayer:
         # Pulling a target off the stop (into the margin band) is routine; outside the URDF range it is counted.
         outside = (values < self._urdf_lower[slots]) | (values > self._urdf_upper[slots])
         self.counters.targets_clamped += int(np.count_nonzero(outside))
-        if self._mode is SafetyMode.ACTIVE and self._last_q is not None:
-            previous = self._targets[slots]
-            behind = ~np.isnan(previous) & (np.abs(previous - self._last_q[slots]) > 1e-9)
-            self.counters.rate_limited_targets += int(np.count_nonzero(behind))
         if not self._accepting():
             return True  # valid, but nothing is followed until the estop is released / damp reset
         self._targets[slots] = clipped
@@ -282,13 +282,27 @@ class SafetyLayer:
         if mode is SafetyMode.ACTIVE:
             desired = np.where(np.isnan(self._targets), self._last_q, self._targets)
             desired, _ = self.limits.clamp(desired)
-            self._last_q, _ = limit_step(desired, self._last_q, self._max_delta)
+            self._last_q, cut = limit_step(desired, self._last_q, self._max_delta)
+            self._count_rate_limiting(now, cut)
         command = JointCommand.position(self._last_q, self.kp, self.kd)
         if not command.is_finite():
             self.counters.output_nonfinite += 1
             self._last_q = None
             return JointCommand.damping(self.damping_kd)
         return command
+
+    def _count_rate_limiting(self, now: float, cut: np.ndarray) -> None:
+        """Count a joint once per stretch of more than RATE_LIMIT_GRACE_S of continuous limiting.
+
+        A 30 Hz stream whose messages arrive bunched is cut for a tick or two: smoothing, not an
+        intervention. A step jump, or a stream that asks for more speed than allowed, keeps a
+        joint limited for longer and is counted once per stretch.
+        """
+        self._limited_since[~cut] = np.nan
+        self._limited_since[cut & np.isnan(self._limited_since)] = now
+        long = cut & (now - self._limited_since >= RATE_LIMIT_GRACE_S) & ~self._limit_counted
+        self.counters.rate_limited += int(np.count_nonzero(long))
+        self._limit_counted = (self._limit_counted | long) & cut
 
     def _damp(self, mode: SafetyMode) -> JointCommand:
         self._mode = mode
