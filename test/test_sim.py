@@ -184,3 +184,5 @@ def test_task_checks_see_an_object_in_the_basket():
     assert get_task("lift_can").success(sim) and not get_task("can_to_basket").success(sim)
     with pytest.raises(ValueError, match="unknown task"):
         get_task("fold_laundry")
+    empty = G1Sim(SimConfig(scene="empty"))
+    assert get_task("can_to_basket").check(empty) is None and get_task("lift_can").check(sim) is True

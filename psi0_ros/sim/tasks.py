@@ -40,14 +40,33 @@ class Task:
     name: str
     instruction: str  # what /psi0/instruction carries
     success: Callable[[G1Sim], bool]
+    objects: tuple[str, ...]  # what the scene must contain
+
+    def applies_to(self, sim: G1Sim) -> bool:
+        present = {obj.name for obj in sim.layout.objects}
+        return all(name in present for name in self.objects)
+
+    def check(self, sim: G1Sim) -> bool | None:
+        """Success on the current world, or None when the scene lacks the task's objects."""
+        return self.success(sim) if self.applies_to(sim) else None
 
 
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
-        Task("can_to_basket", "pick up the red can and put it in the blue basket", lambda s: _in_basket(s, "can")),
-        Task("cube_to_basket", "pick up the green cube and put it in the blue basket", lambda s: _in_basket(s, "cube")),
-        Task("lift_can", "pick up the red can", lambda s: _lifted(s, "can")),
+        Task(
+            "can_to_basket",
+            "pick up the red can and put it in the blue basket",
+            lambda s: _in_basket(s, "can"),
+            ("can", "basket"),
+        ),
+        Task(
+            "cube_to_basket",
+            "pick up the green cube and put it in the blue basket",
+            lambda s: _in_basket(s, "cube"),
+            ("cube", "basket"),
+        ),
+        Task("lift_can", "pick up the red can", lambda s: _lifted(s, "can"), ("can",)),
     )
 }
 DEFAULT_TASK = "can_to_basket"
