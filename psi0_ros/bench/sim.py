@@ -8,7 +8,9 @@ second. Baseline in the same run: the same without the camera (realtime_factor_n
 bridge_jitter_p99_ms: the bridge command loop paced in real time at --rate with the sim backend
 as `psi0 sim` runs it (camera rendering on its own thread): 99th percentile of how late each tick
 starts. Baselines in the same run: the same loop with the camera off, and with a backend that
-does nothing (the pacing and safety-layer cost alone).
+does nothing (the pacing and safety-layer cost alone). The variants alternate over --rounds
+rounds (the seconds are split between them) and each figure is the median over the rounds, so
+load from other processes falls on all of them alike.
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ HELP = "sim real-time factor with the head camera at 30 Hz, and bridge command-l
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sim-seconds", type=float, default=6.0, help="simulated seconds per real-time-factor run")
-    parser.add_argument("--loop-seconds", type=float, default=6.0, help="wall seconds per jitter run")
+    parser.add_argument("--sim-seconds", type=float, default=6.0, help="simulated seconds per variant, all rounds")
+    parser.add_argument("--loop-seconds", type=float, default=6.0, help="wall seconds per jitter variant, all rounds")
     parser.add_argument("--rate", type=float, default=250.0, help="bridge control rate [Hz] (config/sim.yaml: 250)")
     parser.add_argument("--camera-rate", type=float, default=30.0, help="head camera frames per sim second")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the medians are reported")
 
 
 def _bridge(camera_mode: str, rate: float, camera_rate: float):
@@ -114,32 +117,51 @@ def loop_jitter(camera_mode: str | None, seconds: float, rate: float, camera_rat
     }
 
 
+def _median(values: list[float]) -> float:
+    return float(np.median(values))
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import psi0_ros.sim  # noqa: F401  (MUJOCO_GL=egl before mujoco loads)
 
-    with_camera = realtime_factor(True, args.sim_seconds, args.rate, args.camera_rate)
-    without_camera = realtime_factor(False, args.sim_seconds, args.rate, args.camera_rate)
-    jitter = loop_jitter("thread", args.loop_seconds, args.rate, args.camera_rate)
-    jitter_no_camera = loop_jitter("off", args.loop_seconds, args.rate, args.camera_rate)
-    jitter_null = loop_jitter(None, args.loop_seconds, args.rate, args.camera_rate)
+    # Alternate the variants in rounds, so load from other processes hits them alike; medians.
+    rtf: dict[str, list[float]] = {"camera": [], "no_camera": []}
+    frames: list[float] = []
+    jitter: dict[str, list[dict[str, float]]] = {"thread": [], "off": [], "null": []}
+    for _ in range(args.rounds):
+        with_camera = realtime_factor(True, args.sim_seconds / args.rounds, args.rate, args.camera_rate)
+        rtf["camera"].append(with_camera["rtf"])
+        frames.append(with_camera["frames"])
+        rtf["no_camera"].append(
+            realtime_factor(False, args.sim_seconds / args.rounds, args.rate, args.camera_rate)["rtf"]
+        )
+        for variant in jitter:
+            mode = None if variant == "null" else variant
+            jitter[variant].append(loop_jitter(mode, args.loop_seconds / args.rounds, args.rate, args.camera_rate))
+    p99 = {variant: _median([r["p99"] for r in runs]) for variant, runs in jitter.items()}
     return {
-        "realtime_factor": with_camera["rtf"],
-        "realtime_factor_no_camera": without_camera["rtf"],
-        "camera_cost_ratio": without_camera["rtf"] / with_camera["rtf"],
-        "camera_frames_rendered": with_camera["frames"],
-        "camera_fps_sim": with_camera["frames"] / args.sim_seconds,
-        "bridge_jitter_p99_ms": jitter["p99"],
-        "bridge_jitter_p50_ms": jitter["p50"],
-        "bridge_jitter_max_ms": jitter["max"],
-        "bridge_rate_hz": jitter["rate_hz"],
-        "bridge_overruns": jitter["overruns"],
-        "bridge_camera_frames": jitter["frames"],
-        "bridge_jitter_p99_ms_no_camera": jitter_no_camera["p99"],
-        "bridge_jitter_p99_ms_null_backend": jitter_null["p99"],
-        "bridge_jitter_over_null_backend": jitter["p99"] / max(jitter_null["p99"], 1e-6),
+        "realtime_factor": _median(rtf["camera"]),
+        "realtime_factor_no_camera": _median(rtf["no_camera"]),
+        "camera_cost_ratio": _median(rtf["no_camera"]) / _median(rtf["camera"]),
+        "camera_fps_sim": sum(frames) / args.sim_seconds,
+        "bridge_jitter_p99_ms": p99["thread"],
+        "bridge_jitter_p50_ms": _median([r["p50"] for r in jitter["thread"]]),
+        "bridge_jitter_max_ms": max(r["max"] for r in jitter["thread"]),
+        "bridge_rate_hz": _median([r["rate_hz"] for r in jitter["thread"]]),
+        "bridge_overruns": sum(r["overruns"] for r in jitter["thread"]),
+        "bridge_camera_fps": sum(r["frames"] for r in jitter["thread"]) / args.loop_seconds,
+        "bridge_jitter_p99_ms_no_camera": p99["off"],
+        "bridge_jitter_p99_ms_null_backend": p99["null"],
+        "bridge_jitter_over_null_backend": p99["thread"] / max(p99["null"], 1e-6),
+        "rounds": {
+            "realtime_factor": rtf["camera"],
+            "realtime_factor_no_camera": rtf["no_camera"],
+            "bridge_jitter_p99_ms": {v: [r["p99"] for r in runs] for v, runs in jitter.items()},
+        },
         "settings": {
             "sim_seconds": args.sim_seconds,
             "loop_seconds": args.loop_seconds,
+            "rounds": args.rounds,
             "control_rate_hz": args.rate,
             "camera_rate_hz": args.camera_rate,
             "scene": "tabletop",
