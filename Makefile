@@ -11,9 +11,11 @@ export PYTHONUNBUFFERED = 1
 setup:
 	bash scripts/setup.sh
 
-# The main job. Until the deploy stack lands this checks what the machine can run.
+# The main job: the simulated G1 behind the robot bridge as a live ROS 2 graph, driven by a
+# scripted demo through the real command topics (the policy-driven deploy stack comes next).
+RUN_ARGS ?= --duration 20 --demo
 run: setup
-	$(VENV)/bin/psi0 doctor
+	$(VENV)/bin/psi0 sim $(RUN_ARGS)
 
 test: setup lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
