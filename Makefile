@@ -28,8 +28,9 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+BENCHMARKS ?= policy convert sim
 bench: setup
-	$(VENV)/bin/psi0 bench all --json bench-results/bench.json
+	for b in $(BENCHMARKS); do $(VENV)/bin/psi0 bench $$b --json bench-results/$$b.json || exit 1; done
 
 constraints: setup
 	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.new && echo "review constraints.new, then move it over constraints.txt"
