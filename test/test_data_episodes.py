@@ -87,3 +87,15 @@ def test_discard_of_a_closed_episode_and_unknown_outcome():
     cut = cut_episodes(events, 0, 5 * S)
     assert cut.episodes[0].discarded
     assert len(cut.errors) == 1 and "SUCCESS of episode 9" in cut.errors[0][1]
+
+
+def test_a_double_discard_never_reaches_the_previous_episode():
+    rec = EpisodeRecorder()
+    rec.start(1)
+    rec.stop(2)  # episode 0 is good
+    rec.start(3)
+    assert rec.discard(4).episode_index == 1
+    with pytest.raises(EpisodeStateError, match="no episode to discard"):
+        rec.discard(5)  # the operator pressed twice: episode 0 stays
+    with pytest.raises(EpisodeStateError, match="no episode to mark"):
+        rec.mark_outcome(6, success=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,56 +77,37 @@ def run(args: argparse.Namespace) -> int:
         print(f"psi0 record: {err}", file=sys.stderr)
         return 1
 
-    from psi0_ros.nodes.runtime import spin_nodes
+    from psi0_ros.nodes.bag_recorder_node import RecordingOutcome, run_recording
 
-    nodes: list = []
-    stop = threading.Event()
+    def make_extra_nodes() -> list:
+        if args.bag_only:
+            return []
+        from psi0_ros.nodes.teleop_recorder_node import TeleopRecorderNode
 
-    def shut_down(reason: str) -> None:
-        if not stop.is_set():
-            stop.set()
-            print(f"psi0 record: stopping: {reason}", file=sys.stderr)
-            import rclpy
+        return [TeleopRecorderNode(parameters)]
 
-            if rclpy.ok():
-                rclpy.shutdown()
+    def announce(text: str) -> None:
+        print(f"psi0 record: {text}", file=sys.stderr, flush=True)
 
-    def make_nodes() -> list:
-        from psi0_ros.nodes.bag_recorder_node import BagRecorderNode
+    print(f"psi0 record: recording {len(topics)} topic(s) into {output} ({recorder.storage}); Ctrl-C to stop")
 
-        bag_node = BagRecorderNode(recorder, topics, on_fatal=shut_down)
-        nodes.append(bag_node)
-        if not args.bag_only:
-            from psi0_ros.nodes.teleop_recorder_node import TeleopRecorderNode
+    def report(outcome: RecordingOutcome) -> int:
+        stats = recorder.stats
+        if outcome.error is not None:
+            print(f"psi0 record: error: {outcome.error}", file=sys.stderr)
+        print(f"psi0 record: wrote {stats.total} messages ({stats.bytes_written / 1e6:.1f} MB) to {output}")
+        for topic, count in sorted(stats.messages.items()):
+            print(f"  {count:8d}  {topic}")
+        if outcome.missing_topics:
+            print(f"psi0 record: warning: no publisher seen on {', '.join(outcome.missing_topics)}", file=sys.stderr)
+        dropped = {t: n for t, n in stats.dropped.items() if n}
+        if dropped:
+            print(f"psi0 record: error: messages lost (writer could not keep up or failed): {dropped}", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return 1 if outcome.error is not None or dropped else 0
 
-            nodes.append(TeleopRecorderNode(parameters))
-        if args.duration is not None:
-            timer = threading.Timer(args.duration, shut_down, args=(f"--duration {args.duration} s reached",))
-            timer.daemon = True
-            timer.start()
-        print(f"psi0 record: recording {len(topics)} topic(s) into {output} ({recorder.storage}); Ctrl-C to stop")
-        return nodes
-
-    try:
-        spin_nodes(make_nodes)
-    finally:
-        missing = nodes[0].missing_topics if nodes else topics
-        failure = None
-        try:
-            stats = recorder.close()
-        except RecorderError as err:
-            failure = str(err)
-            print(f"psi0 record: error: {failure}", file=sys.stderr)
-            stats = recorder.stats
-    print(f"psi0 record: wrote {stats.total} messages ({stats.bytes_written / 1e6:.1f} MB) to {output}")
-    for topic, count in sorted(stats.messages.items()):
-        print(f"  {count:8d}  {topic}")
-    if missing:
-        print(f"psi0 record: warning: no publisher seen on {', '.join(missing)}", file=sys.stderr)
-    dropped = {t: n for t, n in stats.dropped.items() if n}
-    if dropped:
-        print(f"psi0 record: error: messages lost (writer could not keep up or failed): {dropped}", file=sys.stderr)
-    return 1 if failure is not None or dropped else 0
+    return run_recording(recorder, topics, report, make_extra_nodes, args.duration, announce)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -52,14 +52,14 @@ STRING = "std_msgs/msg/String"
 LOWER_BODY_COMMAND = "psi0_ros/msg/LowerBodyCommand"
 EPISODE_EVENT = "psi0_ros/msg/EpisodeEvent"
 
-# Header stamps further than this from the bag's receive time come from another clock (e.g. sim
-# time); such a stream is aligned on its receive time instead.
+# A stream whose header stamps are (in the median) further than this from the bag's receive
+# time comes from another clock (e.g. sim time) and is aligned on its receive time instead.
 CLOCK_MISMATCH_NS = 1_000_000_000
-# Receive-time margins read around an episode: messages arrive after their header stamp (up to
-# CLOCK_MISMATCH_NS later for a stream still aligned on header stamps), and a little before
-# START covers a stamp that is slightly ahead of the recorder's clock.
+# Receive-time margins read around an episode. Messages reach the recorder after their header
+# stamp, sometimes seconds later when the recorder falls behind on a loaded machine; a little
+# before START covers a stamp slightly ahead of the recorder's clock.
 READ_MARGIN_BEFORE_NS = 500_000_000
-READ_MARGIN_NS = CLOCK_MISMATCH_NS
+READ_MARGIN_NS = 5_000_000_000
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -107,10 +107,9 @@ def choose_times(receive_ns: np.ndarray, header_ns: np.ndarray, config: ConvertC
     return header_ns, "header"
 
 
-def _message_time(receive_ns: int, header_ns: int, config: ConvertConfig) -> int:
-    if config.time_source == "receive" or header_ns == 0 or abs(header_ns - receive_ns) > CLOCK_MISMATCH_NS:
-        return receive_ns
-    return header_ns
+def _near(receive_ns: int, header_ns: int, lo: int, hi: int) -> bool:
+    """Whether a message may be near [lo, hi] on whichever clock its stream is aligned on."""
+    return lo <= receive_ns <= hi or (header_ns != 0 and lo <= header_ns <= hi)
 
 
 # --- planning --------------------------------------------------------------------------------
@@ -322,9 +321,8 @@ class _Extraction:
             elif topic == config.imu_topic:
                 self.imu.add(m.receive_ns, m.header_ns, imu_vectors(msg))
             elif topic in camera_of:
-                t = _message_time(m.receive_ns, m.header_ns, config)
-                if not image_lo <= t <= image_hi:
-                    continue  # lookback frames are never the nearest to a tick: skip the encoding
+                if not _near(m.receive_ns, m.header_ns, image_lo, image_hi):
+                    continue  # frames far outside the episode are never the nearest: skip the encoding
                 camera = camera_of[topic]
                 shape = (int(msg.height), int(msg.width), 3)
                 if image_shape.setdefault(camera, shape) != shape:

@@ -70,6 +70,7 @@ class EpisodeRecorder:
             self.task = task
         self.current, self.current_task = self.next_index, self.task
         self.next_index += 1
+        self.last_closed = None  # a double-pressed discard must never reach the previous episode
         return Event(EventType.START, now_ns, self.current, self.current_task)
 
     def stop(self, now_ns: int) -> Event:
@@ -80,7 +81,8 @@ class EpisodeRecorder:
         return event
 
     def discard(self, now_ns: int) -> Event:
-        """Discard the open episode (which also ends it) or else the last stopped one."""
+        """Discard the open episode (which also ends it) or else the one stopped last, as long as
+        no new episode was started since and it was not discarded already."""
         if self.current is not None:
             event = Event(EventType.DISCARD, now_ns, self.current, self.current_task)
             self.discarded.add(self.current)

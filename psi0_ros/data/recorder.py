@@ -141,7 +141,9 @@ class BagRecorder:
         """Queue one serialized message (receive time in ns); False if it was dropped."""
         size = len(data)
         with self._lock:
-            if self._closed or self.stats.error is not None or topic not in self._topics:
+            if self._closed:
+                return False  # arrived after the recording ended: not part of it, not a loss
+            if self.stats.error is not None or topic not in self._topics:
                 self.stats.dropped[topic] = self.stats.dropped.get(topic, 0) + 1
                 return False
             if self._queued_bytes + size > self._max_queue_bytes:

@@ -9,12 +9,16 @@ own thread. A write failure shuts the node down; the caller reports it.
 from __future__ import annotations
 
 import importlib
+import os
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from psi0_ros.data.recorder import BagRecorder, OfferedQos, RecorderError
+from psi0_ros.transport import apply_transport_defaults
 
 NODE_NAME = "psi0_bag_recorder"
 DISCOVERY_PERIOD_S = 0.25
@@ -88,6 +92,81 @@ class BagRecorderNode(Node):
 
     def _on_message(self, topic: str, data: bytes) -> None:
         self._recorder.write(topic, data, self.get_clock().now().nanoseconds)
+
+
+@dataclass
+class RecordingOutcome:
+    missing_topics: list[str]  # configured topics that never had a publisher
+    error: str | None  # the recorder's write / close failure, if any
+
+
+# After the bag is closed, tearing the DDS participant down gets this long; then the process exits
+# with the status already decided (a stuck teardown was seen with Fast DDS's TCP transport, which
+# FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA uses). The recording is complete on disk by then.
+TEARDOWN_GRACE_S = 10.0
+
+
+def run_recording(
+    recorder: BagRecorder,
+    topics: Sequence[str],
+    report: Callable[[RecordingOutcome], int],
+    make_extra_nodes: Callable[[], list] = list,
+    duration_s: float | None = None,
+    announce: Callable[[str], None] = print,
+) -> int:
+    """Record until Ctrl-C / SIGTERM, `duration_s` or a write failure; returns report()'s status.
+
+    The recorder is closed (queue drained, metadata.yaml written) and report() called as soon as
+    spinning stops, before any node or the DDS participant is torn down, so a slow or stuck
+    middleware shutdown can never cost the bag or its summary. Humble-compatible rclpy use.
+    """
+    apply_transport_defaults()
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.utilities import get_default_context
+
+    stopping = threading.Event()
+
+    def stop(reason: str) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            announce(f"stopping: {reason}")
+            get_default_context().try_shutdown()
+
+    rclpy.init()
+    nodes: list = []
+    missing = list(topics)
+    status = 1
+    try:
+        bag_node = BagRecorderNode(recorder, topics, on_fatal=stop)
+        nodes = [bag_node, *make_extra_nodes()]
+        executor = MultiThreadedExecutor()
+        for node in nodes:
+            executor.add_node(node)
+        if duration_s is not None:
+            timer = threading.Timer(duration_s, stop, args=(f"{duration_s} s recorded",))
+            timer.daemon = True
+            timer.start()
+        try:
+            executor.spin()
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        missing = bag_node.missing_topics
+    finally:
+        error = None
+        try:
+            recorder.close()
+        except RecorderError as err:
+            error = str(err)
+        status = report(RecordingOutcome(missing, error))
+        watchdog = threading.Timer(TEARDOWN_GRACE_S, os._exit, args=(status,))
+        watchdog.daemon = True
+        watchdog.start()
+        for node in nodes:
+            node.destroy_node()
+        get_default_context().try_shutdown()
+        watchdog.cancel()
+    return status
 
 
 def main(args: list[str] | None = None) -> int:
