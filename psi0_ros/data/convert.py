@@ -60,6 +60,7 @@ CLOCK_MISMATCH_NS = 1_000_000_000
 # before START covers a stamp slightly ahead of the recorder's clock.
 READ_MARGIN_BEFORE_NS = 500_000_000
 READ_MARGIN_NS = 5_000_000_000
+TAIL_NS = 500_000_000  # stamps this far past STOP: the stream has nothing more for the episode
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -294,8 +295,17 @@ class _Extraction:
         lookback = reader.read(commands, start_ns=before - int(config.lookback_s * 1e9), stop_ns=before)
         fast = {config.joint_states_topic: decode_joint_state, config.imu_topic: decode_imu}
         window = reader.read(topics, start_ns=before, stop_ns=after, fast=fast)
+        # The read stops early once every stream has stamps past STOP + TAIL_NS: the receive-time
+        # margin is only needed while some stream still lags behind.
+        streaming = {t for t in topics if t != info_topic}
+        done_after = self.span.stop_ns + TAIL_NS
+        finished: set[str] = set()
         image_shape: dict[str, tuple[int, ...]] = {}
         for topic, m in itertools.chain(lookback, window):
+            if (m.header_ns or m.receive_ns) > done_after and m.receive_ns > self.span.stop_ns:
+                finished.add(topic)
+                if finished >= streaming:
+                    break
             msg = m.msg
             if topic == config.joint_states_topic:
                 names = tuple(msg.name)
