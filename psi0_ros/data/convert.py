@@ -357,7 +357,7 @@ class _Extraction:
             raise EpisodeError("episode has no frames: it stops before it starts")
         positions, velocities, efforts = self._joint_states(ticks)
         upper = self._upper_body(ticks)
-        lower = self._hold_stream(self.lower, ticks, "lower-body command", config.lower_body_command_topic)
+        lower = self._hold_stream(self.lower, ticks, config.lower_body_command_topic)
         imu = self._imu(ticks)
         cameras = {name: self._camera(name, ticks) for name, _ in config.cameras}
 
@@ -524,7 +524,7 @@ class _Extraction:
             raise EpisodeError(f"{topic} never commands joint(s) {absent}")
         return _Aligned(out, valid, late)
 
-    def _hold_stream(self, stream: _Stream, ticks: np.ndarray, what: str, topic: str) -> _Aligned:
+    def _hold_stream(self, stream: _Stream, ticks: np.ndarray, topic: str) -> _Aligned:
         t = ticks.size
         if not len(stream):
             return _Aligned(np.zeros((t, 8)), np.zeros(t, bool), np.zeros(t, bool))
