@@ -193,3 +193,22 @@ def test_bad_options_are_usage_errors(mcap_bag, tmp_path):
     assert result.returncode == 2 and "convert.fps must be in (0, 1000] Hz, got -5.0" in result.stderr
     result = _psi0("convert", str(mcap_bag), "-o", str(tmp_path), "--jpeg-quality", "101")
     assert result.returncode == 2 and "jpeg_quality" in result.stderr
+
+
+def test_a_reader_without_the_project_types_uses_the_bags_definitions(mcap_bag, tmp_path):
+    """On a machine without psi0_ros's msg files, mcap bags still decode: they carry the definitions."""
+    from rosbags.typesys import Stores, get_typestore
+
+    from psi0_ros.data.bags import BagReader
+
+    bare = get_typestore(Stores.LATEST)
+    assert "psi0_ros/msg/LowerBodyCommand" not in bare.types
+    with BagReader(mcap_bag, typestore=bare) as reader:
+        events = [m.msg for _, m in reader.read(["/psi0/episode_events"])]
+        commands = [m.msg for _, m in reader.read(["/psi0/lower_body_command"])]
+    with BagReader(mcap_bag) as reader:  # the project's own definitions
+        reference = [m.msg for _, m in reader.read(["/psi0/lower_body_command"])]
+    assert [e.type for e in events[:3]] == [0, 1, 3] and events[0].task == "stack the cups"
+    assert len(commands) == len(reference) > 50
+    fields = ("vx", "vy", "vyaw", "target_yaw", "torso_roll", "torso_pitch", "torso_yaw", "height")
+    assert all(getattr(a, f) == getattr(b, f) for a, b in zip(commands, reference, strict=True) for f in fields)

@@ -62,10 +62,18 @@ def distro_store(distro: str | None = None) -> Stores:
 def make_typestore(distro: str | None = None, msg_dir: Path | None = None) -> Typestore:
     """A fresh Typestore: the distro's standard types plus psi0_ros/msg/*.
 
-    Fresh (not shared) because a bag may register further types from its own definitions.
+    Where the msg files are not installed (a pip install of an older layout) the store has the
+    standard types only: readers then take psi0_ros types from the definitions stored in the bag
+    (mcap bags carry them), and writers report the type as undefined. An explicit msg_dir must exist.
     """
     store = get_typestore(distro_store(distro))
-    store.register(project_types(msg_dir))
+    try:
+        types = project_types(msg_dir)
+    except FileNotFoundError:
+        if msg_dir is not None:
+            raise
+        return store
+    store.register(types)
     return store
 
 
