@@ -19,6 +19,8 @@ setup(
     data_files=[
         ("share/psi0_ros/config", sorted(glob("config/*.yaml"))),
         ("share/psi0_ros/launch", sorted(glob("launch/*.py"))),
+        # the converter parses these to read psi0_ros types from bags that lack definitions (sqlite3)
+        ("share/psi0_ros/msg", sorted(glob("msg/*.msg"))),
         ("share/psi0_ros", ["package.xml"]),
     ],
     install_requires=[
