@@ -26,7 +26,7 @@ def _command_modules() -> list[ModuleType]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="psi0",
-        description="Psi0 on a Unitree G1: deploy, simulate, record, convert, train, benchmark.",
+        description="Psi0 on a Unitree G1 with Dex3-1 hands (each subcommand has --help).",
     )
     parser.add_argument("--version", action="version", version=f"psi0_ros {psi0_ros.__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
