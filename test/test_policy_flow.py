@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from psi0_ros.policy.config import ExpertConfig, FlowConfig
@@ -28,15 +27,6 @@ SMALL = ExpertConfig(
     proprio_dropout=0.0,
     obs_dropout=0.0,
 )
-
-
-@pytest.fixture
-def single_thread():
-    """Tiny models train faster on one thread, and leave the other core to parallel tests."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_sigma_schedule_is_psi0s_inference_schedule():

@@ -15,15 +15,6 @@ from psi0_ros.policy.rtc import guidance_weight, guided_euler_sample, soft_prefi
 from psi0_ros.policy.tiny import randomize_modulation
 
 
-@pytest.fixture
-def single_thread():
-    """Tiny models train faster on one thread, and leave the other core to parallel tests."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_training_time_prefix_is_held_exactly():
     config = EXPERT_PRESETS["tiny"]
     torch.manual_seed(0)
