@@ -62,6 +62,20 @@ class _Cursor:
         return values
 
 
+def _after_header(raw: bytes | memoryview) -> tuple[_Cursor, int]:
+    """A cursor just past the std_msgs/Header, and the header stamp [ns].
+
+    Raises ValueError for what the fast path does not read (not little-endian CDR, too short).
+    """
+    if bytes(raw[:2]) not in _CDR_LE or len(raw) < _HEADER + 12:
+        raise ValueError("not little-endian CDR with a header")
+    cursor = _Cursor(raw)
+    sec, nanosec = _STAMP.unpack_from(raw, cursor.pos)
+    cursor.pos += 8
+    cursor.skip_string()  # frame_id
+    return cursor, sec * 1_000_000_000 + nanosec
+
+
 # Name sections seen so far (count + strings, as bytes) and their decoded names. A message whose
 # bytes at the same place equal a known section has exactly those names: the section is a
 # complete length-prefixed sequence, so equal bytes parse to equal strings ending at the same byte.
@@ -71,13 +85,8 @@ _MAX_KNOWN = 16
 
 def decode_joint_state(raw: bytes | memoryview) -> JointStateSample | None:
     """A JointState's fields from its CDR bytes, or None where the fast path does not apply."""
-    if bytes(raw[:2]) not in _CDR_LE or len(raw) < _HEADER + 12:
-        return None
     try:
-        cursor = _Cursor(raw)
-        sec, nanosec = _STAMP.unpack_from(raw, cursor.pos)
-        cursor.pos += 8
-        cursor.skip_string()  # frame_id
+        cursor, stamp_ns = _after_header(raw)
         cursor.align(4)
         section_start = cursor.pos
         names = None
@@ -99,7 +108,7 @@ def decode_joint_state(raw: bytes | memoryview) -> JointStateSample | None:
         effort = cursor.doubles()
     except (struct.error, ValueError, UnicodeDecodeError):
         return None
-    return JointStateSample(sec * 1_000_000_000 + nanosec, names, position, velocity, effort)
+    return JointStateSample(stamp_ns, names, position, velocity, effort)
 
 
 def _decode_names(raw: bytes | memoryview, start: int, count: int) -> tuple[str, ...]:
@@ -127,17 +136,12 @@ _IMU_DOUBLES = 4 + 9 + 3 + 9 + 3 + 9  # orientation, covariance, angular velocit
 
 def decode_imu(raw: bytes | memoryview) -> ImuSample | None:
     """An Imu's stamp, orientation, angular velocity and acceleration, or None (use rosbags)."""
-    if bytes(raw[:2]) not in _CDR_LE or len(raw) < _HEADER + 12:
-        return None
     try:
-        cursor = _Cursor(raw)
-        sec, nanosec = _STAMP.unpack_from(raw, cursor.pos)
-        cursor.pos += 8
-        cursor.skip_string()  # frame_id
+        cursor, stamp_ns = _after_header(raw)
         cursor.align(8)
         if cursor.pos + 8 * _IMU_DOUBLES > len(raw):
             return None
         values = np.frombuffer(raw, dtype="<f8", count=_IMU_DOUBLES, offset=cursor.pos)
     except (struct.error, ValueError):
         return None
-    return ImuSample(sec * 1_000_000_000 + nanosec, values[0:4], values[13:16], values[25:28])
+    return ImuSample(stamp_ns, values[0:4], values[13:16], values[25:28])
