@@ -87,7 +87,11 @@ def test_every_type_crosses_a_process_boundary_over_dds():
         node.destroy_node()
         rclpy.shutdown()
         child.stdin.close()
-        child.wait(timeout=20)
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # a hang in DDS teardown is not what this test is about
+            child.kill()
+            child.wait()
     assert sorted(received) == sorted(SAMPLES), f"missing: {set(SAMPLES) - set(received)}"
     for name, make in SAMPLES.items():
         _fields_equal(make(), received[name])
