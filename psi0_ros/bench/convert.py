@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.episodes < 1 or args.seconds <= 0 or args.repeat < 1:
         raise SystemExit("psi0 bench convert: --episodes and --repeat must be >= 1, --seconds > 0")
+    if args.dir is not None:
+        Path(args.dir).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="psi0-bench-convert-", dir=args.dir))
     try:
         gap = 0.5
