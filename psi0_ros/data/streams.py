@@ -45,26 +45,25 @@ _HEIGHT_COLUMN = LOWER_BODY_COMMAND_NAMES.index("torso_height")  # within the 8-
 STATE_PAD_NAMES: tuple[str, ...] = tuple(f"pad_{i}" for i in range(STATE_DIM, STATE_PADDED_DIM))
 
 
-def joint_columns(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """For a JointState name list: (positions in the message, columns in ALL_JOINTS) of known joints."""
+def _columns(names: Sequence[str], index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """(positions in the message, columns from index) for the names that index knows."""
     src, dst = [], []
     for i, name in enumerate(names):
-        column = JOINT_INDEX.get(name)
+        column = index.get(name)
         if column is not None:
             src.append(i)
             dst.append(column)
     return np.array(src, dtype=np.intp), np.array(dst, dtype=np.intp)
+
+
+def joint_columns(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """For a JointState name list: (positions in the message, columns in ALL_JOINTS) of known joints."""
+    return _columns(names, JOINT_INDEX)
 
 
 def upper_body_columns(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """For an upper-body command's name list: (positions in the message, action columns 0-27)."""
-    src, dst = [], []
-    for i, name in enumerate(names):
-        column = UPPER_BODY_INDEX.get(name)
-        if column is not None:
-            src.append(i)
-            dst.append(column)
-    return np.array(src, dtype=np.intp), np.array(dst, dtype=np.intp)
+    return _columns(names, UPPER_BODY_INDEX)
 
 
 def lower_body_vector(msg: Any) -> np.ndarray:
