@@ -36,6 +36,12 @@ stamp_now() {
   echo "$MODE"
 }
 
+need() { command -v "$1" > /dev/null || { echo "error: $1 not found: install $2" >&2; exit 1; }; }
+if [[ "$MODE" == wheels ]]; then
+  need cmake "cmake (apt install cmake)"
+  need cc "a C/C++ compiler (apt install build-essential)"
+fi
+
 if [[ ! -x "$PY" ]]; then
   log "creating $VENV ($MODE)"
   if [[ "$MODE" == wheels ]]; then
