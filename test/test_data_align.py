@@ -179,3 +179,22 @@ def test_a_camera_gap_flags_the_episode_and_keeps_the_nearest_frame(tmp_path):
     flags = [f for f in episode.attrs["flags"] if f.startswith("image_gap ego")]
     assert flags and f"{int(late.sum())} of {episode.num_frames} ticks" in flags[0]
     assert episode.imu is None  # no IMU topic: no IMU group, nothing invented
+
+
+def test_clock_choice_keeps_header_stamps_of_a_lagging_recorder():
+    from psi0_ros.data.convert import choose_times
+
+    config = ConvertConfig()
+    header = np.arange(0, 3_000_000_000, 33_333_333, dtype=np.int64) + 1_700_000_000 * 10**9
+    # Received 1.4 s late (a recorder falling behind): still the recorder's clock, keep the stamps.
+    times, clock = choose_times(header + 1_400_000_000, header, config)
+    assert clock == "header" and times is header
+    # Stamps from another clock (sim time, 5 s into a simulation): align on receive time.
+    sim_stamps = header - 1_700_000_000 * 10**9 + 5_000_000_000
+    times, clock = choose_times(header, sim_stamps, config)
+    assert clock.startswith("receive (header clock off by") and np.array_equal(times, header)
+    # Stamps 3 s ahead of the receive time: a clock that is not the recorder's.
+    assert choose_times(header, header + 3_000_000_000, config)[1].startswith("receive (header clock off")
+    # Zero stamps and an explicit choice.
+    assert choose_times(header, np.zeros_like(header), config)[1] == "receive (zero header stamps)"
+    assert choose_times(header + 5, header, ConvertConfig(time_source="receive"))[1] == "receive"

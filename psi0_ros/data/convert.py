@@ -52,14 +52,17 @@ STRING = "std_msgs/msg/String"
 LOWER_BODY_COMMAND = "psi0_ros/msg/LowerBodyCommand"
 EPISODE_EVENT = "psi0_ros/msg/EpisodeEvent"
 
-# A stream whose header stamps are (in the median) further than this from the bag's receive
-# time comes from another clock (e.g. sim time) and is aligned on its receive time instead.
-CLOCK_MISMATCH_NS = 1_000_000_000
 # Receive-time margins read around an episode. Messages reach the recorder after their header
 # stamp, sometimes seconds later when the recorder falls behind on a loaded machine; a little
 # before START covers a stamp slightly ahead of the recorder's clock.
 READ_MARGIN_BEFORE_NS = 500_000_000
 READ_MARGIN_NS = 5_000_000_000
+# A stream's header stamps are on the recorder's clock when, in the median, they are at most
+# this far ahead of the receive time (clocks of two hosts a little apart) and at most
+# READ_MARGIN_NS behind it (the recorder lagging). Outside that window the stamps come from
+# another clock (sim time, a robot clock never synchronised) and the stream is aligned on its
+# receive time instead. A lagging recorder must not switch clocks: its receive times are late.
+CLOCK_AHEAD_NS = 1_000_000_000
 TAIL_NS = 500_000_000  # stamps this far past STOP: the stream has nothing more for the episode
 
 STATUS_OK = "ok"
@@ -102,8 +105,8 @@ def choose_times(receive_ns: np.ndarray, header_ns: np.ndarray, config: ConvertC
         return receive_ns, "receive"
     if np.any(header_ns == 0):
         return receive_ns, "receive (zero header stamps)"
-    offset = float(np.median(header_ns - receive_ns))
-    if abs(offset) > CLOCK_MISMATCH_NS:
+    offset = float(np.median(header_ns - receive_ns))  # > 0: stamps ahead; < 0: received late
+    if offset > CLOCK_AHEAD_NS or offset < -READ_MARGIN_NS:
         return receive_ns, f"receive (header clock off by {offset / 1e9:.1f} s)"
     return header_ns, "header"
 
