@@ -9,6 +9,7 @@ bag cleanly; a write failure or lost messages are reported and the exit status i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -107,7 +108,12 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.flush()
         return 1 if outcome.error is not None or dropped else 0
 
-    return run_recording(recorder, topics, report, make_extra_nodes, args.duration, announce)
+    status = run_recording(recorder, topics, report, make_extra_nodes, args.duration, announce)
+    # The bag is closed and its summary printed. Leave now: an executor worker or DDS participant
+    # stuck in teardown would otherwise hold the interpreter's exit (seen with Fast DDS).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
