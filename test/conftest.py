@@ -1,5 +1,5 @@
-"""Shared pytest set-up: every test process gets the project's DDS transport defaults and a
-ROS domain of its own, so parallel runs on one machine do not hear each other."""
+"""Shared pytest set-up: DDS transport settings and a ROS domain per test session, so parallel
+runs on one machine do not hear each other."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ from psi0_ros.transport import apply_transport_defaults
 # One domain per test session (0-101 are valid on Linux with the default port mapping).
 os.environ.setdefault("ROS_DOMAIN_ID", str(11 + os.getpid() % 80))
 os.environ.setdefault("MUJOCO_GL", "egl")
+# The suite runs on Fast DDS's default transports (UDP + shared memory). Its TCP-based LARGE_DATA
+# mode, psi0's default for users, now and then stalled discovery or teardown between the many
+# short-lived processes of these tests on a 2-core machine; test_messages.py exercises LARGE_DATA
+# itself with 2 MiB messages. Set FASTDDS_BUILTIN_TRANSPORTS to run everything on another mode.
+os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "DEFAULT")
 apply_transport_defaults()
 
 

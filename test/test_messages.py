@@ -57,8 +57,13 @@ def test_episode_event_constants_are_distinct():
     assert len(set(values)) == 5
 
 
-def test_every_type_crosses_a_process_boundary_over_dds():
-    """A child process publishes each type; this process receives all four, content intact."""
+@pytest.mark.parametrize("transports", ["LARGE_DATA", "DEFAULT"])
+def test_every_type_crosses_a_process_boundary_over_dds(transports, monkeypatch):
+    """A child process publishes each type; this process receives all four, content intact.
+
+    Over psi0's default LARGE_DATA transports (shared memory + TCP) and Fast DDS's own default.
+    """
+    monkeypatch.setenv("FASTDDS_BUILTIN_TRANSPORTS", transports)  # read when rclpy.init() makes the participant
     from psi0_ros.nodes.qos import CONTROL
 
     child = subprocess.Popen(
