@@ -102,10 +102,17 @@ if [[ "$MODE" == wheels ]]; then
   cmake --install "$BUILD" > "$BUILD.install.log" 2>&1 || { cat "$BUILD.install.log" >&2; exit 1; }
 else
   log "building with colcon against /opt/ros/${ROS_DISTRO}"
+  set +u  # ROS setup scripts read unset variables
   # shellcheck disable=SC1090
   source "/opt/ros/${ROS_DISTRO}/setup.bash"
-  "$PY" -m colcon build --packages-select psi0_ros --symlink-install \
+  set -u
+  need colcon "colcon (apt install python3-colcon-common-extensions)"
+  colcon build --packages-select psi0_ros --symlink-install \
     --cmake-args -DPython3_EXECUTABLE="$PY" -DBUILD_TESTING=OFF
+  set +u
+  # shellcheck disable=SC1091
+  source install/setup.bash
+  set -u
   log "source install/setup.bash to use ros2 run / ros2 launch"
 fi
 
