@@ -37,6 +37,14 @@ def _arrays(path: Path) -> dict[str, np.ndarray]:
         }
 
 
+def _assert_same_episodes(a_dir: Path, b_dir: Path) -> None:
+    """The two episodes of session_a converted into a_dir and b_dir hold identical arrays."""
+    for name in ("session_a_episode_000000.hdf5", "session_a_episode_000001.hdf5"):
+        a, b = _arrays(a_dir / name), _arrays(b_dir / name)
+        for key in a:
+            assert np.array_equal(a[key], b[key]), (name, key)
+
+
 @pytest.fixture(scope="module")
 def mcap_bag(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("bags") / "session_a"
@@ -78,10 +86,7 @@ def test_sqlite3_bag_converts_to_the_same_episodes(mcap_bag, tmp_path):
     assert next(sqlite.glob("*.db3"))
     convert_bags([sqlite], tmp_path / "from_sqlite", ConvertConfig(), workers=1)
     convert_bags([mcap_bag], tmp_path / "from_mcap", ConvertConfig(), workers=1)
-    for name in ("session_a_episode_000000.hdf5", "session_a_episode_000001.hdf5"):
-        a, b = _arrays(tmp_path / "from_sqlite" / name), _arrays(tmp_path / "from_mcap" / name)
-        for key in a:
-            assert np.array_equal(a[key], b[key]), key
+    _assert_same_episodes(tmp_path / "from_sqlite", tmp_path / "from_mcap")
 
 
 def _split(source: Path, target: Path, at_fraction: float) -> None:
@@ -136,10 +141,7 @@ def test_split_bag_equals_the_unsplit_one(mcap_bag, tmp_path):
     assert len(list(split.glob("*.mcap"))) == 2
     convert_bags([split], tmp_path / "split", ConvertConfig(), workers=1)
     convert_bags([mcap_bag], tmp_path / "whole", ConvertConfig(), workers=1)
-    for name in ("session_a_episode_000000.hdf5", "session_a_episode_000001.hdf5"):
-        a, b = _arrays(tmp_path / "split" / name), _arrays(tmp_path / "whole" / name)
-        for key in a:
-            assert np.array_equal(a[key], b[key]), key
+    _assert_same_episodes(tmp_path / "split", tmp_path / "whole")
 
 
 def test_directory_of_bags_bare_files_and_bags_without_events(tmp_path):
