@@ -38,7 +38,7 @@ setup(
         "sim": ["mujoco>=3.2"],
         "lerobot": ["pyarrow>=15", "pandas>=2", "av>=12"],
         "unitree": ["cyclonedds>=0.10"],
-        "dev": ["pytest>=8", "ruff>=0.6"],
+        "dev": ["pytest>=8", "ruff>=0.6", "urdf-parser-py>=0.0.4"],
     },
     entry_points={"console_scripts": ["psi0=psi0_ros.cli:main"]},
 )

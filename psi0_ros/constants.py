@@ -23,6 +23,12 @@ TOPIC_JOINT_STATES = "/joint_states"
 TOPIC_IMU = "/imu/data"
 TOPIC_DIAGNOSTICS = "/diagnostics"
 
+# --- Visualisation topics (viz_node) ----------------------------------------------------------
+TOPIC_ROBOT_DESCRIPTION = "robot_description"  # std_msgs/String, transient-local (as robot_state_publisher)
+TOPIC_TF = "/tf"
+TOPIC_TF_STATIC = "/tf_static"
+TOPIC_CHUNK_MARKERS = "/psi0/chunk_markers"  # visualization_msgs/MarkerArray: predicted hand paths
+
 # --- Frames -----------------------------------------------------------------------------------
 FRAME_BASE = "pelvis"
 FRAME_HEAD_CAMERA = "head_camera_optical_frame"

@@ -100,6 +100,16 @@ if [[ "$MODE" == wheels ]]; then
   log "building messages into $VENV"
   cmake --build "$BUILD" -j "$(nproc)" > "$BUILD.build.log" 2>&1 || { cat "$BUILD.build.log" >&2; exit 1; }
   cmake --install "$BUILD" > "$BUILD.install.log" 2>&1 || { cat "$BUILD.install.log" >&2; exit 1; }
+  # There is no ros-tf2-msgs wheel: viz_node's /tf needs tf2_msgs/TFMessage, built here from
+  # scripts/tf2_msgs (that one message, same definition as ROS 2's) unless one is installed.
+  if ! "$PY" -c 'import tf2_msgs.msg' 2> /dev/null; then
+    TF2_BUILD="$ROOT/build/tf2_msgs"
+    log "building tf2_msgs (TFMessage) into $VENV"
+    { cmake -S scripts/tf2_msgs -B "$TF2_BUILD" -DCMAKE_INSTALL_PREFIX="$VENV" -DPython3_EXECUTABLE="$PY" \
+        -DPYTHON_INSTALL_DIR="${SITE#"$VENV"/}" -DBUILD_TESTING=OFF -DCMAKE_BUILD_TYPE=Release \
+      && cmake --build "$TF2_BUILD" -j "$(nproc)" && cmake --install "$TF2_BUILD"; } > "$TF2_BUILD.log" 2>&1 \
+      || { cat "$TF2_BUILD.log" >&2; exit 1; }
+  fi
 else
   log "building with colcon against /opt/ros/${ROS_DISTRO}"
   set +u  # ROS setup scripts read unset variables
@@ -116,6 +126,6 @@ else
   log "source install/setup.bash to use ros2 run / ros2 launch"
 fi
 
-"$PY" -c 'from psi0_ros.msg import ActionChunk, VLMFeatures, LowerBodyCommand, EpisodeEvent' \
+"$PY" -c 'from psi0_ros.msg import ActionChunk, VLMFeatures, LowerBodyCommand, EpisodeEvent; import tf2_msgs.msg' \
   || { echo "error: generated messages do not import" >&2; exit 1; }
 log "ready: $VENV ($MODE)"
