@@ -256,3 +256,13 @@ def test_norm_stats_with_wrong_keys_or_sizes_are_refused(tmp_path):
     torch.save({**NORM, "output_std": np.ones(14)}, str(tmp_path / amo.NORM_STATS_FILE))
     with pytest.raises(ValueError, match="output_std"):
         AmoController.load(tmp_path)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (device: cuda)")
+def test_cuda_device_gives_the_cpu_targets(amo_dir):
+    cpu, gpu = AmoController.load(amo_dir), AmoController.load(amo_dir, device="cuda")
+    rng = np.random.default_rng(11)
+    for cmd in (AmoCommand(), AmoCommand(vx=0.3, target_yaw=0.2), AmoCommand(vy=0.3, height=0.7)) * 3:
+        state = random_state(rng)
+        np.testing.assert_allclose(gpu.step(state, cmd), cpu.step(state, cmd), atol=1e-3)
+        np.testing.assert_allclose(gpu.last_obs, cpu.last_obs, atol=1e-4)

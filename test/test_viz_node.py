@@ -19,6 +19,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 tf2_msgs = pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs not installed (scripts/setup.sh builds it)")
 
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from psi0_ros.msg import ActionChunk  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
@@ -31,6 +32,7 @@ from psi0_ros.constants import (  # noqa: E402
     FRAME_HEAD_CAMERA,
     TOPIC_ACTION_CHUNK,
     TOPIC_CHUNK_MARKERS,
+    TOPIC_DIAGNOSTICS,
     TOPIC_JOINT_STATES,
     TOPIC_ROBOT_DESCRIPTION,
     TOPIC_TF,
@@ -57,6 +59,7 @@ class Probe:
             (TFMessage, TOPIC_TF, CONTROL),
             (TFMessage, TOPIC_TF_STATIC, LATCHED),
             (MarkerArray, TOPIC_CHUNK_MARKERS, CONTROL),
+            (DiagnosticArray, TOPIC_DIAGNOSTICS, CONTROL),
         ):
             self.node.create_subscription(msg_type, topic, lambda msg, topic=topic: self._store(topic, msg), qos)
         self.node.create_timer(0.05, self._publish_joints)
@@ -166,6 +169,19 @@ def test_viz_node_publishes_description_tf_and_chunk_paths(tmp_path):
             got = np.array([(p.x, p.y, p.z) for p in marker.points])
             np.testing.assert_allclose(got, paths[name], atol=1e-6, err_msg=name)
         assert np.ptp(np.array([(p.x, p.y, p.z) for p in by_name["left_wrist"].points]), axis=0).max() > 0.05
+
+        # A malformed chunk (fewer values than horizon x action_dim) is refused, counted, not drawn.
+        drawn = probe.get(TOPIC_CHUNK_MARKERS)
+        chunk.chunk_id, chunk.actions = 2, chunk.actions[:-1]
+        probe.chunk_pub.publish(chunk)
+
+        def refused() -> bool:
+            diag = probe.get(TOPIC_DIAGNOSTICS)
+            values = {} if diag is None else {kv.key: kv.value for kv in diag.status[0].values}
+            return values.get("bad_chunks") == "1" and values.get("chunks") == "1"
+
+        probe.wait(refused, "the malformed chunk on /diagnostics")
+        assert probe.get(TOPIC_CHUNK_MARKERS) is drawn
     finally:
         probe.close()
         process.send_signal(signal.SIGINT)

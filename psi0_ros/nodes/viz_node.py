@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point, TransformStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -23,10 +24,12 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import ColorRGBA, String
 from visualization_msgs.msg import Marker, MarkerArray
 
+from psi0_ros import g1
 from psi0_ros.constants import (
     FRAME_BASE,
     TOPIC_ACTION_CHUNK,
     TOPIC_CHUNK_MARKERS,
+    TOPIC_DIAGNOSTICS,
     TOPIC_JOINT_STATES,
     TOPIC_ROBOT_DESCRIPTION,
     TOPIC_TF,
@@ -34,7 +37,7 @@ from psi0_ros.constants import (
 )
 from psi0_ros.msg import ActionChunk
 from psi0_ros.nodes.qos import CONTROL, LATCHED
-from psi0_ros.robot.description import forward_kinematics, hand_paths, link_origins, matrix_to_quat, urdf_xml
+from psi0_ros.robot.description import axis_rotation, hand_paths, link_origins, matrix_to_quat, urdf_xml
 
 NODE_NAME = "viz_node"
 MARKER_NAMESPACE = "psi0_chunk"
@@ -106,6 +109,8 @@ class VizNode(Node):
             self._tf_static_pub = self.create_publisher(tf_type, TOPIC_TF_STATIC, LATCHED)
             self._publish_static()
         self._marker_pub = self.create_publisher(MarkerArray, TOPIC_CHUNK_MARKERS, CONTROL)
+        self._diag_pub = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, CONTROL)
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=group)
         self.create_subscription(JointState, TOPIC_JOINT_STATES, self._on_joints, CONTROL, callback_group=group)
         self.create_subscription(ActionChunk, TOPIC_ACTION_CHUNK, self._on_chunk, CONTROL, callback_group=group)
         self.get_logger().info(
@@ -128,13 +133,13 @@ class VizNode(Node):
             self.counters["joint_states"] += 1
         if not self.publish_tf:
             return
-        poses = forward_kinematics(q)
         transforms = []
-        for child, (parent, _origin, joint) in self._origins.items():
+        for child, (parent, origin, joint) in self._origins.items():
             if joint is None or joint not in q:
                 continue
-            relative = np.linalg.solve(poses[parent], poses[child])  # parent -> child at this q
-            transforms.append(_transform_msg(parent, child, relative, msg.header.stamp))
+            rotation = np.eye(4)
+            rotation[:3, :3] = axis_rotation(g1.JOINT_SPECS[joint].axis, q[joint])
+            transforms.append(_transform_msg(parent, child, origin @ rotation, msg.header.stamp))
         self._tf_pub.publish(self._tf_type(transforms=transforms))
 
     def _on_chunk(self, msg: ActionChunk) -> None:
@@ -149,6 +154,19 @@ class VizNode(Node):
             return
         self.counters["chunks"] += 1
         self._marker_pub.publish(self.markers(paths, msg))
+
+    def _publish_diagnostics(self) -> None:
+        with self._lock:
+            counters = dict(self.counters)
+        status = DiagnosticStatus(name=f"{NODE_NAME}: rviz", hardware_id="viz", level=DiagnosticStatus.OK)
+        status.message = f"{counters['chunks']} chunks drawn, {counters['bad_chunks']} refused"
+        if counters["bad_chunks"]:
+            status.level = DiagnosticStatus.WARN
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in counters.items()]
+        status.values.append(KeyValue(key="publish_tf", value=str(self.publish_tf)))
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(array)
 
     def markers(self, paths: dict[str, np.ndarray], chunk: ActionChunk) -> MarkerArray:
         array = MarkerArray()
