@@ -204,7 +204,7 @@ def bridge(tmp_path_factory):
     probe.set_lower(start)
     overrides = {
         "sim.scene": "empty",
-        "sim.camera_mode": "off",
+        "sim.camera_mode": "'off'",  # quoted: a bare off is YAML for false
         "safety.hold_after_s": str(HOLD_AFTER_S),
         "safety.damp_after_s": str(DAMP_AFTER_S),
         "safety.auto_resume": "false",
