@@ -19,7 +19,10 @@ I_ELBOW = g1.JOINT_INDEX[ELBOW]
 
 
 def make(**overrides) -> SafetyLayer:
+    """A layer whose estop wait is over at the first tick (no estop publisher) and, unless a test
+    sets max_acceleration, without an acceleration bound: the step/velocity limiter on its own."""
     values = dict(control_rate_hz=RATE, hold_after_s=0.2, damp_after_s=1.0, max_step=0.02, max_velocity=3.0)
+    values.update(estop_wait_s=0.0, max_acceleration=math.inf)
     values.update(overrides)
     return SafetyLayer(SafetyConfig(**values))
 
@@ -270,7 +273,7 @@ def test_lower_body_command_is_bounded_and_zeroed_when_not_active():
     assert layer.submit_lower_body_command([math.nan] * 8, 0.0) is None
     assert layer.submit_lower_body_command([0.0] * 7, 0.0) is None
     assert layer.counters.rejected_nonfinite == 1 and layer.counters.rejected_bad_names == 1
-    assert layer.lower_body_command()[names.index("vx")] == 0.0  # WAITING: the base may not move
+    assert layer.lower_body_command() is None  # WAITING: the base may not move (issue 10: nothing at all)
     layer.submit(SOURCE_LOWER, ["waist_yaw_joint"], [0.0], 0.0)
     layer.update(0.0, default_q())
     assert layer.lower_body_command()[names.index("vx")] == limits.max_vx
@@ -289,3 +292,161 @@ def test_config_errors_name_the_bad_value():
     assert config.max_step == 0.01 and config.auto_resume and config.lower_body.max_vx == 0.3
     with pytest.raises(ValueError):
         Watchdog(hold_after_s=0.0, damp_after_s=1.0)
+
+
+# --- issue 10 -------------------------------------------------------------------------------------
+
+
+def test_nothing_is_followed_before_the_estop_state_is_known():
+    layer = make(estop_wait_s=0.5)
+    for i in range(40):  # 0.4 s: commands stream, no estop message yet
+        now = i / RATE
+        layer.submit(SOURCE_UPPER, [ELBOW], [1.0], now)
+        command = layer.update(now, default_q())
+        assert layer.mode is SafetyMode.STARTING and command.q[I_ELBOW] == pytest.approx(0.3)
+    layer.set_estop(True)  # the latched estop arrives late: straight to ESTOP, nothing followed before
+    command = layer.update(0.4, default_q())
+    assert layer.mode is SafetyMode.ESTOP and (command.kp == 0.0).all()
+    assert layer.status(0.4).activity["ticks_active"] == 0
+
+
+def test_without_an_estop_message_the_wait_expires_then_only_fresh_commands_count():
+    layer = make(estop_wait_s=0.5)
+    layer.submit(SOURCE_UPPER, [ELBOW], [1.0], 0.0)  # sent while the estop state was unknown
+    run(layer, 0.0, 50)
+    assert layer.mode is SafetyMode.STARTING
+    layer.update(0.5, default_q())
+    assert layer.mode is SafetyMode.WAITING  # wait over, and the early command is not in force
+    layer.submit(SOURCE_UPPER, [ELBOW], [0.5], 0.51)
+    assert layer.update(0.51, default_q()).q[I_ELBOW] > 0.3
+    assert layer.mode is SafetyMode.ACTIVE
+
+
+def test_an_estop_release_during_the_wait_starts_following():
+    layer = make(estop_wait_s=float("inf"))
+    run(layer, 0.0, 10)
+    layer.set_estop(False)
+    layer.submit(SOURCE_UPPER, [ELBOW], [0.5], 0.1)
+    layer.update(0.1, default_q())
+    assert layer.mode is SafetyMode.ACTIVE and layer.counters.estops == 0
+
+
+def test_empty_messages_are_rejected_and_do_not_feed_the_watchdog():
+    layer = make()
+    layer.submit(SOURCE_UPPER, [ELBOW], [0.5], 0.0)
+    for i in range(150):
+        now = i / RATE
+        assert not layer.submit(SOURCE_UPPER, [], [], now)
+        layer.update(now, default_q())
+    assert layer.mode is SafetyMode.DAMP and layer.counters.rejected_empty == 150
+
+
+@pytest.mark.parametrize("field", ["velocities", "efforts"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_nonfinite_velocity_or_effort_drops_the_whole_message(field, bad):
+    layer = make()
+    assert not layer.submit(SOURCE_UPPER, [ELBOW, "left_wrist_roll_joint"], [1.0, 0.1], 0.0, **{field: [0.0, bad]})
+    assert layer.counters.rejected_nonfinite == 1 and field in layer.status(0.0).last_rejection
+    assert not layer.submit(SOURCE_UPPER, [ELBOW], [1.0], 0.0, **{field: [0.0, 0.0]})  # wrong length
+    assert layer.counters.rejected_bad_names == 1
+    layer.update(0.0, default_q())
+    assert layer.mode is SafetyMode.WAITING  # neither message counted as a command
+    assert layer.submit(SOURCE_UPPER, [ELBOW], [1.0], 0.0, **{field: [0.5]})  # finite: fine
+
+
+def test_lower_body_command_is_withheld_in_every_mode_but_active():
+    layer = make()
+    command = np.zeros(8)
+    command[list(LOWER_BODY_COMMAND_NAMES).index("vx")] = 0.3
+    layer.submit_lower_body_command(command, 0.0)
+    layer.update(0.0, default_q())
+    assert layer.mode is SafetyMode.ACTIVE and layer.lower_body_command() is not None
+    run(layer, 0.01, 25)  # silent: HOLD
+    assert layer.mode is SafetyMode.HOLD and layer.lower_body_command() is None
+    run(layer, 0.3, 100)
+    assert layer.mode is SafetyMode.DAMP and layer.lower_body_command() is None
+    layer.set_estop(True)
+    layer.update(1.5, default_q())
+    assert layer.mode is SafetyMode.ESTOP and layer.lower_body_command() is None
+
+
+def test_estop_release_after_a_watchdog_damp_waits_for_fresh_commands():
+    layer = make()
+    layer.submit_lower_body_command(np.array([0, 0, 0, 0.74, 0, 0, 0, 0.0]), 0.0)
+    layer.submit(SOURCE_UPPER, [ELBOW], [0.5], 0.0)
+    run(layer, 0.0, 150)
+    assert layer.mode is SafetyMode.DAMP
+    layer.set_estop(True)
+    layer.update(1.5, default_q())
+    layer.set_estop(False)
+    layer.set_follower_targets(g1.table("default", g1.LOWER_BODY_JOINTS))  # a follower still running
+    run(layer, 1.6, 100)
+    assert layer.mode is SafetyMode.WAITING
+    layer.submit(SOURCE_UPPER, [ELBOW], [0.5], 2.6)
+    layer.update(2.6, default_q())
+    assert layer.mode is SafetyMode.ACTIVE
+
+
+def test_nonfinite_state_while_active_holds_the_commanded_pose():
+    layer = make(max_acceleration=20.0)
+    for i in range(30):  # moving toward 1.2 rad
+        layer.submit(SOURCE_UPPER, [ELBOW], [1.2], i / RATE)
+        layer.update(i / RATE, default_q())
+    assert layer.mode is SafetyMode.ACTIVE
+    bad = default_q().copy()
+    bad[3] = math.nan
+    qs = []
+    for i in range(30, 90):  # the state goes bad while commands keep coming
+        layer.submit(SOURCE_UPPER, [ELBOW], [1.2], i / RATE)
+        command = layer.update(i / RATE, bad)
+        assert layer.mode is SafetyMode.HOLD and command.is_finite() and (command.kp > 0).all()
+        qs.append(command.q[I_ELBOW])
+    steps = np.diff(qs)
+    assert (steps >= -1e-12).all() and np.all(np.diff(steps) <= 20.0 / RATE**2 + 1e-12)  # braking, no jerk back
+    assert steps[-10:].max() == 0.0 and qs[-1] < 1.2 - 0.05  # came to rest short of the target, and stays
+    assert layer.counters.state_nonfinite == 60
+    layer.submit(SOURCE_UPPER, [ELBOW], [1.2], 0.9)
+    layer.update(0.9, default_q())
+    assert layer.mode is SafetyMode.ACTIVE  # a good state again: following resumes from the held pose
+
+
+def test_acceleration_bounded_ramp_brakes_in_time_at_a_limit():
+    layer = make(max_acceleration=20.0, max_step=0.1, max_velocity=3.0)
+    upper = layer.limits.upper[I_ELBOW]
+    qs, vs = [], []
+    for i in range(300):
+        layer.submit(SOURCE_UPPER, [ELBOW], [upper + 1.0], i / RATE)  # beyond the limit: clamped
+        command = layer.update(i / RATE, default_q())
+        qs.append(command.q[I_ELBOW])
+        vs.append(command.dq[I_ELBOW])
+    qs, vs = np.array(qs), np.array(vs)
+    assert qs.max() <= upper + 1e-12 and qs[-1] == pytest.approx(upper)  # never past, and gets there
+    assert np.abs(vs).max() <= 3.0 + 1e-9 and np.abs(vs).max() > 2.9
+    dv = np.abs(np.diff(vs))
+    landing = np.flatnonzero(vs)[-1]  # the tick that lands exactly on the target
+    assert dv[: landing - 1].max() <= 20.0 / RATE + 1e-9  # acceleration and deceleration bounded ...
+    assert dv.max() <= 1.1 * 20.0 / RATE  # ... the tick that lands exactly on the target within 10 %
+    assert np.allclose(np.diff(qs), vs[1:] / RATE)  # the velocity sent matches the motion
+
+
+def test_a_target_jump_back_brakes_instead_of_reversing_at_once():
+    layer = make(max_acceleration=20.0, max_step=0.1)
+    for i in range(20):
+        layer.submit(SOURCE_UPPER, [ELBOW], [2.0], i / RATE)
+        layer.update(i / RATE, default_q())
+    v = layer.update(0.2, default_q()).dq[I_ELBOW]
+    layer.submit(SOURCE_UPPER, [ELBOW], [0.3], 0.21)
+    v_next = layer.update(0.21, default_q()).dq[I_ELBOW]
+    assert v > 3.0 - 1e-6 - 20.0 / RATE and v - v_next == pytest.approx(20.0 / RATE)
+
+
+def test_sequence_gaps_count_lost_commands():
+    from psi0_ros.control.sequence import SequenceGaps
+
+    gaps = SequenceGaps()
+    assert [gaps.observe("a", s) for s in (1, 2, 5, 6)] == [0, 0, 2, 0]
+    assert gaps.observe("b", 10) == 0 and gaps.observe("a", 3) == 0  # first from b; a reordered one
+    assert gaps.lost == 2 and gaps.reordered == 1
+    layer = make()
+    layer.count_dropped(3)
+    assert layer.counters.commands_dropped == 3

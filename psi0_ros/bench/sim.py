@@ -11,6 +11,12 @@ starts. Baselines in the same run: the same loop with the camera off, and with a
 does nothing (the pacing and safety-layer cost alone). The variants alternate over --rounds
 rounds (the seconds are split between them) and each figure is the median over the rounds, so
 load from other processes falls on all of them alike.
+
+limit_overshoot_rad / speed_over_cap: a limit-to-limit sweep of every arm and hand joint at once
+in physics mode (harness on, empty scene), through the bridge and its safety layer at --rate, with
+targets 0.5 rad beyond each URDF limit sent at 30 Hz. Measured from the sim's own joint states
+each tick: the worst distance past a URDF limit (rad; target 0.0) and the worst joint speed over
+that joint's velocity cap (ratio; target <= 1.1).
 """
 
 from __future__ import annotations
@@ -117,6 +123,86 @@ def loop_jitter(camera_mode: str | None, seconds: float, rate: float, camera_rat
     }
 
 
+def sweep_groups() -> list[tuple[str, ...]]:
+    """The joints swept together: each arm and hand joint with its mirror image (14 groups)."""
+    from psi0_ros import g1
+
+    pairs = zip(g1.LEFT_ARM_JOINTS + g1.LEFT_HAND_JOINTS, g1.RIGHT_ARM_JOINTS + g1.RIGHT_HAND_JOINTS, strict=True)
+    return [tuple(pair) for pair in pairs]
+
+
+def limit_sweep(groups: list[tuple[str, ...]] | None = None, rate: float = 250.0) -> dict[str, Any]:
+    """Sweep each group of joints limit to limit in physics mode and measure what the sim reports.
+
+    Physics base with the harness, empty scene, the bridge and its safety layer at `rate` with
+    the default SafetyConfig (an explicit estop release first). For each group in turn the 30 Hz
+    upper-body command asks for 0.5 rad beyond the upper URDF limit, then beyond the lower one,
+    then the default pose, each for long enough to get there at the velocity and acceleration
+    bounds plus 0.4 s; the other joints hold their default pose. Every tick reads the sim's own
+    joint state. Returns the worst overshoot past a URDF limit [rad] (0.0 if none), the worst
+    |dq| / velocity cap, the joints where they happened, and how much of each range was covered.
+    """
+    from psi0_ros import g1
+    from psi0_ros.control import SafetyConfig
+    from psi0_ros.robot.bridge import Bridge, BridgeConfig
+    from psi0_ros.robot.sim_backend import SimBackend, SimBackendConfig
+    from psi0_ros.sim.simulator import SimConfig
+
+    groups = sweep_groups() if groups is None else groups
+    sim = SimConfig(base_mode="physics", scene="empty", harness=True)
+    backend = SimBackend(SimBackendConfig(sim=sim, camera_mode="off"))
+    bridge = Bridge(backend, BridgeConfig(SafetyConfig(control_rate_hz=rate), lower_body_input="targets"))
+    sim_clock = [0.0]
+    bridge.clock = lambda: sim_clock[0]
+    bridge.set_estop(False)  # an explicit release, as an operator's latched /psi0/estop false
+    safety = bridge.safety
+    caps = np.minimum(safety.limits.velocity, safety.config.max_step * rate)  # rad/s, per joint (43,)
+    default = g1.table("default", g1.UPPER_BODY_JOINTS)
+    command_every = max(1, int(round(rate / 30.0)))
+    over: dict[str, float] = {}
+    ratio: dict[str, float] = {}
+    coverage: dict[str, float] = {}
+    for joints in groups:
+        index = np.array([g1.JOINT_INDEX[n] for n in joints])
+        slots = np.array([g1.UPPER_BODY_JOINTS.index(n) for n in joints])
+        lower, upper = g1.table("lower", joints), g1.table("upper", joints)
+        cap = caps[index]
+        travel_s = float(np.max((upper - lower) / cap + cap / safety.config.max_acceleration)) + 0.4
+        seen_low, seen_high = np.full(len(joints), np.inf), np.full(len(joints), -np.inf)
+        worst_over, worst_ratio = np.full(len(joints), -np.inf), np.zeros(len(joints))
+        for goal in (upper + 0.5, lower - 0.5, default[slots]):
+            targets = default.copy()
+            targets[slots] = goal
+            for tick in range(int(round(travel_s * rate))):
+                if tick % command_every == 0:
+                    bridge.submit_upper(g1.UPPER_BODY_JOINTS, targets)
+                bridge.tick()
+                sim_clock[0] += 1.0 / rate
+                q, dq, _ = backend.sim.joint_state()
+                q, dq = q[index], dq[index]
+                worst_over = np.maximum(worst_over, np.maximum(q - upper, lower - q))
+                worst_ratio = np.maximum(worst_ratio, np.abs(dq) / cap)
+                seen_low, seen_high = np.minimum(seen_low, q), np.maximum(seen_high, q)
+        for i, name in enumerate(joints):
+            over[name], ratio[name] = float(worst_over[i]), float(worst_ratio[i])
+            coverage[name] = float((seen_high[i] - seen_low[i]) / (upper[i] - lower[i]))
+    backend.close()
+    worst_joint = max(over, key=over.__getitem__)
+    fastest_joint = max(ratio, key=ratio.__getitem__)
+    return {
+        "limit_overshoot_rad": max(0.0, over[worst_joint]),
+        "limit_overshoot_joint": worst_joint,
+        "limit_closest_rad": over[worst_joint],  # signed: < 0 = stayed that far inside
+        "speed_over_cap": ratio[fastest_joint],
+        "speed_over_cap_joint": fastest_joint,
+        "sweep_coverage_min": min(coverage.values()),
+        "per_joint": {n: {"overshoot_rad": over[n], "speed_over_cap": ratio[n], "coverage": coverage[n]} for n in over},
+        "sim_seconds": sim_clock[0],
+        "interventions": safety.counters.as_dict(),
+        "max_acceleration": safety.config.max_acceleration,
+    }
+
+
 def _median(values: list[float]) -> float:
     return float(np.median(values))
 
@@ -139,7 +225,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             mode = None if variant == "null" else variant
             jitter[variant].append(loop_jitter(mode, args.loop_seconds / args.rounds, args.rate, args.camera_rate))
     p99 = {variant: _median([r["p99"] for r in runs]) for variant, runs in jitter.items()}
+    sweep = limit_sweep(rate=args.rate)
     return {
+        "limit_overshoot_rad": sweep["limit_overshoot_rad"],
+        "speed_over_cap": sweep["speed_over_cap"],
+        "limit_sweep": sweep,
         "realtime_factor": _median(rtf["camera"]),
         "realtime_factor_no_camera": _median(rtf["no_camera"]),
         "camera_cost_ratio": _median(rtf["no_camera"]) / _median(rtf["camera"]),

@@ -24,11 +24,14 @@ class JointCommand:
     enabled: bool = True
 
     @classmethod
-    def position(cls, q: np.ndarray, kp: np.ndarray, kd: np.ndarray) -> JointCommand:
-        """Hold/track positions q with the given gains, zero target velocity and feed-forward."""
+    def position(cls, q: np.ndarray, kp: np.ndarray, kd: np.ndarray, dq: np.ndarray | None = None) -> JointCommand:
+        """Track positions q [rad] moving at dq [rad/s] (default: hold, zero velocity) with the given
+        gains and zero feed-forward torque."""
         q = np.asarray(q, dtype=np.float64)
         zeros = np.zeros_like(q)
-        return cls(q.copy(), zeros, np.asarray(kp, np.float64).copy(), np.asarray(kd, np.float64).copy(), zeros.copy())
+        velocity = zeros.copy() if dq is None else np.asarray(dq, dtype=np.float64).copy()
+        kp, kd = np.asarray(kp, np.float64).copy(), np.asarray(kd, np.float64).copy()
+        return cls(q.copy(), velocity, kp, kd, zeros.copy())
 
     @classmethod
     def damping(cls, kd: np.ndarray) -> JointCommand:

@@ -4,13 +4,16 @@ Inputs arrive as named joint targets from sources (the upper-body command: arms 
 lower-body targets: legs and waist), an optional 8-D lower-body command, and the estop. Each
 control tick, update() turns the newest valid targets into one JointCommand for all joints:
 
-    validate (names, NaN/inf)  ->  clamp to position limits  ->  watchdog / estop  ->
-    per-tick step and velocity limit from the last commanded pose  ->  kp/kd table  ->  finite check
+    validate (names, NaN/inf)  ->  clamp to position limits  ->  estop / watchdog / state check  ->
+    velocity- and acceleration-bounded profile from the last commanded pose and velocity  ->
+    kp/kd table  ->  finite check
 
-Modes: WAITING (no command yet: hold the pose measured at start), ACTIVE, HOLD (a stream went
-quiet: freeze the last safe pose), DAMP (quiet for too long: kp = 0, damping only; latched unless
-auto_resume), ESTOP (damping, latched until the estop is released). Leaving DAMP/ESTOP restarts
-position control from the measured pose, so nothing jumps. Not thread-safe: the caller serialises
+Modes: STARTING (the estop state is not known yet: hold the pose measured at start, store no
+command), WAITING (no command yet: hold the pose measured at start), ACTIVE, HOLD (a stream went
+quiet, or the measured state is NaN: brake to rest within the acceleration bound and stay there),
+DAMP (quiet for too long: kp = 0, damping only; latched unless auto_resume), ESTOP (damping,
+latched until the estop is released). Leaving DAMP/ESTOP restarts position control from the
+measured pose at rest, so nothing jumps. Not thread-safe: the caller serialises
 (psi0_ros.robot.bridge.Bridge holds a lock).
 """
 
@@ -24,8 +27,8 @@ import numpy as np
 
 from psi0_ros import g1
 from psi0_ros.control.command import JointCommand
-from psi0_ros.control.limits import JointLimits, limit_step
-from psi0_ros.control.lower_body import LOWER_BODY_INDEX, LowerBodyCommandLimits
+from psi0_ros.control.limits import JointLimits, profile_step
+from psi0_ros.control.lower_body import LowerBodyCommandLimits
 from psi0_ros.control.watchdog import Watchdog, WatchdogState
 
 RATE_LIMIT_GRACE_S = 0.1  # s of continuous step/velocity limiting before it counts as an intervention
@@ -40,6 +43,7 @@ SOURCE_JOINTS: dict[str, tuple[str, ...]] = {
 
 
 class SafetyMode(enum.Enum):
+    STARTING = "starting"
     WAITING = "waiting"
     ACTIVE = "active"
     HOLD = "hold"
@@ -56,6 +60,12 @@ class SafetyConfig:
     velocity_scale: float = 0.5  # fraction of each URDF joint velocity limit a target may move at
     max_velocity: float = 3.0  # rad/s, cap on every joint's target velocity
     max_step: float = 0.02  # rad, cap on a target's change per tick (whatever the rate)
+    # rad/s^2, bound on every joint's commanded acceleration and deceleration: a position ramp
+    # brakes in time instead of stopping dead, which the PD loop would overshoot (docs/safety.md).
+    max_acceleration: float = 8.0
+    # s to wait at start for the latched /psi0/estop sample; until it arrives (or this passes)
+    # nothing is followed. inf: follow nothing before an explicit estop message.
+    estop_wait_s: float = 2.0
     hold_after_s: float = 0.25  # no fresh command for this long -> hold the last safe pose
     damp_after_s: float = 2.0  # ... and for this long -> damp
     auto_resume: bool = False  # leave a watchdog DAMP by itself when commands return (sim only)
@@ -69,6 +79,10 @@ class SafetyConfig:
             raise ValueError(f"control_rate_hz must be > 0, got {self.control_rate_hz}")
         if not self.max_step > 0.0:
             raise ValueError(f"max_step must be > 0 rad, got {self.max_step}")
+        if not self.max_acceleration > 0.0:
+            raise ValueError(f"max_acceleration must be > 0 rad/s^2, got {self.max_acceleration}")
+        if not self.estop_wait_s >= 0.0:
+            raise ValueError(f"estop_wait_s must be >= 0 s, got {self.estop_wait_s}")
         if not 0.0 < self.hold_after_s < self.damp_after_s:
             raise ValueError(f"need 0 < hold_after_s < damp_after_s, got {self.hold_after_s} and {self.damp_after_s}")
         for name in ("kp_scale", "kd_scale", "damping_kd_scale"):
@@ -113,11 +127,13 @@ class InterventionCounters:
     rate_limited: int = 0  # times a joint was held back by the step/velocity limit for over RATE_LIMIT_GRACE_S
     rejected_nonfinite: int = 0  # messages dropped for NaN/inf values
     rejected_bad_names: int = 0  # messages dropped for unknown/duplicate/foreign joint names or bad length
+    rejected_empty: int = 0  # messages without any joint target (they do not feed the watchdog)
+    commands_dropped: int = 0  # commands lost before they reached the bridge (publisher sequence gaps)
     lower_command_clamped: int = 0  # lower-body commands with an entry out of bounds (clipped)
     watchdog_holds: int = 0  # entries into HOLD
     watchdog_damps: int = 0  # entries into DAMP
     estops: int = 0  # estop engagements
-    state_nonfinite: int = 0  # ticks whose measured joint state held NaN/inf
+    state_nonfinite: int = 0  # ticks whose measured joint state held NaN/inf (HOLD while they last)
     output_nonfinite: int = 0  # ticks whose command came out non-finite (replaced by damping)
 
     def total(self) -> int:
@@ -130,12 +146,15 @@ class InterventionCounters:
 @dataclass(frozen=True)
 class SafetyStatus:
     mode: SafetyMode
-    estop: bool
+    estop: bool  # engaged; False also while not known yet (mode STARTING says so)
     command_age_s: dict[str, float | None]  # per source, None before its first command
     counters: dict[str, int]
     last_rejection: str  # why the newest rejected message was dropped ("" if none)
     # Command age [s] at the newest watchdog HOLD / DAMP entry (how promptly the watchdog acted).
     watchdog_trip_age_s: dict[str, float | None]
+    # Not interventions: ticks spent in each mode ("ticks_active", ...) and commands received per
+    # source ("commands_received_upper", ...) since start.
+    activity: dict[str, int]
 
 
 class SafetyLayer:
@@ -151,7 +170,9 @@ class SafetyLayer:
         self.kp = g1.table("kp", self.joints) * config.kp_scale
         self.kd = g1.table("kd", self.joints) * config.kd_scale
         self.damping_kd = g1.table("kd", self.joints) * config.damping_kd_scale
-        self._max_delta = self.limits.max_delta(config.dt, config.max_step)
+        # rad/s per joint: the velocity limit, and no more than max_step per tick
+        self._max_velocity = np.minimum(self.limits.velocity, config.max_step / config.dt)
+        self._max_acceleration = np.full(len(self.joints), config.max_acceleration)
         self._limited_since = np.full(len(self.joints), np.nan)  # when each joint's current limiting began
         self._limit_counted = np.zeros(len(self.joints), dtype=bool)
         self._urdf_lower, self._urdf_upper = g1.table("lower", self.joints), g1.table("upper", self.joints)
@@ -163,24 +184,54 @@ class SafetyLayer:
         }
         self._targets = np.full(len(self.joints), np.nan)  # newest valid target per joint, NaN = none
         self._last_q: np.ndarray | None = None  # last commanded pose; None while damped/not started
-        self._mode = SafetyMode.WAITING
-        self._estop = False
+        self._last_v = np.zeros(len(self.joints))  # rad/s, last commanded velocity
+        # None: not known yet (no estop message, estop_wait_s not over); estop_wait_s 0: no wait at all
+        self._estop: bool | None = False if config.estop_wait_s == 0.0 else None
+        self._first_tick: float | None = None
+        self._mode = SafetyMode.STARTING if self._estop is None else SafetyMode.WAITING
         self._damp_latched = False
         self._lower_command: np.ndarray | None = None
         self._last_rejection = ""
         self._watchdog_trip_age: dict[str, float | None] = {"hold": None, "damp": None}
+        self._ticks = {mode: 0 for mode in SafetyMode}
+        self._received = dict.fromkeys(SOURCE_JOINTS, 0)
 
     # --- inputs ---------------------------------------------------------------------------------
-    def submit(self, source: str, names: Sequence[str], positions: Sequence[float], now: float) -> bool:
-        """Offer targets [rad] for some joints of one source; False (counted) if the message is bad."""
+    def submit(
+        self,
+        source: str,
+        names: Sequence[str],
+        positions: Sequence[float],
+        now: float,
+        velocities: Sequence[float] = (),
+        efforts: Sequence[float] = (),
+    ) -> bool:
+        """Offer targets [rad] for some joints of one source; False (counted) if the message is bad.
+
+        velocities / efforts are the message's other fields (sensor_msgs/JointState): they are not
+        followed, but empty or one value per name, all finite, or the whole message is dropped.
+        Only a message that sets at least one target feeds the source's watchdog.
+        """
         if source not in SOURCE_JOINTS:
             raise ValueError(f"unknown command source {source!r}; expected one of {sorted(SOURCE_JOINTS)}")
+        self._received[source] += 1
         allowed = SOURCE_JOINTS[source]
         names = list(names)
         values = np.asarray(positions, dtype=np.float64).reshape(-1)
+        extra = {
+            "velocities": np.asarray(velocities, dtype=np.float64).reshape(-1),
+            "efforts": np.asarray(efforts, dtype=np.float64).reshape(-1),
+        }
         problem = ""
+        if not names and values.shape[0] == 0:
+            self.counters.rejected_empty += 1
+            self._last_rejection = f"{source}: a message without joint targets"
+            return False
         if len(names) != values.shape[0]:
             problem = f"{len(names)} names but {values.shape[0]} positions"
+        elif any(v.shape[0] not in (0, len(names)) for v in extra.values()):
+            field_name = next(k for k, v in extra.items() if v.shape[0] not in (0, len(names)))
+            problem = f"{len(names)} names but {extra[field_name].shape[0]} {field_name}"
         elif len(set(names)) != len(names):
             problem = "duplicate joint names"
         else:
@@ -191,18 +242,19 @@ class SafetyLayer:
             self.counters.rejected_bad_names += 1
             self._last_rejection = f"{source}: {problem}"
             return False
-        if not np.isfinite(values).all():
-            bad = [n for n, v in zip(names, values, strict=True) if not np.isfinite(v)]
-            self.counters.rejected_nonfinite += 1
-            self._last_rejection = f"{source}: non-finite targets for {bad[:4]}"
-            return False
+        for field_name, field_values in (("positions", values), *extra.items()):
+            if not np.isfinite(field_values).all():
+                bad = [n for n, v in zip(names, field_values, strict=True) if not np.isfinite(v)]
+                self.counters.rejected_nonfinite += 1
+                self._last_rejection = f"{source}: non-finite {field_name} for {bad[:4]}"
+                return False
         slots = np.array([self.index[n] for n in names], dtype=np.int64)
         clipped = np.clip(values, self.limits.lower[slots], self.limits.upper[slots])
         # Pulling a target off the stop (into the margin band) is routine; outside the URDF range it is counted.
         outside = (values < self._urdf_lower[slots]) | (values > self._urdf_upper[slots])
         self.counters.targets_clamped += int(np.count_nonzero(outside))
         if not self._accepting():
-            return True  # valid, but nothing is followed until the estop is released / damp reset
+            return True  # valid, but nothing is followed until the estop is known and released / damp reset
         self._targets[slots] = clipped
         self._watchdogs[source].feed(now)
         return True
@@ -211,9 +263,11 @@ class SafetyLayer:
         """Validate and clip an 8-D lower-body command (LOWER_BODY_COMMAND_NAMES order).
 
         Returns the clipped command, or None (counted) if it holds NaN/inf or has the wrong size.
-        The command becomes the newest one for lower_body_command(); freshness of the joint
-        targets derived from it is fed through submit(SOURCE_LOWER, ...).
+        An accepted command becomes the newest one for lower_body_command() and feeds the lower
+        source's watchdog (the leg/waist targets a follower derives from it come through
+        set_follower_targets(), which feeds nothing).
         """
+        self._received[SOURCE_LOWER] += 1
         values = np.asarray(command, dtype=np.float64).reshape(-1)
         if values.shape[0] != 8:
             self.counters.rejected_bad_names += 1
@@ -228,21 +282,42 @@ class SafetyLayer:
             self.counters.lower_command_clamped += 1
         if self._accepting():
             self._lower_command = clipped
+            self._watchdogs[SOURCE_LOWER].feed(now)
         return clipped
 
+    def set_follower_targets(self, positions: np.ndarray) -> None:
+        """Leg/waist targets (15,) [rad] derived from the lower-body command by a follower (the
+        sim's kinematic mode). Stored only once a lower-body command has been accepted since the
+        last (re)start; they never feed the watchdog: only the command itself does."""
+        if not self._accepting() or self._watchdogs[SOURCE_LOWER].last_fresh is None:
+            return
+        slots = self._source_slots[SOURCE_LOWER]
+        values = np.asarray(positions, dtype=np.float64).reshape(-1)
+        if values.shape[0] != slots.shape[0] or not np.isfinite(values).all():
+            self.counters.rejected_nonfinite += 1
+            self._last_rejection = "lower-body follower: non-finite or mis-sized targets"
+            return
+        self._targets[slots] = np.clip(values, self.limits.lower[slots], self.limits.upper[slots])
+
     def lower_body_command(self) -> np.ndarray | None:
-        """The newest valid lower-body command (8,), or None; velocities zeroed unless ACTIVE."""
-        if self._lower_command is None:
+        """The lower-body command to follow now (8,), or None: the base stands still where it is.
+
+        Only ACTIVE follows a command. In every other mode (STARTING, WAITING, HOLD, DAMP, ESTOP)
+        the whole command is withheld (velocities, heading, height and torso alike), so the base
+        freezes with the joints.
+        """
+        if self._lower_command is None or self._mode is not SafetyMode.ACTIVE or self._estop is not False:
             return None
-        command = self._lower_command.copy()
-        if self._mode is not SafetyMode.ACTIVE:
-            for name in ("vx", "vy", "vyaw"):
-                command[LOWER_BODY_INDEX[name]] = 0.0
-        return command
+        return self._lower_command.copy()
+
+    def count_dropped(self, count: int) -> None:
+        """Commands known lost on the way (e.g. a gap in the publisher's sequence numbers)."""
+        if count > 0:
+            self.counters.commands_dropped += int(count)
 
     def _accepting(self) -> bool:
-        """Whether new targets are stored: not under estop, nor in a latched DAMP without auto_resume."""
-        return not self._estop and (not self._damp_latched or self.config.auto_resume)
+        """Whether new targets are stored: the estop known and released, no latched DAMP (unless auto_resume)."""
+        return self._estop is False and (not self._damp_latched or self.config.auto_resume)
 
     def set_estop(self, engaged: bool) -> None:
         if engaged and not self._estop:
@@ -265,34 +340,68 @@ class SafetyLayer:
             watchdog.forget()
 
     # --- the control tick -----------------------------------------------------------------------
-    def update(self, now: float, measured_q: np.ndarray) -> JointCommand:
-        """One control tick: the command to send now, given the measured joint positions (N,) [rad]."""
+    def update(self, now: float, measured_q: np.ndarray, measured_dq: np.ndarray | None = None) -> JointCommand:
+        """One control tick: the command to send now, given the measured joint positions (N,) [rad]
+        and, where the robot reports them, velocities (N,) [rad/s] for the measured-state guards."""
         measured_q = np.asarray(measured_q, dtype=np.float64)
         state_ok = bool(np.isfinite(measured_q).all())
+        if measured_dq is not None:
+            measured_dq = np.asarray(measured_dq, dtype=np.float64)
+            state_ok = state_ok and bool(np.isfinite(measured_dq).all())
         if not state_ok:
             self.counters.state_nonfinite += 1
+        if self._first_tick is None:
+            self._first_tick = now
         mode = self._next_mode(now)
+        if mode is SafetyMode.ACTIVE and not state_ok:
+            mode = SafetyMode.HOLD  # no trustworthy state: brake to rest and hold the commanded pose
+        self._ticks[mode] += 1
         if mode in (SafetyMode.ESTOP, SafetyMode.DAMP):
             return self._damp(mode)
         if self._last_q is None:
             if not state_ok:
                 return self._damp(mode)  # cannot start position control from an unknown pose
             self._last_q, _ = self.limits.clamp(measured_q)
+            self._last_v[:] = 0.0
         self._mode = mode
-        if mode is SafetyMode.ACTIVE:
-            desired = np.where(np.isnan(self._targets), self._last_q, self._targets)
-            desired, _ = self.limits.clamp(desired)
-            self._last_q, cut = limit_step(desired, self._last_q, self._max_delta)
-            self._count_rate_limiting(now, cut)
-        command = JointCommand.position(self._last_q, self.kp, self.kd)
+        if mode in (SafetyMode.ACTIVE, SafetyMode.HOLD):
+            target = None
+            if mode is SafetyMode.ACTIVE:
+                target, _ = self.limits.clamp(np.where(np.isnan(self._targets), self._last_q, self._targets))
+            step = profile_step(
+                target,
+                self._last_q,
+                self._last_v,
+                self._velocity_caps(measured_dq if state_ok else None),
+                self._max_acceleration,
+                self.config.dt,
+                self.limits.lower,
+                self.limits.upper,
+                measured_q if state_ok else None,  # brake for the room left from where the joint really is
+            )
+            self._last_q, self._last_v = step.q, step.v
+            self._count_rate_limiting(now, step.limited & (np.abs(step.v) >= self._max_velocity - 1e-9))
+        else:
+            self._last_v[:] = 0.0
+        command = JointCommand.position(self._last_q, self.kp, self.kd, dq=self._last_v)
         if not command.is_finite():
             self.counters.output_nonfinite += 1
             self._last_q = None
             return JointCommand.damping(self.damping_kd)
         return command
 
+    def _velocity_caps(self, measured_dq: np.ndarray | None) -> np.ndarray:
+        """Velocity caps (N,) [rad/s] for this tick: a joint measured faster than its cap (gravity
+        pulling it along) gets its cap lowered by the excess, so the command brakes it instead of
+        running ahead with it."""
+        if measured_dq is None:
+            return self._max_velocity
+        excess = np.maximum(np.abs(measured_dq) - self._max_velocity, 0.0)
+        return np.maximum(self._max_velocity - excess, 0.0)
+
     def _count_rate_limiting(self, now: float, cut: np.ndarray) -> None:
-        """Count a joint once per stretch of more than RATE_LIMIT_GRACE_S of continuous limiting.
+        """Count a joint once per stretch of more than RATE_LIMIT_GRACE_S at its velocity cap
+        short of its target.
 
         A 30 Hz stream whose messages arrive bunched is cut for a tick or two: smoothing, not an
         intervention. A step jump, or a stream that asks for more speed than allowed, keeps a
@@ -306,10 +415,16 @@ class SafetyLayer:
 
     def _damp(self, mode: SafetyMode) -> JointCommand:
         self._mode = mode
-        self._last_q = None  # position control restarts from the measured pose
+        self._last_q = None  # position control restarts from the measured pose, at rest
+        self._last_v[:] = 0.0
         return JointCommand.damping(self.damping_kd)
 
     def _next_mode(self, now: float) -> SafetyMode:
+        if self._estop is None:
+            assert self._first_tick is not None
+            if now - self._first_tick < self.config.estop_wait_s:
+                return SafetyMode.STARTING
+            self._estop = False  # no latched estop arrived in time: nobody is holding one
         if self._estop:
             return SafetyMode.ESTOP
         states = [w.state(now) for w in self._watchdogs.values()]
@@ -343,11 +458,15 @@ class SafetyLayer:
         return self._mode
 
     def status(self, now: float) -> SafetyStatus:
+        activity = {f"ticks_{mode.value}": n for mode, n in self._ticks.items()}
+        activity.update({f"commands_received_{source}": n for source, n in self._received.items()})
+        activity["commands_received"] = sum(self._received.values())
         return SafetyStatus(
             mode=self._mode,
-            estop=self._estop,
+            estop=bool(self._estop),
             command_age_s={source: w.age(now) for source, w in self._watchdogs.items()},
             counters=self.counters.as_dict(),
             last_rejection=self._last_rejection,
             watchdog_trip_age_s=dict(self._watchdog_trip_age),
+            activity=activity,
         )

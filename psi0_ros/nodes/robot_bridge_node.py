@@ -43,6 +43,7 @@ from psi0_ros.robot.bridge import BridgeSnapshot
 from psi0_ros.robot.params import NODE_NAME, PARAMETERS, build_bridge
 
 _LEVEL = {
+    SafetyMode.STARTING: DiagnosticStatus.OK,
     SafetyMode.WAITING: DiagnosticStatus.OK,
     SafetyMode.ACTIVE: DiagnosticStatus.OK,
     SafetyMode.HOLD: DiagnosticStatus.WARN,
@@ -73,14 +74,24 @@ class RobotBridgeNode(Node):
         inputs = MutuallyExclusiveCallbackGroup()
         outputs = MutuallyExclusiveCallbackGroup()
 
-        self.create_subscription(JointState, TOPIC_UPPER_BODY_COMMAND, self._on_upper, CONTROL, callback_group=inputs)
+        self.create_subscription(
+            JointState, TOPIC_UPPER_BODY_COMMAND, with_message_info(self._on_upper), CONTROL, callback_group=inputs
+        )
         if self.setup.bridge_config.lower_body_input == "command":
             self.create_subscription(
-                LowerBodyCommand, TOPIC_LOWER_BODY_COMMAND, self._on_lower_command, CONTROL, callback_group=inputs
+                LowerBodyCommand,
+                TOPIC_LOWER_BODY_COMMAND,
+                with_message_info(self._on_lower_command),
+                CONTROL,
+                callback_group=inputs,
             )
         else:
             self.create_subscription(
-                JointState, TOPIC_LOWER_BODY_TARGETS, self._on_lower_targets, CONTROL, callback_group=inputs
+                JointState,
+                TOPIC_LOWER_BODY_TARGETS,
+                with_message_info(self._on_lower_targets),
+                CONTROL,
+                callback_group=inputs,
             )
         self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, LATCHED, callback_group=inputs)
 
@@ -110,18 +121,23 @@ class RobotBridgeNode(Node):
         )
 
     # --- inputs ---------------------------------------------------------------------------------
-    def _on_upper(self, msg: JointState) -> None:
+    def _on_upper(self, msg: JointState, info: dict | None) -> None:
         self.received[TOPIC_UPPER_BODY_COMMAND] += 1
-        if not self.bridge.submit_upper(list(msg.name), list(msg.position)):
+        note_sequence(self.bridge, TOPIC_UPPER_BODY_COMMAND, info)
+        if not self.bridge.submit_upper(list(msg.name), list(msg.position), list(msg.velocity), list(msg.effort)):
             self._warn_rejected(TOPIC_UPPER_BODY_COMMAND)
 
-    def _on_lower_targets(self, msg: JointState) -> None:
+    def _on_lower_targets(self, msg: JointState, info: dict | None) -> None:
         self.received[TOPIC_LOWER_BODY_TARGETS] += 1
-        if not self.bridge.submit_lower_targets(list(msg.name), list(msg.position)):
+        note_sequence(self.bridge, TOPIC_LOWER_BODY_TARGETS, info)
+        if not self.bridge.submit_lower_targets(
+            list(msg.name), list(msg.position), list(msg.velocity), list(msg.effort)
+        ):
             self._warn_rejected(TOPIC_LOWER_BODY_TARGETS)
 
-    def _on_lower_command(self, msg: LowerBodyCommand) -> None:
+    def _on_lower_command(self, msg: LowerBodyCommand, info: dict | None) -> None:
         self.received[TOPIC_LOWER_BODY_COMMAND] += 1
+        note_sequence(self.bridge, TOPIC_LOWER_BODY_COMMAND, info)
         if not self.bridge.submit_lower_command(lower_body_command_vector(msg)):
             self._warn_rejected(TOPIC_LOWER_BODY_COMMAND)
 
@@ -201,6 +217,24 @@ class RobotBridgeNode(Node):
         super().destroy_node()
 
 
+def with_message_info(callback):
+    """callback(msg, info) as a subscription callback: rclpy passes MessageInfo where it can
+    (Iron and later); on Humble the callback gets info None."""
+    from rclpy.subscription import Subscription
+
+    if hasattr(Subscription, "CallbackType"):
+        return callback
+    return lambda msg: callback(msg, None)
+
+
+def note_sequence(bridge, topic: str, info: dict | None) -> None:
+    """Hand the publisher's sequence number (rclpy MessageInfo, where the rmw gives one) to the bridge."""
+    if info is not None:
+        gid = info.get("publisher_gid")
+        publisher = None if gid is None else bytes(gid.get("data", b"")) if isinstance(gid, dict) else gid
+        bridge.note_sequence(topic, publisher, info.get("publication_sequence_number"))
+
+
 def diagnostic_status(snapshot: BridgeSnapshot, backend: str, error: BaseException | None) -> DiagnosticStatus:
     """One DiagnosticStatus: level from the safety mode, values = mode, counters, ages, loop timing."""
     safety, timing = snapshot.safety, snapshot.timing
@@ -215,6 +249,7 @@ def diagnostic_status(snapshot: BridgeSnapshot, backend: str, error: BaseExcepti
     values: dict[str, object] = {"mode": safety.mode.value, "estop": safety.estop}
     values.update(safety.counters)
     values["interventions_total"] = sum(safety.counters.values())
+    values.update(safety.activity)
     for source, age in safety.command_age_s.items():
         values[f"command_age_{source}_s"] = "none" if age is None else f"{age:.3f}"
     values["last_rejection"] = safety.last_rejection

@@ -2,9 +2,10 @@
 
 Inputs (submit_*, set_estop) may come from any thread (ROS callbacks); the loop runs on its own
 thread and takes the same lock for each tick, so a tick sees a consistent set of targets. Each
-tick: read the robot state; in "command" lower-body mode let the backend's follower turn the 8-D
-lower-body command into leg/waist targets; SafetyLayer.update(); write the command; advance the
-backend (a simulation steps). Ticks are paced against time.monotonic(); how late each tick starts
+tick: read the robot state; SafetyLayer.update() decides the mode and the command; in "command"
+lower-body mode the backend's follower then moves the base under the command the layer releases
+(none unless ACTIVE: the base freezes with the joints) and its leg/waist targets go back to the
+layer for the next tick; write the command; advance the backend (a simulation steps). Ticks are paced against time.monotonic(); how late each tick starts
 is recorded (jitter), and a loop that falls more than max_lag_s behind drops its schedule instead
 of bursting to catch up (counted as overruns).
 """
@@ -20,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from psi0_ros import g1
 from psi0_ros.control.command import JointCommand
 from psi0_ros.control.safety import SOURCE_LOWER, SOURCE_UPPER, SafetyConfig, SafetyLayer, SafetyStatus
+from psi0_ros.control.sequence import SequenceGaps
 from psi0_ros.robot.backend import RobotBackend, RobotState
 
 LOWER_BODY_INPUTS = ("targets", "command")
@@ -77,7 +78,7 @@ class Bridge:
                 f"lower_body_input='command' needs a backend that follows lower-body commands; "
                 f"the {backend.name!r} backend does not (run lower_body_node and use 'targets')"
             )
-        self._lower_command_time: float | None = None
+        self._sequence_gaps = SequenceGaps()
         self._state: RobotState | None = None
         self._command: JointCommand | None = None
         self._thread: threading.Thread | None = None
@@ -89,22 +90,39 @@ class Bridge:
         self.error: BaseException | None = None
 
     # --- inputs (any thread) --------------------------------------------------------------------
-    def submit_upper(self, names: Sequence[str], positions: Sequence[float]) -> bool:
+    def submit_upper(
+        self,
+        names: Sequence[str],
+        positions: Sequence[float],
+        velocities: Sequence[float] = (),
+        efforts: Sequence[float] = (),
+    ) -> bool:
+        """A JointState's fields for arm/hand joints; the whole message is dropped if any is bad."""
         with self._lock:
-            return self.safety.submit(SOURCE_UPPER, names, positions, self.clock())
+            return self.safety.submit(SOURCE_UPPER, names, positions, self.clock(), velocities, efforts)
 
-    def submit_lower_targets(self, names: Sequence[str], positions: Sequence[float]) -> bool:
+    def submit_lower_targets(
+        self,
+        names: Sequence[str],
+        positions: Sequence[float],
+        velocities: Sequence[float] = (),
+        efforts: Sequence[float] = (),
+    ) -> bool:
         with self._lock:
-            return self.safety.submit(SOURCE_LOWER, names, positions, self.clock())
+            return self.safety.submit(SOURCE_LOWER, names, positions, self.clock(), velocities, efforts)
 
     def submit_lower_command(self, command: Sequence[float]) -> bool:
         """An 8-D lower-body command (LOWER_BODY_COMMAND_NAMES order); used in "command" mode."""
         with self._lock:
-            now = self.clock()
-            accepted = self.safety.submit_lower_body_command(command, now) is not None
-            if accepted:
-                self._lower_command_time = now
-            return accepted
+            return self.safety.submit_lower_body_command(command, self.clock()) is not None
+
+    def note_sequence(self, topic: str, publisher: object, sequence: int | None) -> None:
+        """Record a command's publisher sequence number (DDS, per publisher); gaps are counted as
+        commands dropped on the way (commands_dropped on /diagnostics). None: not available."""
+        if sequence is None or sequence <= 0:
+            return
+        with self._lock:
+            self.safety.count_dropped(self._sequence_gaps.observe((topic, publisher), int(sequence)))
 
     def set_estop(self, engaged: bool) -> None:
         with self._lock:
@@ -123,11 +141,9 @@ class Bridge:
             if state is None:  # a real robot that has not reported yet: send nothing
                 self._state = None
                 return
-            if self._follower is not None:
-                targets = self._follower.step(self.safety.lower_body_command(), dt)
-                if self._lower_command_time is not None:
-                    self.safety.submit(SOURCE_LOWER, g1.LOWER_BODY_JOINTS, targets, self._lower_command_time)
-            command = self.safety.update(now, state.q)
+            command = self.safety.update(now, state.q, state.dq)
+            if self._follower is not None:  # after update(): the base moves only in the mode just decided
+                self.safety.set_follower_targets(self._follower.step(self.safety.lower_body_command(), dt))
             self._state, self._command = state, command
         self.backend.write_command(command)
         self.backend.advance(dt)

@@ -38,6 +38,9 @@ def _safety_params() -> list[Param]:
         "velocity_scale": "fraction of each URDF joint velocity limit a target may move at",
         "max_velocity": "rad/s cap on every joint target's velocity",
         "max_step": "rad cap on a joint target's change per control tick",
+        "max_acceleration": "rad/s^2 bound on every joint's commanded acceleration and deceleration",
+        "estop_wait_s": "s to wait at start for the latched /psi0/estop before following commands (.inf: "
+        "wait for an explicit estop message)",
         "hold_after_s": "no fresh command for this long -> hold the last safe pose",
         "damp_after_s": "no fresh command for this long -> damp (kp = 0)",
         "auto_resume": "leave a watchdog damp by itself when commands return (false on a robot: estop true->false resets)",

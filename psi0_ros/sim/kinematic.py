@@ -6,7 +6,9 @@ torso roll/pitch/yaw become the three waist joint targets. While the base moves,
 in a gait rhythm so motion is visible, but nothing balances: this mode is for manipulation
 without AMO weights. Heading: with heading="target_yaw" (default, as AMO tracks it) the yaw rate
 is vyaw + heading_gain * wrap(target_yaw - yaw); with heading="vyaw" only vyaw turns the base.
-Velocities, height and torso angles ramp at bounded rates so nothing jumps.
+Velocities, height and torso angles ramp at bounded rates so nothing jumps. No command (None: the
+safety layer withholds it unless ACTIVE, i.e. under STARTING, WAITING, HOLD, DAMP and ESTOP) freezes
+the base where it is at once: no velocity, no turning, no height or torso change, no leg swing.
 """
 
 from __future__ import annotations
@@ -106,18 +108,17 @@ class KinematicLowerBody:
 
     def step(self, command: np.ndarray | None, dt: float) -> np.ndarray:
         """Advance the base by dt under `command` (8,) (LOWER_BODY_COMMAND_NAMES order, already
-        bounded by the safety layer; None = stand still) and return the 15 leg/waist targets."""
+        bounded by the safety layer; None = freeze where it is) and return the 15 leg/waist targets."""
         cfg = self.config
         if command is None:
-            want_v, want_rate, want_height, torso = np.zeros(2), 0.0, self.height, self.torso.copy()
-        else:
-            c = {name: float(command[i]) for name, i in LOWER_BODY_INDEX.items()}
-            want_v = np.array([c["vx"], c["vy"]])
-            want_rate = c["vyaw"]
-            if cfg.heading == "target_yaw":
-                want_rate += cfg.heading_gain * wrap_angle(c["target_yaw"] - self.yaw)
-            want_height = c["torso_height"]
-            torso = np.array([c["torso_yaw"], c["torso_roll"], c["torso_pitch"]])  # waist joint order
+            return self._freeze()
+        c = {name: float(command[i]) for name, i in LOWER_BODY_INDEX.items()}
+        want_v = np.array([c["vx"], c["vy"]])
+        want_rate = c["vyaw"]
+        if cfg.heading == "target_yaw":
+            want_rate += cfg.heading_gain * wrap_angle(c["target_yaw"] - self.yaw)
+        want_height = c["torso_height"]
+        torso = np.array([c["torso_yaw"], c["torso_roll"], c["torso_pitch"]])  # waist joint order
         want_rate = float(np.clip(want_rate, -cfg.max_yaw_rate, cfg.max_yaw_rate))
         dv = want_v - self.velocity
         norm = float(np.linalg.norm(dv))
@@ -144,6 +145,16 @@ class KinematicLowerBody:
         self.swing += float(np.clip(target_swing - self.swing, -2.0 * dt, 2.0 * dt))
         if self.swing > 0.0:
             self.phase = (self.phase + 2.0 * math.pi * cfg.gait_frequency * dt) % (2.0 * math.pi)
+        return self._leg_targets()
+
+    def _freeze(self) -> np.ndarray:
+        """Stop the base dead where it is (a placed body, not a walking robot: no braking distance)."""
+        self.velocity = np.zeros(2)
+        self.yaw_rate = 0.0
+        self.sim.set_base(self.x, self.y, self.height, self.yaw)
+        return self._leg_targets()
+
+    def _leg_targets(self) -> np.ndarray:
         q = crouch_pose(self.knee_for_height(self.height))
         for side, sign in (("left", 1.0), ("right", -1.0)):
             s = sign * math.sin(self.phase)
