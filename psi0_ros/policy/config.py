@@ -14,7 +14,7 @@ from typing import Any
 
 from psi0_ros.constants import ACTION_DIM, STATE_PADDED_DIM
 
-RTC_MODES = ("none", "training", "guidance")
+RTC_MODES = ("none", "training", "guidance")  # the built-in samplers; sampling.rtc_modes() lists all
 NORM_MODES = ("bounds", "q99")
 SOFT_MASK_SCHEDULES = ("exponential", "linear", "hard")
 
@@ -92,12 +92,16 @@ class FlowConfig:
 class RTCConfig:
     """How inference uses the actions that will already have run (DESIGN §1, §4)."""
 
-    mode: str = "training"  # "none" | "training" (held prefix, Psi0's served mode) | "guidance" (inpainting)
+    # A registered sampler (sampling.py): "none" | "training" (held prefix, Psi0's served mode) |
+    # "guidance" (inpainting); its own requirements on the rest of the config are checked there.
+    mode: str = "training"
     guidance_beta: float = 5.0  # clip of the guidance weight (Black et al. 2025 use 5)
     schedule: str = "exponential"  # soft weights over the overlap in guidance mode
 
     def __post_init__(self) -> None:
-        _check(self.mode in RTC_MODES, f"RTCConfig.mode must be one of {RTC_MODES}, got {self.mode!r}")
+        from psi0_ros.policy.sampling import rtc_modes  # the registry imports torch and this module
+
+        _check(self.mode in rtc_modes(), f"RTCConfig.mode must be one of {rtc_modes()}, got {self.mode!r}")
         _check(self.guidance_beta > 0, f"RTCConfig.guidance_beta must be > 0, got {self.guidance_beta!r}")
         _check(
             self.schedule in SOFT_MASK_SCHEDULES,
@@ -143,10 +147,9 @@ class PolicyConfig:
     image: ImageConfig = field(default_factory=ImageConfig)
 
     def __post_init__(self) -> None:
-        _check(
-            self.rtc.mode != "training" or self.flow.max_delay > 0,
-            "PolicyConfig: rtc.mode='training' needs a model trained with flow.max_delay > 0, got max_delay=0",
-        )
+        from psi0_ros.policy.sampling import rtc_sampler
+
+        rtc_sampler(self.rtc.mode).check_config(self)
         _check(
             self.flow.max_delay <= self.expert.horizon,
             f"PolicyConfig: flow.max_delay ({self.flow.max_delay}) must not exceed expert.horizon ({self.expert.horizon})",
