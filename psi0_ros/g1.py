@@ -52,6 +52,14 @@ def _arm(side: str, roll: tuple[float, float]) -> list[JointSpec]:
     ]
 
 
+# Dex3-1 motor (wire) order of HandCmd_/HandState_, the SAME for both hands: thumb 0-2, middle 0-1,
+# index 0-1. Source: Unitree's "Sort by message structure" (support.unitree.com G1 dexterous hand),
+# as xr_teleoperate (teleop/robot_control/hand_retargeting.py, *_dex3_api_joint_names) and Psi0's
+# teleop (real/teleop/robot_control/hand_retargeting.py) command it. Psi0's data and checkpoints store
+# each hand's 7 joints in this order, so the 36-D action/state layout uses it too.
+DEX3_WIRE_ORDER: tuple[str, ...] = ("thumb_0", "thumb_1", "thumb_2", "middle_0", "middle_1", "index_0", "index_1")
+
+
 def _hand(side: str) -> list[JointSpec]:
     # The two hands are mirror images: the right hand's thumb_1/2 and finger ranges flip sign.
     s = 1.0 if side == "left" else -1.0
@@ -60,17 +68,19 @@ def _hand(side: str) -> list[JointSpec]:
         return (lo, hi) if s > 0 else (-hi, -lo)
 
     def spec(joint: str, lim: tuple[float, float], velocity: float, effort: float, axis: str) -> JointSpec:
-        return JointSpec(f"{side}_hand_{joint}_joint", lim[0], lim[1], velocity, effort, 1.5, 0.1, 0.0, axis)
+        # kp 1.5, kd 0.2: xr_teleoperate's Dex3_1_Controller (teleop/robot_control/robot_hand_unitree.py).
+        return JointSpec(f"{side}_hand_{joint}_joint", lim[0], lim[1], velocity, effort, 1.5, 0.2, 0.0, axis)
 
-    return [
-        spec("thumb_0", (-1.0472, 1.0472), 3.14, 2.45, "y"),
-        spec("thumb_1", rng(-0.610865, 1.0472), 12.0, 1.4, "z"),
-        spec("thumb_2", rng(0.0, 1.74533), 12.0, 1.4, "z"),
-        spec("index_0", rng(-1.5708, 0.0), 12.0, 1.4, "z"),
-        spec("index_1", rng(-1.74533, 0.0), 12.0, 1.4, "z"),
-        spec("middle_0", rng(-1.5708, 0.0), 12.0, 1.4, "z"),
-        spec("middle_1", rng(-1.74533, 0.0), 12.0, 1.4, "z"),
-    ]
+    fingers = {
+        "thumb_0": spec("thumb_0", (-1.0472, 1.0472), 3.14, 2.45, "y"),
+        "thumb_1": spec("thumb_1", rng(-0.610865, 1.0472), 12.0, 1.4, "z"),
+        "thumb_2": spec("thumb_2", rng(0.0, 1.74533), 12.0, 1.4, "z"),
+        "index_0": spec("index_0", rng(-1.5708, 0.0), 12.0, 1.4, "z"),
+        "index_1": spec("index_1", rng(-1.74533, 0.0), 12.0, 1.4, "z"),
+        "middle_0": spec("middle_0", rng(-1.5708, 0.0), 12.0, 1.4, "z"),
+        "middle_1": spec("middle_1", rng(-1.74533, 0.0), 12.0, 1.4, "z"),
+    }
+    return [fingers[finger] for finger in DEX3_WIRE_ORDER]
 
 
 WAIST: list[JointSpec] = [
@@ -112,12 +122,20 @@ JOINT_SPECS: dict[str, JointSpec] = {j.name: j for j in ALL}
 # What /psi0/upper_body_command drives (DESIGN §2): 14 arm joints, then 14 hand joints.
 UPPER_BODY_JOINTS: tuple[str, ...] = ARM_JOINTS + HAND_JOINTS
 
-# Dex3-1 wire order (HandCmd_/HandState_ motor index -> joint name): the left hand sends
-# middle before index, the right hand index before middle.
-_LEFT_WIRE = ("thumb_0", "thumb_1", "thumb_2", "middle_0", "middle_1", "index_0", "index_1")
-_RIGHT_WIRE = ("thumb_0", "thumb_1", "thumb_2", "index_0", "index_1", "middle_0", "middle_1")
-LEFT_HAND_WIRE_ORDER: tuple[str, ...] = tuple(f"left_hand_{j}_joint" for j in _LEFT_WIRE)
-RIGHT_HAND_WIRE_ORDER: tuple[str, ...] = tuple(f"right_hand_{j}_joint" for j in _RIGHT_WIRE)
+
+def dex3_wire_order(side: str, fingers: tuple[str, ...] = DEX3_WIRE_ORDER) -> tuple[str, ...]:
+    """Joint names of one hand in motor order 0-6. `fingers` overrides DEX3_WIRE_ORDER for one hand
+    (a permutation of its finger names, e.g. from the unitree backend's per-hand parameter)."""
+    if side not in ("left", "right"):
+        raise ValueError(f"hand side must be 'left' or 'right', got {side!r}")
+    fingers = tuple(fingers)
+    if sorted(fingers) != sorted(DEX3_WIRE_ORDER):
+        raise ValueError(f"{side} hand wire order must be a permutation of {DEX3_WIRE_ORDER}, got {fingers}")
+    return tuple(f"{side}_hand_{finger}_joint" for finger in fingers)
+
+
+LEFT_HAND_WIRE_ORDER: tuple[str, ...] = dex3_wire_order("left")  # == LEFT_HAND_JOINTS
+RIGHT_HAND_WIRE_ORDER: tuple[str, ...] = dex3_wire_order("right")  # == RIGHT_HAND_JOINTS
 
 
 def table(field: str, joints: tuple[str, ...] = ALL_JOINTS) -> np.ndarray:
@@ -129,3 +147,4 @@ def table(field: str, joints: tuple[str, ...] = ALL_JOINTS) -> np.ndarray:
 
 
 assert NUM_BODY_MOTORS == 29 and len(ALL_JOINTS) == 43
+assert LEFT_HAND_JOINTS == LEFT_HAND_WIRE_ORDER and RIGHT_HAND_JOINTS == RIGHT_HAND_WIRE_ORDER

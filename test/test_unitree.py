@@ -148,6 +148,57 @@ def test_codec_fields():
     assert dex3_mode(3) == 0x13 and dex3_mode(6, status=0, timeout=True) == 0x86
 
 
+# Dex3-1 motor order as Unitree writes it for BOTH hands: xr_teleoperate
+# teleop/robot_control/hand_retargeting.py (left/right_dex3_api_joint_names, "Sort by message structure").
+UNITREE_DEX3_API_ORDER = ("thumb_0", "thumb_1", "thumb_2", "middle_0", "middle_1", "index_0", "index_1")
+
+
+def test_dex3_wire_order_is_unitrees_one_table_for_both_hands():
+    from psi0_ros.constants import ACTION_NAMES, STATE_NAMES
+
+    assert g1.DEX3_WIRE_ORDER == UNITREE_DEX3_API_ORDER
+    for side, order in (("left", g1.LEFT_HAND_WIRE_ORDER), ("right", g1.RIGHT_HAND_WIRE_ORDER)):
+        assert order == tuple(f"{side}_hand_{finger}_joint" for finger in UNITREE_DEX3_API_ORDER)
+    # The 36-D action and the state store each hand in motor order (Psi0's layout).
+    assert ACTION_NAMES[:14] == g1.LEFT_HAND_WIRE_ORDER + g1.RIGHT_HAND_WIRE_ORDER == STATE_NAMES[:14]
+    # A distinct value per joint lands on the motor of that joint's name, on both hands.
+    q = np.zeros(43)
+    for i, name in enumerate(g1.HAND_JOINTS):
+        q[g1.JOINT_INDEX[name]] = 0.01 * (i + 1)
+    command = JointCommand.position(q, g1.table("kp"), g1.table("kd"))
+    for side in ("left", "right"):
+        hand = fill_hand_cmd(default_hand_cmd(), command, side)
+        expected = [q[g1.JOINT_INDEX[f"{side}_hand_{finger}_joint"]] for finger in UNITREE_DEX3_API_ORDER]
+        assert np.allclose([m.q for m in hand.motor_cmd], expected, atol=1e-7)
+
+
+def test_a_per_hand_wire_order_override_moves_only_that_hand():
+    swapped = ("thumb_0", "thumb_1", "thumb_2", "index_0", "index_1", "middle_0", "middle_1")
+    config = UnitreeConfig(dds="cyclonedds", right_hand_wire_order=list(swapped))
+    q = np.zeros(43)
+    q[g1.JOINT_INDEX["right_hand_index_0_joint"]] = 0.5
+    q[g1.JOINT_INDEX["left_hand_index_0_joint"]] = -0.5
+    command = JointCommand.position(q, g1.table("kp"), g1.table("kd"))
+    right = fill_hand_cmd(default_hand_cmd(), command, "right", config.hand_slots("right"))
+    left = fill_hand_cmd(default_hand_cmd(), command, "left", config.hand_slots("left"))
+    assert [round(m.q, 6) for m in right.motor_cmd] == [0, 0, 0, 0.5, 0, 0, 0]  # index on motor 3 now
+    assert [round(m.q, 6) for m in left.motor_cmd] == [0, 0, 0, 0, 0, -0.5, 0]  # left keeps Unitree's order
+    with pytest.raises(ValueError, match="right hand wire order must be a permutation"):
+        UnitreeConfig(right_hand_wire_order=("thumb_0",) * 7)
+
+
+def test_disabled_hand_commands_follow_unitrees_stop_path():
+    """unitree_sdk2 example/g1/dex3/g1_dex3_example.cpp stopMotors: status 0x01, timeout 1, all zero."""
+    q = np.full(43, 0.3)
+    command = JointCommand.position(q, g1.table("kp"), g1.table("kd"))
+    disabled = JointCommand(q=command.q, dq=command.dq, tau=command.tau, kp=command.kp, kd=command.kd, enabled=False)
+    for side in ("left", "right"):
+        hand = fill_hand_cmd(default_hand_cmd(), disabled, side)
+        for motor_id, motor in enumerate(hand.motor_cmd):
+            assert motor.mode == (motor_id | 0x01 << 4 | 1 << 7)
+            assert (motor.q, motor.dq, motor.tau, motor.kp, motor.kd) == (0.0, 0.0, 0.0, 0.0, 0.0)
+
+
 def test_sdk_path_without_unitree_sdk2py_fails_clearly():
     try:
         import unitree_sdk2py  # noqa: F401
@@ -248,7 +299,7 @@ def test_wire_path_over_dds_loopback():
             return (
                 hands["left"] is not None
                 and np.allclose(hands["left"]["q"], [0.1, 0.2, 0.3, -0.6, -0.7, -0.4, -0.5], atol=1e-4)
-                and np.allclose(hands["right"]["q"], [-0.1, -0.2, -0.3, 0.4, 0.5, 0.6, 0.7], atol=1e-4)
+                and np.allclose(hands["right"]["q"], [-0.1, -0.2, -0.3, 0.6, 0.7, 0.4, 0.5], atol=1e-4)
                 and abs(report["last"]["q"][17] - 0.3) < 1e-4
             )
 

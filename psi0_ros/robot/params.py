@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from psi0_ros import g1
 from psi0_ros.control.lower_body import LowerBodyCommandLimits
 from psi0_ros.control.safety import SafetyConfig
 from psi0_ros.robot.backend import BACKENDS, RobotBackend
@@ -85,6 +86,16 @@ PARAMETERS: tuple[Param, ...] = (
     Param("unitree.domain_id", 0, "unitree: DDS domain of the robot (Unitree uses 0)"),
     Param("unitree.hands", True, "unitree: command the two Dex3-1 hands on rt/dex3/{left,right}/cmd"),
     Param("unitree.state_timeout_s", 0.5, "unitree: LowState_ older than this is reported as lost"),
+    Param(
+        "unitree.left_hand_wire_order",
+        list(g1.DEX3_WIRE_ORDER),
+        "unitree: left Dex3-1 motor order 0-6 (finger names); change only if `psi0 doctor --hands` shows a swap",
+    ),
+    Param(
+        "unitree.right_hand_wire_order",
+        list(g1.DEX3_WIRE_ORDER),
+        "unitree: right Dex3-1 motor order 0-6 (finger names); change only if `psi0 doctor --hands` shows a swap",
+    ),
 )
 DEFAULTS: dict[str, Any] = {p.name: p.default for p in PARAMETERS}
 
@@ -190,6 +201,8 @@ def make_backend(setup: BridgeSetup) -> RobotBackend:
             domain_id=p["unitree.domain_id"],
             hands=p["unitree.hands"],
             state_timeout_s=p["unitree.state_timeout_s"],
+            left_hand_wire_order=tuple(p["unitree.left_hand_wire_order"]),
+            right_hand_wire_order=tuple(p["unitree.right_hand_wire_order"]),
         )
     )
 
