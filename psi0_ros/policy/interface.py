@@ -26,7 +26,7 @@ from psi0_ros.policy.checkpoint import load_checkpoint
 from psi0_ros.policy.config import PolicyConfig
 from psi0_ros.policy.mmdit import ActionExpert, Conditioning
 from psi0_ros.policy.sampling import rtc_sampler
-from psi0_ros.policy.transforms import Normalizer, check_actions
+from psi0_ros.policy.transforms import Normalizer, check_actions, deltas_to_actions, held_lower_body
 from psi0_ros.policy.vlm import VLMBackbone
 
 
@@ -41,6 +41,9 @@ class Observation:
     vlm_mask: np.ndarray | None = None  # (S,) bool, True = real token; None = all real
     image: np.ndarray | None = None  # (H, W, 3) uint8 RGB, used when vlm_features is None
     instruction: str | None = None
+    # (8,) lower-body command held over the chunk by a delta-action model (which does not predict
+    # it); None = transforms.held_lower_body(state). Ignored by absolute-action models.
+    lower_body: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -164,10 +167,18 @@ class Policy:
     def infer(self, observation: Observation, prefix: ActionPrefix | None = None) -> np.ndarray:
         """A chunk of (horizon, 36) actions in physical units (float32), clipped to the training bounds.
 
+        A delta-action model's chunk is integrated from the observation's state (hands + arms) and
+        holds observation.lower_body (default: held_lower_body(state)).
+
         With a prefix and a sampler that uses it ("training", "guidance"), the first prefix.delay
         actions are exactly the prefix's: they run from the previous chunk anyway."""
         normalized = self.infer_normalized(observation, prefix)
         actions = self.normalizer.denormalize_actions(normalized)
+        if self.config.action.representation == "delta":  # Psi0 stage 2: integrate from the state
+            lower_body = observation.lower_body
+            if lower_body is None:
+                lower_body = held_lower_body(observation.state)
+            return deltas_to_actions(actions, observation.state, lower_body)
         if prefix is not None and self.sampler.uses_prefix and prefix.delay > 0:
             # Exactly the actions that run anyway, not their normalise/denormalise round trip.
             actions[: prefix.delay] = np.asarray(prefix.actions, dtype=np.float32)[: prefix.delay]

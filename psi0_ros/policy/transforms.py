@@ -66,6 +66,7 @@ def check_actions(actions: np.ndarray, name: str = "actions") -> np.ndarray:
 # with the pads masked out of the loss). a[0] is the action at the observation's frame, so a chunk
 # of T deltas needs T + 1 absolute actions. The state's first 28 values are the same joints in the
 # same order (constants.STATE_NAMES), which is what the inverse starts from when serving.
+STATE_TORSO = slice(28, 32)  # torso roll, pitch, yaw [rad], height [m] in the state
 DELTA_ACTION_DIMS = ACTION_UPPER_BODY  # slice(0, 28): hands 14 + arms 14
 DELTA_ACTION_MASK: np.ndarray = np.zeros(ACTION_DIM, dtype=bool)
 DELTA_ACTION_MASK[DELTA_ACTION_DIMS] = True  # (36,): the dimensions a delta model is trained on
@@ -116,6 +117,17 @@ def deltas_to_actions(deltas: np.ndarray, start: np.ndarray, lower_body: np.ndar
     actions[..., DELTA_ACTION_DIMS] = start_upper + np.cumsum(deltas[..., DELTA_ACTION_DIMS], axis=-2)
     actions[..., ACTION_LOWER_BODY] = lower_body[..., None, :]
     return actions
+
+
+def held_lower_body(state: np.ndarray) -> np.ndarray:
+    """(8,) lower-body command that holds still: the state's torso roll/pitch/yaw/height (the
+    previously commanded values, see torso_state), zero vx/vy/vyaw, target_yaw 0."""
+    state = pad_state(state)
+    if state.ndim != 1:
+        raise ValueError(f"state must be one vector, got shape {state.shape}")
+    lower = np.zeros(ACTION_LOWER_BODY.stop - ACTION_LOWER_BODY.start, dtype=np.float32)
+    lower[:4] = state[STATE_TORSO]
+    return lower
 
 
 @dataclass(frozen=True)
