@@ -339,3 +339,38 @@ def test_wire_path_over_dds_loopback():
         if bridge is not None:
             bridge.stop()
         robot.close()
+
+
+UNITREE_TYPE_INFO = Path(__file__).parent / "data" / "unitree_hg_type_info.json"
+
+
+def _type_blobs(cls: type) -> tuple[bytes, bytes]:
+    """(type information, type map) as cyclonedds announces them in discovery (XCDR2 LE, no header)."""
+    cls.__idl__.fill_type_data()
+    return cls.__idl__._xt_bytedata
+
+
+@pytest.mark.parametrize("name", ["LowCmd_", "LowState_", "HandCmd_", "HandState_"])
+def test_type_information_equals_unitrees_cpp_idl(name):
+    """The bytes compiled into unitree_sdk2's C++ headers (source in the JSON): with type discovery
+    on, a reader and a writer match only when these agree (octet, not uint8, for the mode fields)."""
+    import hashlib
+    import importlib
+
+    from psi0_ros.robot import unitree_idl
+
+    recorded = json.loads(UNITREE_TYPE_INFO.read_text())
+    assert "unitree_sdk2" in recorded["source"]
+    expected = recorded["types"][f"unitree_hg::msg::dds_::{name}"]
+    sys.path.insert(0, str(HELPER.parent))
+    try:
+        peer = importlib.import_module("unitree_hg_types")
+    finally:
+        sys.path.remove(str(HELPER.parent))
+    for cls in (getattr(unitree_idl, name), getattr(peer, name)):  # the project's, and the test peer's
+        info, type_map = _type_blobs(cls)
+        assert info.hex() == expected["type_info_hex"], cls.__module__
+        assert (len(type_map), hashlib.sha256(type_map).hexdigest()) == (
+            expected["type_map_len"],
+            expected["type_map_sha256"],
+        )
