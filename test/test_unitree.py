@@ -374,3 +374,39 @@ def test_type_information_equals_unitrees_cpp_idl(name):
             expected["type_map_len"],
             expected["type_map_sha256"],
         )
+
+
+def test_doctor_hands_moves_one_finger_motor_at_a_time(tmp_path):
+    """`psi0 doctor --hands` against the (Unitree-typed) fake G1: each hand's motors 0-6 move alone,
+    in order, named by the Dex3 table; no LowCmd_ is sent (the body is left alone)."""
+    from psi0_ros.cli import main
+
+    domain = 150 + (os.getpid() + 7) % 70
+    robot = FakeRobot(domain)
+    try:
+        assert robot.report(timeout=60.0).get("ready")
+        out = tmp_path / "hands.json"
+        assert (
+            main(
+                [
+                    "doctor",
+                    "--hands",
+                    "--dds",
+                    "cyclonedds",
+                    "--domain-id",
+                    str(domain),
+                    "--move-s",
+                    "0.2",
+                    "--json",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+        report = robot.wait(lambda r: len(r["hand_moves"]["right"]) >= 7, "every right-hand motor moved")
+        assert report["hand_moves"] == {"left": list(range(7)), "right": list(range(7))}
+        assert report["lowcmd"] == 0
+        moved = json.loads(out.read_text())["hands"]
+        assert moved == {"left": list(g1.LEFT_HAND_WIRE_ORDER), "right": list(g1.RIGHT_HAND_WIRE_ORDER)}
+    finally:
+        robot.close()

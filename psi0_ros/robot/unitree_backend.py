@@ -289,6 +289,26 @@ class UnitreeBackend(RobotBackend):
                     TOPIC_HAND_CMD[side], fill_hand_cmd(self._hand_cmds[side], command, side, self._hand_slots[side])
                 )
 
+    def write_hands(self, command: JointCommand) -> None:
+        """Send only the two HandCmd_ of `command` (no LowCmd_: the body is left as it is), e.g. for
+        `psi0 doctor --hands`. Nothing is sent before both hands have reported."""
+        if self._transport is None:
+            raise RuntimeError("UnitreeBackend.write_hands before start()")
+        if not self.config.hands:
+            raise RuntimeError("UnitreeBackend.write_hands with unitree.hands disabled")
+        with self._lock:
+            if len(self._hands) < len(HAND_SIDES):
+                return
+        for side in HAND_SIDES:
+            self._transport.publish(
+                TOPIC_HAND_CMD[side], fill_hand_cmd(self._hand_cmds[side], command, side, self._hand_slots[side])
+            )
+
+    def hands_ready(self) -> bool:
+        """Both hands have reported a HandState_."""
+        with self._lock:
+            return len(self._hands) == len(HAND_SIDES)
+
     def stats(self) -> dict[str, float]:
         with self._lock:
             stats = {key: float(value) for key, value in self._counts.items()}

@@ -51,6 +51,8 @@ def main() -> None:
         "hand": {"left": None, "right": None},
         "hand_modes_ok": {"left": 0, "right": 0},
         "hand_cmds": {"left": 0, "right": 0},
+        # Motors seen moving alone (|q| > 0.05 rad on exactly one motor), in order; -1: several at once.
+        "hand_moves": {"left": [], "right": []},
     }
 
     def on_lowcmd(reader) -> None:
@@ -79,6 +81,10 @@ def main() -> None:
                     ok = len(cmd.motor_cmd) == 7 and all(m.mode == (i | (1 << 4)) for i, m in enumerate(cmd.motor_cmd))
                     seen["hand_modes_ok"][side] += int(ok)
                     seen["hand"][side] = {"q": [m.q for m in cmd.motor_cmd], "kp": [m.kp for m in cmd.motor_cmd]}
+                    active = [i for i, m in enumerate(cmd.motor_cmd) if abs(m.q) > 0.05]
+                    moves = seen["hand_moves"][side]
+                    if active and (-1 if len(active) > 1 else active[0]) not in moves[-1:]:
+                        moves.append(-1 if len(active) > 1 else active[0])
                     for i, m in enumerate(cmd.motor_cmd):
                         if m.kp > 0:
                             hand_q[side][i] += 0.2 * (m.q - hand_q[side][i])
