@@ -410,3 +410,20 @@ def test_doctor_hands_moves_one_finger_motor_at_a_time(tmp_path):
         assert moved == {"left": list(g1.LEFT_HAND_WIRE_ORDER), "right": list(g1.RIGHT_HAND_WIRE_ORDER)}
     finally:
         robot.close()
+
+
+def test_gains_are_psi0s_deployed_table_and_amos_sim_table():
+    """Psi0 real/teleop/robot_control/robot_body.py (stiffness/damping, body motor order) and
+    OpenTeleVision/AMO play_amo.py (23-DoF view: legs, waist, shoulders + elbows), typed in here."""
+    psi0_kp = [165, 165, 165, 330, 160, 40] * 2 + [440] * 3 + ([50] * 4 + [30] * 3) * 2
+    psi0_kd = [2, 2, 2, 4, 2, 1] * 2 + [15] * 3 + ([7.5] * 4 + [6] * 3) * 2
+    assert g1.table("kp", g1.BODY_JOINTS).tolist() == psi0_kp and g1.table("kd", g1.BODY_JOINTS).tolist() == psi0_kd
+    assert np.array_equal(g1.gains(g1.BACKEND_GAINS["unitree"])[0], g1.table("kp"))
+    amo_kp = [150, 150, 150, 300, 80, 20] * 2 + [400] * 3 + [80, 80, 40, 60]
+    amo_kd = [2, 2, 2, 4, 2, 1] * 2 + [15] * 3 + [2, 2, 1, 1]
+    amo_joints = g1.BODY_JOINTS[:19] + g1.RIGHT_ARM_JOINTS[:4]
+    kp, kd = g1.gains(g1.BACKEND_GAINS["sim"], amo_joints)
+    assert kp.tolist() == amo_kp[:19] + amo_kp[15:19] and kd.tolist() == amo_kd[:19] + amo_kd[15:19]
+    assert g1.table("kp", g1.HAND_JOINTS).tolist() == [1.5] * 14  # xr_teleoperate Dex3_1_Controller
+    with pytest.raises(KeyError, match="unknown gain set"):
+        g1.gains("mine")

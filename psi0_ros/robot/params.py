@@ -47,6 +47,9 @@ def _safety_params() -> list[Param]:
         "damping_kd_scale": "kd while damping = kd table * this",
     }
     params = [Param(f"safety.{name}", getattr(defaults, name), text) for name, text in described.items()]
+    params.append(
+        Param("safety.gains", "", f"gain set of psi0_ros/g1.py; '' = the backend's default {g1.BACKEND_GAINS}")
+    )
     lower = LowerBodyCommandLimits()
     for name in LowerBodyCommandLimits.__dataclass_fields__:
         unit = "m" if "height" in name else ("m/s" if name in ("max_vx", "max_vy") else "rad or rad/s")
@@ -165,6 +168,7 @@ def bridge_setup(params: Mapping[str, Any]) -> BridgeSetup:
             raise ValueError(f"parameter {name}={p[name]} must be > 0")
     safety = {k.split(".", 1)[1]: v for k, v in p.items() if k.startswith("safety.")}
     safety["control_rate_hz"] = p["control_rate_hz"]
+    safety["gains"] = safety["gains"] or g1.BACKEND_GAINS.get(p["backend"], "psi0_real")
     config = BridgeConfig(SafetyConfig.from_mapping(safety), lower_body_input=p["lower_body_input"])
     return BridgeSetup(p, config)
 
