@@ -127,12 +127,14 @@ def test_jittered_streams_with_drops_land_on_the_grid(tmp_path, camera_hz):
     amplitude = 0.4 * (table("upper") - table("lower")) / 2.0
     bound = amplitude * (2 * np.pi * _FREQ) ** 2 * h**2 / 8 + 1e-9
     assert np.all(np.abs(episode.joint_positions - truth) <= bound)
-    assert np.all(np.abs(episode.state[:, :31] - truth[:, STATE_JOINT_COLUMNS]) <= bound[STATE_JOINT_COLUMNS] + 1e-6)
+    assert np.all(np.abs(episode.state[:, :28] - truth[:, STATE_JOINT_COLUMNS]) <= bound[STATE_JOINT_COLUMNS] + 1e-6)
     # State, held: exactly the newest sample at or before the tick.
     js_values = np.array(record.streams[TOPIC_JOINT_STATES].values)
     held = js_values[_in_force(js_stamps, ticks)]
     assert np.array_equal(results["hold"].joint_positions, held)
-    assert np.array_equal(results["hold"].state[:, :31], held[:, STATE_JOINT_COLUMNS].astype(np.float32))
+    assert np.array_equal(results["hold"].state[:, :28], held[:, STATE_JOINT_COLUMNS].astype(np.float32))
+    # Torso roll/pitch/yaw/height of the state: the lower-body command in force, not the waist joints.
+    assert np.array_equal(episode.state[:, 28:32], episode.action[:, 28:32])
     assert not np.array_equal(results["hold"].joint_positions, episode.joint_positions)
 
     # Image: the nearest frame (ties to the earlier), its offset recorded, content within JPEG error.
@@ -198,3 +200,17 @@ def test_clock_choice_keeps_header_stamps_of_a_lagging_recorder():
     # Zero stamps and an explicit choice.
     assert choose_times(header, np.zeros_like(header), config)[1] == "receive (zero header stamps)"
     assert choose_times(header + 5, header, ConvertConfig(time_source="receive"))[1] == "receive"
+
+
+def test_state_torso_is_the_previously_commanded_lower_body_not_the_waist():
+    from psi0_ros.constants import STATE_NAMES
+    from psi0_ros.data.streams import build_state
+    from psi0_ros.g1 import ALL_JOINTS, JOINT_INDEX
+
+    joints = np.random.default_rng(0).uniform(-0.5, 0.5, (3, len(ALL_JOINTS)))
+    command = np.array([[0.1, 0.2, 0.3, 0.7, 0.4, 0.0, 0.1, 0.5]] * 3)  # roll, pitch, yaw, height, vx, vy, vyaw, yaw
+    state = build_state(joints, command)
+    assert STATE_NAMES[28:32] == ("torso_roll", "torso_pitch", "torso_yaw", "torso_height")
+    assert np.allclose(state[:, 28:32], command[:, :4])  # Psi0: previously commanded torso values
+    assert np.allclose(state[:, :28], joints[:, [JOINT_INDEX[n] for n in STATE_NAMES[:28]]])
+    assert not state[:, 32:].any()

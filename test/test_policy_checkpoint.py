@@ -27,6 +27,7 @@ from psi0_ros.policy.config import ExpertConfig, PolicyConfig, RTCConfig, expert
 from psi0_ros.policy.interface import Observation, Policy
 from psi0_ros.policy.mmdit import ActionExpert, Conditioning, sinusoidal_positions
 from psi0_ros.policy.tiny import randomize_modulation, write_tiny_checkpoint
+from psi0_ros.policy.transforms import Normalizer
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +197,63 @@ def test_psi0_release_converts_to_a_checkpoint(tmp_path):
         assert torch.equal(expert(x, sigma, cond), loaded.expert(x, sigma, cond))
     with pytest.raises(FileNotFoundError, match="absent.json"):
         convert_reference_checkpoint(weights, tmp_path / "absent.json", tmp_path / "x")
+
+
+def _release(tmp_path, horizon: int, stats_dim: int, dtype: torch.dtype = torch.float32):
+    """A Psi0-like release: action_header.safetensors (in `dtype`) and a stats json of stats_dim."""
+    config = expert_preset("tiny", horizon=horizon, num_heads=1, head_dim=64)  # Psi0 heads are 64 wide
+    torch.manual_seed(2)
+    expert = randomize_modulation(ActionExpert(config)).eval()
+    weights = tmp_path / f"action_header_{horizon}_{dtype}.safetensors"
+    state = {k[len("action_header.") :]: v for k, v in _reference_state(expert, config).items() if "vlm_model" not in k}
+    save_file({k: v.to(dtype).contiguous() for k, v in state.items()}, str(weights))
+    rng = np.random.default_rng(1)
+    low = rng.uniform(-0.2, -0.1, stats_dim)
+    stats_file = tmp_path / f"stats_{stats_dim}.json"
+    entry = {"min": low.tolist(), "max": (-low).tolist(), "q01": (low / 2).tolist(), "q99": (-low / 2).tolist()}
+    stats_file.write_text(json.dumps({"action": entry, "states": {k: v[:28] for k, v in entry.items()}}))
+    return expert, weights, stats_file
+
+
+def test_stage2_release_converts_with_the_stage2_recipe_from_bf16_weights(tmp_path):
+    """Psi0's released expert: chunk 16, delta actions, bounds_q99, raw state, no training RTC."""
+    expert, weights, stats_file = _release(tmp_path, horizon=16, stats_dim=28, dtype=torch.bfloat16)
+    assert load_file(str(weights))["action_proj_in.dec_pos"].dtype == torch.bfloat16
+    loaded = load_checkpoint(convert_reference_checkpoint(weights, stats_file, tmp_path / "stage2"))
+    config = loaded.config
+    assert config.expert.horizon == 16 and config.action.representation == "delta"
+    assert config.norm.mode == "q99" and config.norm.normalize_state is False
+    assert config.rtc.mode == "none" and config.flow.max_delay == 0 and config.flow.num_steps == 8
+    with torch.no_grad():  # the bf16 weights, widened to fp32, give the bf16-rounded expert's output
+        rounded = ActionExpert(expert.config).eval()
+        rounded.load_state_dict({k: v.to(torch.bfloat16).float() for k, v in expert.state_dict().items()})
+        cond = Conditioning(torch.randn(1, 5, 64), None, torch.randn(1, 36))
+        x, sigma = torch.randn(1, 16, 36), torch.rand(1)
+        assert torch.equal(rounded(x, sigma, cond), loaded.expert(x, sigma, cond))
+    # Served: the chunk is integrated from the state over hands + arms; the lower body is held.
+    normalizer = Normalizer(loaded.stats, config.norm.mode, config.norm.normalize_state)
+    policy = Policy(config, loaded.expert, normalizer)
+    state = np.random.default_rng(5).uniform(-0.5, 0.5, 32).astype(np.float32)
+    chunk = policy.infer(Observation(state=state, vlm_features=np.ones((4, 64), np.float32)))
+    deltas = np.diff(np.concatenate([state[None, :28], chunk[:, :28]]), axis=0)
+    q01, q99 = loaded.stats.action.q01[:28], loaded.stats.action.q99[:28]
+    assert np.all(deltas >= q01 - 1e-5) and np.all(deltas <= q99 + 1e-5)  # each step a bounded delta
+    assert np.allclose(chunk[:, 28:32], state[28:32]) and not chunk[:, 32:].any()
+
+
+def test_stage3_release_gets_the_stage3_recipe_and_ambiguous_ones_need_a_stage(tmp_path):
+    _, weights, stats_file = _release(tmp_path, horizon=30, stats_dim=36)
+    config = load_checkpoint(convert_reference_checkpoint(weights, stats_file, tmp_path / "stage3")).config
+    assert config.action.representation == "absolute" and config.norm.mode == "bounds" and config.norm.normalize_state
+    assert config.rtc.mode == "training" and config.flow.max_delay == 8 and config.flow.num_steps == 8
+    _, odd, stats28 = _release(tmp_path, horizon=30, stats_dim=28)
+    with pytest.raises(CheckpointError, match="pass stage=2 or stage=3"):
+        convert_reference_checkpoint(odd, stats28, tmp_path / "odd")
+    forced = load_checkpoint(convert_reference_checkpoint(odd, stats28, tmp_path / "forced", stage=2)).config
+    assert forced.action.representation == "delta" and forced.expert.horizon == 30
+
+
+def test_default_euler_steps_are_psi0s_real_robot_server():
+    from psi0_ros.policy.config import FlowConfig
+
+    assert FlowConfig().num_steps == 8  # psi_serve_rtc-trainingtimertc.py: num_inference_steps = 8

@@ -96,3 +96,53 @@ def test_rtc_mode_training_needs_a_model_trained_with_prefixes():
     with pytest.raises(ValueError, match="max_delay"):
         dataclasses.replace(tiny_policy_config(), flow=dataclasses.replace(tiny_policy_config().flow, max_delay=0))
     assert RTCConfig(mode="guidance").guidance_beta == 5.0
+
+
+def test_a_new_rtc_mode_is_one_registered_class():
+    from psi0_ros.policy import sampling
+
+    assert sampling.rtc_modes()[:3] == ("none", "training", "guidance")
+    with pytest.raises(ValueError, match="unknown RTC mode 'mine'.*'guidance'"):
+        sampling.rtc_sampler("mine")
+    with pytest.raises(ValueError, match="RTCConfig.mode must be one of"):
+        RTCConfig(mode="mine")
+    seen: list[tuple[object, int]] = []
+
+    class ShiftedNoise:  # a mode that returns the noise shifted by the prefix's first action
+        mode = "mine"
+        uses_prefix = True
+
+        def check_config(self, config):
+            if config.flow.num_steps != 4:
+                raise ValueError("mine needs flow.num_steps=4")
+
+        def check_delay(self, delay, config):
+            if delay > 2:
+                raise ValueError("mine freezes at most 2 actions")
+
+        def sample(self, expert, cond, noise, previous, delay, config):
+            seen.append((None if previous is None else tuple(previous.shape), delay))
+            return noise * 0.0 if previous is None else noise * 0.0 + previous[:, :1]
+
+    sampling.register_sampler(ShiftedNoise)
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            sampling.register_sampler(type("Other", (ShiftedNoise,), {}))
+        with pytest.raises(ValueError, match="num_steps=4"):
+            dataclasses.replace(
+                tiny_policy_config(mode="mine"), flow=dataclasses.replace(tiny_policy_config().flow, num_steps=5)
+            )
+        policy = _policy("mine")
+        zero = policy.infer(_observation())
+        assert seen == [(None, 0)]
+        assert np.allclose(zero, policy.normalizer.denormalize_actions(np.zeros((16, 36), np.float32)))
+        previous = np.tile(zero[:1] * 0.5, (5, 1))
+        chunk = policy.infer(_observation(), ActionPrefix(actions=previous, delay=2))
+        assert seen[-1] == ((1, 5, 36), 2)
+        assert np.array_equal(chunk[:2], previous[:2])  # the frozen ticks are the prefix's own actions
+        with pytest.raises(ValueError, match="at most 2"):
+            policy.infer(_observation(), ActionPrefix(actions=previous, delay=3))
+    finally:
+        sampling.RTC_SAMPLERS.pop("mine")
+    with pytest.raises(ValueError, match="unknown RTC mode"):
+        sampling.rtc_sampler("mine")

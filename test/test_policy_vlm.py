@@ -1,5 +1,5 @@
-"""The Qwen3-VL backbone on a tiny random model: features equal transformers' own
-hidden_states[-1]; padding, dtypes and bad directories."""
+"""The Qwen3-VL backbone on a tiny random model: features equal the last decoder layer's output
+before the final norm (a manual pass through the layers); padding, dtypes and bad directories."""
 
 from __future__ import annotations
 
@@ -33,15 +33,53 @@ def _frames(n: int) -> list[np.ndarray]:
     return [rng.integers(0, 256, (480, 640, 3), dtype=np.uint8) for _ in range(n)]
 
 
-def test_features_equal_transformers_last_hidden_state(tiny_vlm_dir):
+def _manual_decoder_pass(model: Qwen3VLForConditionalGeneration, inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the text decoder layer by layer, written out here: the last layer's output and the final norm."""
+    language_model = model.model.language_model
+    captured: dict = {}
+    handle = language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: captured.update(kwargs), with_kwargs=True
+    )
+    try:
+        model.model(**inputs, use_cache=False)  # only to get the embeddings, positions and deepstack inputs
+    finally:
+        handle.remove()
+    hidden = captured["inputs_embeds"]
+    positions = captured["position_ids"]
+    text_positions = None
+    if positions.shape[0] == 4:  # text positions first, then the 3 multimodal rope sections
+        text_positions, positions = positions[0], positions[1:]
+    batch, length = hidden.shape[:2]
+    allowed = (
+        torch.tril(torch.ones(length, length, dtype=torch.bool))[None] & inputs["attention_mask"].bool()[:, None, :]
+    )
+    mask = torch.zeros(batch, 1, length, length).masked_fill(~allowed[:, None], torch.finfo(torch.float32).min)
+    rotary = language_model.rotary_emb(hidden, positions)
+    deepstack = captured.get("deepstack_visual_embeds") or []
+    for index, layer in enumerate(language_model.layers):
+        output = layer(hidden, attention_mask=mask, position_ids=text_positions, position_embeddings=rotary)
+        hidden = output[0] if isinstance(output, tuple) else output
+        if index < len(deepstack) and index < len(language_model.layers) - 1:
+            hidden = hidden.clone()
+            hidden[captured["visual_pos_masks"]] += deepstack[index]
+    return hidden, language_model.norm(hidden)
+
+
+def test_features_are_the_last_decoder_layer_before_the_final_norm(tiny_vlm_dir):
+    """Psi0's feature is hidden_states[-1] under transformers 4.57: the last decoder layer's output,
+    pre-norm. Checked against a pass through the decoder layers written out in this test."""
     vlm = VLMBackbone.from_pretrained(tiny_vlm_dir)
     inputs = vlm.prepare(_frames(2), ["Pick up the red cup and place it in the bin", "wave"])
+    reference = Qwen3VLForConditionalGeneration.from_pretrained(str(tiny_vlm_dir), attn_implementation="eager").eval()
+    assert len(reference.model.language_model.layers) == 2
     with torch.no_grad():
         ours = vlm(inputs)
-        reference = Qwen3VLForConditionalGeneration.from_pretrained(str(tiny_vlm_dir)).eval()
-        theirs = reference(**inputs, output_hidden_states=True).hidden_states[-1]
-    assert ours.hidden.shape == theirs.shape and ours.hidden.shape[-1] == 64
-    assert torch.allclose(ours.hidden, theirs, atol=1e-6)
+        pre_norm, post_norm = _manual_decoder_pass(reference, inputs)
+    real = ours.mask
+    assert ours.hidden.shape == pre_norm.shape and ours.hidden.shape[-1] == 64
+    assert torch.allclose(ours.hidden[real], pre_norm[real], atol=1e-5)
+    # The post-norm state (transformers 5.x's hidden_states[-1]) is a different input distribution.
+    assert not torch.allclose(ours.hidden[real], post_norm[real], atol=1e-2)
     # 80 image tokens per 640x480 frame; the shorter prompt is right-padded and masked
     assert (inputs["input_ids"] == vlm.image_token_id).sum(1).tolist() == [80, 80]
     assert ours.mask[0].all() and not ours.mask[1].all() and ours.mask[1, 0]

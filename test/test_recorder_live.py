@@ -363,8 +363,9 @@ def test_record_episodes_from_live_nodes_and_convert(publisher, tmp_path):
         stamps, msgs = recorded[TOPIC_JOINT_STATES]
         joints = np.array([m.position for m in msgs])[_in_force(stamps, ticks)]
         assert np.array_equal(episode.joint_positions, joints)
-        assert np.array_equal(episode.state[:, :31], joints[:, STATE_JOINT_COLUMNS].astype(np.float32))
-        assert np.array_equal(episode.state[:, 31], lower[:, 3].astype(np.float32))  # commanded height
+        assert np.array_equal(episode.state[:, :28], joints[:, STATE_JOINT_COLUMNS].astype(np.float32))
+        # torso roll/pitch/yaw/height: the lower-body command in force (Psi0's previously commanded values)
+        assert np.array_equal(episode.state[:, 28:32], lower[:, :4].astype(np.float32))
         stamps, msgs = recorded[TOPIC_IMAGE]
         nearest = np.argmin(np.abs(stamps[None, :] - ticks[:, None]), axis=1)
         from PIL import Image

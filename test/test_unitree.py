@@ -148,6 +148,57 @@ def test_codec_fields():
     assert dex3_mode(3) == 0x13 and dex3_mode(6, status=0, timeout=True) == 0x86
 
 
+# Dex3-1 motor order as Unitree writes it for BOTH hands: xr_teleoperate
+# teleop/robot_control/hand_retargeting.py (left/right_dex3_api_joint_names, "Sort by message structure").
+UNITREE_DEX3_API_ORDER = ("thumb_0", "thumb_1", "thumb_2", "middle_0", "middle_1", "index_0", "index_1")
+
+
+def test_dex3_wire_order_is_unitrees_one_table_for_both_hands():
+    from psi0_ros.constants import ACTION_NAMES, STATE_NAMES
+
+    assert g1.DEX3_WIRE_ORDER == UNITREE_DEX3_API_ORDER
+    for side, order in (("left", g1.LEFT_HAND_WIRE_ORDER), ("right", g1.RIGHT_HAND_WIRE_ORDER)):
+        assert order == tuple(f"{side}_hand_{finger}_joint" for finger in UNITREE_DEX3_API_ORDER)
+    # The 36-D action and the state store each hand in motor order (Psi0's layout).
+    assert ACTION_NAMES[:14] == g1.LEFT_HAND_WIRE_ORDER + g1.RIGHT_HAND_WIRE_ORDER == STATE_NAMES[:14]
+    # A distinct value per joint lands on the motor of that joint's name, on both hands.
+    q = np.zeros(43)
+    for i, name in enumerate(g1.HAND_JOINTS):
+        q[g1.JOINT_INDEX[name]] = 0.01 * (i + 1)
+    command = JointCommand.position(q, g1.table("kp"), g1.table("kd"))
+    for side in ("left", "right"):
+        hand = fill_hand_cmd(default_hand_cmd(), command, side)
+        expected = [q[g1.JOINT_INDEX[f"{side}_hand_{finger}_joint"]] for finger in UNITREE_DEX3_API_ORDER]
+        assert np.allclose([m.q for m in hand.motor_cmd], expected, atol=1e-7)
+
+
+def test_a_per_hand_wire_order_override_moves_only_that_hand():
+    swapped = ("thumb_0", "thumb_1", "thumb_2", "index_0", "index_1", "middle_0", "middle_1")
+    config = UnitreeConfig(dds="cyclonedds", right_hand_wire_order=list(swapped))
+    q = np.zeros(43)
+    q[g1.JOINT_INDEX["right_hand_index_0_joint"]] = 0.5
+    q[g1.JOINT_INDEX["left_hand_index_0_joint"]] = -0.5
+    command = JointCommand.position(q, g1.table("kp"), g1.table("kd"))
+    right = fill_hand_cmd(default_hand_cmd(), command, "right", config.hand_slots("right"))
+    left = fill_hand_cmd(default_hand_cmd(), command, "left", config.hand_slots("left"))
+    assert [round(m.q, 6) for m in right.motor_cmd] == [0, 0, 0, 0.5, 0, 0, 0]  # index on motor 3 now
+    assert [round(m.q, 6) for m in left.motor_cmd] == [0, 0, 0, 0, 0, -0.5, 0]  # left keeps Unitree's order
+    with pytest.raises(ValueError, match="right hand wire order must be a permutation"):
+        UnitreeConfig(right_hand_wire_order=("thumb_0",) * 7)
+
+
+def test_disabled_hand_commands_follow_unitrees_stop_path():
+    """unitree_sdk2 example/g1/dex3/g1_dex3_example.cpp stopMotors: status 0x01, timeout 1, all zero."""
+    q = np.full(43, 0.3)
+    command = JointCommand.position(q, g1.table("kp"), g1.table("kd"))
+    disabled = JointCommand(q=command.q, dq=command.dq, tau=command.tau, kp=command.kp, kd=command.kd, enabled=False)
+    for side in ("left", "right"):
+        hand = fill_hand_cmd(default_hand_cmd(), disabled, side)
+        for motor_id, motor in enumerate(hand.motor_cmd):
+            assert motor.mode == (motor_id | 0x01 << 4 | 1 << 7)
+            assert (motor.q, motor.dq, motor.tau, motor.kp, motor.kd) == (0.0, 0.0, 0.0, 0.0, 0.0)
+
+
 def test_sdk_path_without_unitree_sdk2py_fails_clearly():
     try:
         import unitree_sdk2py  # noqa: F401
@@ -248,7 +299,7 @@ def test_wire_path_over_dds_loopback():
             return (
                 hands["left"] is not None
                 and np.allclose(hands["left"]["q"], [0.1, 0.2, 0.3, -0.6, -0.7, -0.4, -0.5], atol=1e-4)
-                and np.allclose(hands["right"]["q"], [-0.1, -0.2, -0.3, 0.4, 0.5, 0.6, 0.7], atol=1e-4)
+                and np.allclose(hands["right"]["q"], [-0.1, -0.2, -0.3, 0.6, 0.7, 0.4, 0.5], atol=1e-4)
                 and abs(report["last"]["q"][17] - 0.3) < 1e-4
             )
 
@@ -288,3 +339,91 @@ def test_wire_path_over_dds_loopback():
         if bridge is not None:
             bridge.stop()
         robot.close()
+
+
+UNITREE_TYPE_INFO = Path(__file__).parent / "data" / "unitree_hg_type_info.json"
+
+
+def _type_blobs(cls: type) -> tuple[bytes, bytes]:
+    """(type information, type map) as cyclonedds announces them in discovery (XCDR2 LE, no header)."""
+    cls.__idl__.fill_type_data()
+    return cls.__idl__._xt_bytedata
+
+
+@pytest.mark.parametrize("name", ["LowCmd_", "LowState_", "HandCmd_", "HandState_"])
+def test_type_information_equals_unitrees_cpp_idl(name):
+    """The bytes compiled into unitree_sdk2's C++ headers (source in the JSON): with type discovery
+    on, a reader and a writer match only when these agree (octet, not uint8, for the mode fields)."""
+    import hashlib
+    import importlib
+
+    from psi0_ros.robot import unitree_idl
+
+    recorded = json.loads(UNITREE_TYPE_INFO.read_text())
+    assert "unitree_sdk2" in recorded["source"]
+    expected = recorded["types"][f"unitree_hg::msg::dds_::{name}"]
+    sys.path.insert(0, str(HELPER.parent))
+    try:
+        peer = importlib.import_module("unitree_hg_types")
+    finally:
+        sys.path.remove(str(HELPER.parent))
+    for cls in (getattr(unitree_idl, name), getattr(peer, name)):  # the project's, and the test peer's
+        info, type_map = _type_blobs(cls)
+        assert info.hex() == expected["type_info_hex"], cls.__module__
+        assert (len(type_map), hashlib.sha256(type_map).hexdigest()) == (
+            expected["type_map_len"],
+            expected["type_map_sha256"],
+        )
+
+
+def test_doctor_hands_moves_one_finger_motor_at_a_time(tmp_path):
+    """`psi0 doctor --hands` against the (Unitree-typed) fake G1: each hand's motors 0-6 move alone,
+    in order, named by the Dex3 table; no LowCmd_ is sent (the body is left alone)."""
+    from psi0_ros.cli import main
+
+    domain = 150 + (os.getpid() + 7) % 70
+    robot = FakeRobot(domain)
+    try:
+        assert robot.report(timeout=60.0).get("ready")
+        out = tmp_path / "hands.json"
+        assert (
+            main(
+                [
+                    "doctor",
+                    "--hands",
+                    "--dds",
+                    "cyclonedds",
+                    "--domain-id",
+                    str(domain),
+                    "--move-s",
+                    "0.2",
+                    "--json",
+                    str(out),
+                ]
+            )
+            == 0
+        )
+        report = robot.wait(lambda r: len(r["hand_moves"]["right"]) >= 7, "every right-hand motor moved")
+        assert report["hand_moves"] == {"left": list(range(7)), "right": list(range(7))}
+        assert report["lowcmd"] == 0
+        moved = json.loads(out.read_text())["hands"]
+        assert moved == {"left": list(g1.LEFT_HAND_WIRE_ORDER), "right": list(g1.RIGHT_HAND_WIRE_ORDER)}
+    finally:
+        robot.close()
+
+
+def test_gains_are_psi0s_deployed_table_and_amos_sim_table():
+    """Psi0 real/teleop/robot_control/robot_body.py (stiffness/damping, body motor order) and
+    OpenTeleVision/AMO play_amo.py (23-DoF view: legs, waist, shoulders + elbows), typed in here."""
+    psi0_kp = [165, 165, 165, 330, 160, 40] * 2 + [440] * 3 + ([50] * 4 + [30] * 3) * 2
+    psi0_kd = [2, 2, 2, 4, 2, 1] * 2 + [15] * 3 + ([7.5] * 4 + [6] * 3) * 2
+    assert g1.table("kp", g1.BODY_JOINTS).tolist() == psi0_kp and g1.table("kd", g1.BODY_JOINTS).tolist() == psi0_kd
+    assert np.array_equal(g1.gains(g1.BACKEND_GAINS["unitree"])[0], g1.table("kp"))
+    amo_kp = [150, 150, 150, 300, 80, 20] * 2 + [400] * 3 + [80, 80, 40, 60]
+    amo_kd = [2, 2, 2, 4, 2, 1] * 2 + [15] * 3 + [2, 2, 1, 1]
+    amo_joints = g1.BODY_JOINTS[:19] + g1.RIGHT_ARM_JOINTS[:4]
+    kp, kd = g1.gains(g1.BACKEND_GAINS["sim"], amo_joints)
+    assert kp.tolist() == amo_kp[:19] + amo_kp[15:19] and kd.tolist() == amo_kd[:19] + amo_kd[15:19]
+    assert g1.table("kp", g1.HAND_JOINTS).tolist() == [1.5] * 14  # xr_teleoperate Dex3_1_Controller
+    with pytest.raises(KeyError, match="unknown gain set"):
+        g1.gains("mine")

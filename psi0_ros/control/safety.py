@@ -69,6 +69,7 @@ class SafetyConfig:
     hold_after_s: float = 0.25  # no fresh command for this long -> hold the last safe pose
     damp_after_s: float = 2.0  # ... and for this long -> damp
     auto_resume: bool = False  # leave a watchdog DAMP by itself when commands return (sim only)
+    gains: str = "psi0_real"  # gain set of psi0_ros.g1.GAIN_SETS ("psi0_real", "amo_sim")
     kp_scale: float = 1.0  # multiplies the kp table (psi0_ros.g1)
     kd_scale: float = 1.0  # multiplies the kd table
     damping_kd_scale: float = 1.0  # kd in DAMP/ESTOP = kd table * this
@@ -89,6 +90,8 @@ class SafetyConfig:
             value = getattr(self, name)
             if not 0.0 <= value <= 2.0:
                 raise ValueError(f"{name} must be in [0, 2], got {value}")
+        if self.gains not in g1.GAIN_SETS:
+            raise ValueError(f"gains must be one of {sorted(g1.GAIN_SETS)}, got {self.gains!r}")
         # JointLimits validates margin / velocity_scale / max_velocity.
         JointLimits.from_table(g1.ALL_JOINTS, self.position_margin, self.velocity_scale, self.max_velocity)
 
@@ -113,7 +116,10 @@ class SafetyConfig:
                     raise ValueError(f"unknown safety parameter {key!r}; known: {sorted(lower_fields)}")
                 lower[sub] = float(value)  # type: ignore[arg-type]
             elif key in own:
-                kwargs[key] = bool(value) if key == "auto_resume" else float(value)  # type: ignore[arg-type]
+                if key == "gains":
+                    kwargs[key] = str(value)
+                else:
+                    kwargs[key] = bool(value) if key == "auto_resume" else float(value)  # type: ignore[arg-type]
             else:
                 raise ValueError(f"unknown safety parameter {key!r}; known: {sorted(own)}")
         return cls(**kwargs, lower_body=LowerBodyCommandLimits(**lower))  # type: ignore[arg-type]
@@ -167,9 +173,10 @@ class SafetyLayer:
         self.limits = JointLimits.from_table(
             self.joints, config.position_margin, config.velocity_scale, config.max_velocity
         )
-        self.kp = g1.table("kp", self.joints) * config.kp_scale
-        self.kd = g1.table("kd", self.joints) * config.kd_scale
-        self.damping_kd = g1.table("kd", self.joints) * config.damping_kd_scale
+        kp, kd = g1.gains(config.gains, self.joints)
+        self.kp = kp * config.kp_scale
+        self.kd = kd * config.kd_scale
+        self.damping_kd = kd * config.damping_kd_scale
         # rad/s per joint: the velocity limit, and no more than max_step per tick
         self._max_velocity = np.minimum(self.limits.velocity, config.max_step / config.dt)
         self._max_acceleration = np.full(len(self.joints), config.max_acceleration)

@@ -3,9 +3,10 @@
 - joint positions (43): /joint_states by joint name, in psi0_ros.g1.ALL_JOINTS order;
 - action (36): hands + arms from /psi0/upper_body_command (JointState, by name), lower-body
   command (dims 28-35) from /psi0/lower_body_command (LowerBodyCommand fields);
-- state (32, zero-padded to 36): hands + arms measured, torso roll/pitch/yaw = the measured waist
-  joints, torso height = the commanded height in force (the G1 reports no pelvis height; AMO
-  tracks the commanded one). build_state() is the one definition of that rule.
+- state (32, zero-padded to 36): hands + arms measured, torso roll/pitch/yaw/height = the lower-body
+  command in force, i.e. the PREVIOUSLY COMMANDED values, as Psi0 records them and overrides them
+  from the running chunk when serving (the G1 measures no whole-body torso orientation or pelvis
+  height). build_state() is the one definition of that rule, for convert, training and chunk_node.
 Works on rclpy messages and rosbags-deserialised ones alike (both have the same field names).
 """
 
@@ -26,7 +27,7 @@ from psi0_ros.constants import (
     STATE_NAMES,
     STATE_PADDED_DIM,
 )
-from psi0_ros.g1 import ALL_JOINTS, JOINT_INDEX, WAIST_JOINTS
+from psi0_ros.g1 import ALL_JOINTS, JOINT_INDEX
 
 NUM_JOINTS = len(ALL_JOINTS)  # 43
 UPPER_BODY_NAMES: tuple[str, ...] = ACTION_NAMES[ACTION_UPPER_BODY]  # 28 joint names
@@ -36,12 +37,10 @@ UPPER_BODY_INDEX: dict[str, int] = {name: i for i, name in enumerate(UPPER_BODY_
 # height is named differently in the message.
 LOWER_BODY_FIELDS: tuple[str, ...] = tuple("height" if n == "torso_height" else n for n in LOWER_BODY_COMMAND_NAMES)
 
-# Waist motor order is yaw, roll, pitch (psi0_ros.g1.WAIST_JOINTS); the state wants roll, pitch, yaw.
-_WAIST_YAW, _WAIST_ROLL, _WAIST_PITCH = WAIST_JOINTS
-TORSO_RPY_JOINTS: tuple[str, str, str] = (_WAIST_ROLL, _WAIST_PITCH, _WAIST_YAW)
 _STATE_JOINTS = STATE_NAMES[:28]  # hands 14 + arms 14, joint names
-STATE_JOINT_COLUMNS = np.array([JOINT_INDEX[n] for n in _STATE_JOINTS + TORSO_RPY_JOINTS], dtype=np.intp)
-_HEIGHT_COLUMN = LOWER_BODY_COMMAND_NAMES.index("torso_height")  # within the 8-D lower-body command
+STATE_JOINT_COLUMNS = np.array([JOINT_INDEX[n] for n in _STATE_JOINTS], dtype=np.intp)
+# State dims 28-31 (torso roll, pitch, yaw, height) within the 8-D lower-body command.
+STATE_TORSO_COMMAND_COLUMNS = np.array([LOWER_BODY_COMMAND_NAMES.index(n) for n in STATE_NAMES[28:32]], dtype=np.intp)
 STATE_PAD_NAMES: tuple[str, ...] = tuple(f"pad_{i}" for i in range(STATE_DIM, STATE_PADDED_DIM))
 
 
@@ -87,10 +86,13 @@ def imu_vectors(msg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def build_state(joint_positions: np.ndarray, lower_body_command: np.ndarray) -> np.ndarray:
-    """The 32-D state zero-padded to 36 (DESIGN §4).
+    """The 32-D state zero-padded to 36 (DESIGN §4), Psi0's definition.
 
-    joint_positions: (T, 43) in ALL_JOINTS order [rad]; lower_body_command: (T, 8), action dims
-    28-35 (the command in force). Returns (T, 36) float32.
+    joint_positions: (T, 43) measured, in ALL_JOINTS order [rad] -> hands + arms (dims 0-27);
+    lower_body_command: (T, 8), action dims 28-35, the command in force at each frame (the one
+    previously commanded) -> torso roll/pitch/yaw [rad] and height [m] (dims 28-31), not the
+    measured waist joints. When serving, pass the lower-body command of the running chunk.
+    Returns (T, 36) float32.
     """
     positions = np.asarray(joint_positions)
     command = np.asarray(lower_body_command)
@@ -99,8 +101,8 @@ def build_state(joint_positions: np.ndarray, lower_body_command: np.ndarray) -> 
     if command.shape != (positions.shape[0], ACTION_LOWER_BODY.stop - ACTION_LOWER_BODY.start):
         raise ValueError(f"lower_body_command must be ({positions.shape[0]}, 8), got {command.shape}")
     state = np.zeros((positions.shape[0], STATE_PADDED_DIM), dtype=np.float32)
-    state[:, : STATE_DIM - 1] = positions[:, STATE_JOINT_COLUMNS]
-    state[:, STATE_DIM - 1] = command[:, _HEIGHT_COLUMN]
+    state[:, : len(STATE_JOINT_COLUMNS)] = positions[:, STATE_JOINT_COLUMNS]
+    state[:, len(STATE_JOINT_COLUMNS) : STATE_DIM] = command[:, STATE_TORSO_COMMAND_COLUMNS]
     return state
 
 

@@ -8,6 +8,7 @@ Modules, from the tensors up:
   mmdit.py       the MM-DiT action expert (nn.Module: tensors in, velocity out)
   flow.py        flow matching: training loss, Euler sampler, training-time RTC prefixes
   rtc.py         inference-time RTC (guided inpainting) and its soft prefix weights
+  sampling.py    one chunk sampler per RTC mode, registered by name (none, training, guidance)
   transforms.py  36-D action / 32->36 state layout, normalisation statistics
   checkpoint.py  self-describing checkpoint directories, import of reference Psi0 weights
   interface.py   Policy.infer(observation, prefix=None) -> chunk, shared by nodes and training

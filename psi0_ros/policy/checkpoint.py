@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from psi0_ros.policy.config import ExpertConfig, PolicyConfig
+from psi0_ros.policy.config import STAGES, ExpertConfig, PolicyConfig, stage_recipe
 from psi0_ros.policy.mmdit import ActionExpert, sinusoidal_positions
 from psi0_ros.policy.transforms import NormStats
 
@@ -215,7 +215,9 @@ def _reference_name(name: str) -> str | None:
 
 
 def _check_fixed_table(name: str, value: torch.Tensor, expected: torch.Tensor) -> None:
-    if value.shape != expected.shape or not torch.allclose(value.float(), expected, atol=1e-4, rtol=1e-4):
+    # A table saved in bf16 (Psi0 saves bf16 weights) is only as exact as bf16's rounding.
+    tolerance = max(1e-4, torch.finfo(value.dtype).eps) if value.is_floating_point() else 1e-4
+    if value.shape != expected.shape or not torch.allclose(value.float(), expected, atol=tolerance, rtol=tolerance):
         raise CheckpointError(f"reference weight {name} is not the fixed table this expert computes")
 
 
@@ -307,6 +309,22 @@ def expert_config_from_reference(reference: Mapping[str, torch.Tensor], **overri
     return ExpertConfig(**fields)
 
 
+def reference_stage(expert_config: ExpertConfig, stats: Mapping[str, object], action_key: str = "action") -> int:
+    """The Psi0 training stage of released weights, from their chunk length and their statistics:
+    stage 2 has chunk 16 and 28-D (hands + arms) delta statistics, stage 3 chunk 30 and 36-D."""
+    entry = stats.get(action_key)
+    if not isinstance(entry, Mapping) or "min" not in entry:
+        raise CheckpointError(f"Psi0 statistics have no {action_key!r} entry with min/max")
+    stats_dim = len(list(entry["min"]))
+    votes = {2 if stats_dim == 28 else 3 if stats_dim == 36 else None, 2 if expert_config.horizon == 16 else 3}
+    if None in votes or len(votes) != 1:
+        raise CheckpointError(
+            f"cannot tell the Psi0 stage of these weights (chunk {expert_config.horizon}, {stats_dim}-D action "
+            "statistics; stage 2 has 16 and 28, stage 3 has 30 and 36): pass stage=2 or stage=3"
+        )
+    return votes.pop()
+
+
 def convert_reference_checkpoint(
     weights: Path,
     stats_file: Path,
@@ -314,10 +332,16 @@ def convert_reference_checkpoint(
     vlm_path: Path | None = None,
     config: PolicyConfig | None = None,
     copy_vlm: bool = False,
+    stage: int | None = None,
 ) -> Path:
-    """Write a psi0_ros checkpoint from Psi0's released files: the action expert's safetensors,
-    its stats_psi0.json, and (optionally) the VLM directory. The expert shape comes from the
-    weights; the rest (heads, sampler, RTC, normalisation mode) from `config` (default: Psi0's)."""
+    """Write a psi0_ros checkpoint from Psi0's released files: the action expert's safetensors
+    (fp32 or bf16), its statistics json, and (optionally) the VLM directory.
+
+    The expert shape comes from the weights. The serving recipe is the one of the stage the weights
+    were trained in (config.stage_recipe: stage 2 = delta actions, q99, raw state, no RTC; stage 3
+    = absolute, bounds, normalised state, training-time RTC), given as `stage` or read off the
+    weights and statistics (reference_stage). A given `config` instead supplies the whole recipe
+    (and the heads, dropouts and timestep scale, which the weights do not hold)."""
     from safetensors.torch import load_file
 
     from psi0_ros.policy.transforms import stats_from_reference
@@ -326,18 +350,23 @@ def convert_reference_checkpoint(
     for path in (weights, stats_file):
         if not path.is_file():
             raise FileNotFoundError(f"reference file not found: {path}")
+    if stage is not None and stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     reference = load_file(str(weights))
+    raw_stats = json.loads(stats_file.read_text())
     if config is None:
         expert_config = expert_config_from_reference(reference)
-        config = PolicyConfig(expert=expert_config)
+        config = stage_recipe(stage or reference_stage(expert_config, raw_stats), expert_config)
     else:  # heads, dropouts and timestep scale are not in the weights: take them from the config
         given = config.expert
         keep = ("num_heads", "head_dim", "proprio_dropout", "obs_dropout", "timestep_scale", "layer_norm_eps")
         expert_config = expert_config_from_reference(reference, **{k: getattr(given, k) for k in keep})
         config = dataclasses.replace(config, expert=expert_config)
+        if stage is not None:
+            config = dataclasses.replace(stage_recipe(stage, expert_config, config.flow.num_steps), image=config.image)
     expert = ActionExpert(expert_config)
     load_state_dict_strict(expert, reference_to_expert_state_dict(reference, expert_config), str(weights))
-    stats = stats_from_reference(json.loads(stats_file.read_text()))
+    stats = stats_from_reference(raw_stats)
     return save_checkpoint(directory, expert, config, stats, vlm_path, copy_vlm)
 
 

@@ -14,8 +14,9 @@ from typing import Any
 
 from psi0_ros.constants import ACTION_DIM, STATE_PADDED_DIM
 
-RTC_MODES = ("none", "training", "guidance")
+RTC_MODES = ("none", "training", "guidance")  # the built-in samplers; sampling.rtc_modes() lists all
 NORM_MODES = ("bounds", "q99")
+ACTION_REPRESENTATIONS = ("absolute", "delta")
 SOFT_MASK_SCHEDULES = ("exponential", "linear", "hard")
 
 
@@ -68,7 +69,9 @@ class ExpertConfig:
 class FlowConfig:
     """Flow matching and training-time real-time chunking."""
 
-    num_steps: int = 10  # Euler steps at inference (Psi0 serves with 8-10)
+    # Euler steps at inference: 8 on Psi0's real-robot RTC server (src/psi/deploy/psi_serve_rtc-
+    # trainingtimertc.py, num_inference_steps = 8); its simulation server uses 10.
+    num_steps: int = 8
     # The last non-zero noise level of the inference schedule: diffusers' FlowMatchEulerDiscrete
     # with 1000 training steps goes 1.0 ... 0.001, then 0.
     sigma_min: float = 1e-3
@@ -92,12 +95,16 @@ class FlowConfig:
 class RTCConfig:
     """How inference uses the actions that will already have run (DESIGN §1, §4)."""
 
-    mode: str = "training"  # "none" | "training" (held prefix, Psi0's served mode) | "guidance" (inpainting)
+    # A registered sampler (sampling.py): "none" | "training" (held prefix, Psi0's served mode) |
+    # "guidance" (inpainting); its own requirements on the rest of the config are checked there.
+    mode: str = "training"
     guidance_beta: float = 5.0  # clip of the guidance weight (Black et al. 2025 use 5)
     schedule: str = "exponential"  # soft weights over the overlap in guidance mode
 
     def __post_init__(self) -> None:
-        _check(self.mode in RTC_MODES, f"RTCConfig.mode must be one of {RTC_MODES}, got {self.mode!r}")
+        from psi0_ros.policy.sampling import rtc_modes  # the registry imports torch and this module
+
+        _check(self.mode in rtc_modes(), f"RTCConfig.mode must be one of {rtc_modes()}, got {self.mode!r}")
         _check(self.guidance_beta > 0, f"RTCConfig.guidance_beta must be > 0, got {self.guidance_beta!r}")
         _check(
             self.schedule in SOFT_MASK_SCHEDULES,
@@ -114,6 +121,21 @@ class NormConfig:
 
     def __post_init__(self) -> None:
         _check(self.mode in NORM_MODES, f"NormConfig.mode must be one of {NORM_MODES}, got {self.mode!r}")
+
+
+@dataclass(frozen=True)
+class ActionConfig:
+    """What the expert's action rows mean (transforms.py)."""
+
+    # "absolute": 36-D joint targets and lower-body command (stage 3). "delta": a[t+1] - a[t] over
+    # hands + arms (Psi0 stage 2, the released expert); Policy.infer integrates them from the state.
+    representation: str = "absolute"
+
+    def __post_init__(self) -> None:
+        _check(
+            self.representation in ACTION_REPRESENTATIONS,
+            f"ActionConfig.representation must be one of {ACTION_REPRESENTATIONS}, got {self.representation!r}",
+        )
 
 
 @dataclass(frozen=True)
@@ -141,11 +163,17 @@ class PolicyConfig:
     rtc: RTCConfig = field(default_factory=RTCConfig)
     norm: NormConfig = field(default_factory=NormConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
+    action: ActionConfig = field(default_factory=ActionConfig)
 
     def __post_init__(self) -> None:
+        from psi0_ros.policy.sampling import rtc_sampler
+
+        sampler = rtc_sampler(self.rtc.mode)
+        sampler.check_config(self)
         _check(
-            self.rtc.mode != "training" or self.flow.max_delay > 0,
-            "PolicyConfig: rtc.mode='training' needs a model trained with flow.max_delay > 0, got max_delay=0",
+            self.action.representation == "absolute" or not sampler.uses_prefix,
+            f"PolicyConfig: delta actions are integrated from the state, so a prefix of absolute actions "
+            f"cannot steer them; rtc.mode must be one that ignores prefixes (e.g. 'none'), got {self.rtc.mode!r}",
         )
         _check(
             self.flow.max_delay <= self.expert.horizon,
@@ -158,7 +186,14 @@ class PolicyConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PolicyConfig:
         """Inverse of to_dict; unknown keys are an error naming them (a checkpoint from a newer format)."""
-        parts = {"expert": ExpertConfig, "flow": FlowConfig, "rtc": RTCConfig, "norm": NormConfig, "image": ImageConfig}
+        parts = {
+            "expert": ExpertConfig,
+            "flow": FlowConfig,
+            "rtc": RTCConfig,
+            "norm": NormConfig,
+            "image": ImageConfig,
+            "action": ActionConfig,
+        }
         unknown = sorted(set(data) - set(parts))
         if unknown:
             raise ValueError(f"PolicyConfig: unknown sections {unknown}")
@@ -190,3 +225,35 @@ def expert_preset(name: str, **overrides: Any) -> ExpertConfig:
     if name not in EXPERT_PRESETS:
         raise KeyError(f"unknown expert preset {name!r}; known: {sorted(EXPERT_PRESETS)}")
     return dataclasses.replace(EXPERT_PRESETS[name], **overrides)
+
+
+# The recipe each Psi0 training stage used (shared/RECIPE.md; Psi0 scripts/train/psi0/*.sh and
+# src/psi/config/transform.py): what a checkpoint of that stage must be served with.
+STAGES = (2, 3)
+
+
+def stage_recipe(stage: int, expert: ExpertConfig, num_steps: int = 8) -> PolicyConfig:
+    """The PolicyConfig a Psi0 stage-`stage` expert of shape `expert` is served with.
+
+    Stage 2 (posttrain-he-psi0.sh; the released action_header.safetensors): delta actions over hands
+    + arms, bounds_q99 normalisation, state not normalised, no training-time RTC (so no prefix mode).
+    Stage 3 (finetune-real-psi0.sh): absolute actions, min/max bounds, normalised state,
+    training-time RTC with max delay 8.
+    """
+    if stage == 2:
+        return PolicyConfig(
+            expert=expert,
+            flow=FlowConfig(num_steps=num_steps, max_delay=0),
+            rtc=RTCConfig(mode="none"),
+            norm=NormConfig(mode="q99", normalize_state=False),
+            action=ActionConfig(representation="delta"),
+        )
+    if stage == 3:
+        return PolicyConfig(
+            expert=expert,
+            flow=FlowConfig(num_steps=num_steps, max_delay=8),
+            rtc=RTCConfig(mode="training"),
+            norm=NormConfig(mode="bounds", normalize_state=True),
+            action=ActionConfig(representation="absolute"),
+        )
+    raise ValueError(f"unknown Psi0 training stage {stage!r}; checkpoints exist for stages {STAGES}")

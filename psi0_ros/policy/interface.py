@@ -7,9 +7,10 @@ vlm_node's VLMFeatures) or an image and an instruction (then the VLM runs here).
 they are not part of it.
 
 With a prefix (the actions of the previous chunk that will run while this one is computed) the
-chunk continues them, by the configured RTC mode: "training" holds the first `delay` actions
-(the model must have been trained with a larger max_delay), "guidance" inpaints towards the
-whole prefix with decaying weights, "none" ignores the prefix.
+chunk continues them, by the sampler registered for the configured RTC mode (sampling.py):
+"training" holds the first `delay` actions (the model must have been trained with a larger
+max_delay), "guidance" inpaints towards the whole prefix with decaying weights, "none" ignores
+the prefix.
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ import torch
 from psi0_ros.constants import ACTION_DIM
 from psi0_ros.policy.checkpoint import load_checkpoint
 from psi0_ros.policy.config import PolicyConfig
-from psi0_ros.policy.flow import sample_actions
 from psi0_ros.policy.mmdit import ActionExpert, Conditioning
-from psi0_ros.policy.rtc import guided_euler_sample
-from psi0_ros.policy.transforms import Normalizer, check_actions
+from psi0_ros.policy.sampling import rtc_sampler
+from psi0_ros.policy.transforms import Normalizer, check_actions, deltas_to_actions, held_lower_body
 from psi0_ros.policy.vlm import VLMBackbone
 
 
@@ -41,6 +41,9 @@ class Observation:
     vlm_mask: np.ndarray | None = None  # (S,) bool, True = real token; None = all real
     image: np.ndarray | None = None  # (H, W, 3) uint8 RGB, used when vlm_features is None
     instruction: str | None = None
+    # (8,) lower-body command held over the chunk by a delta-action model (which does not predict
+    # it); None = transforms.held_lower_body(state). Ignored by absolute-action models.
+    lower_body: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class Policy:
         self.normalizer = normalizer
         self.vlm = vlm
         self.seed = seed
+        self.sampler = rtc_sampler(config.rtc.mode)
         parameter = next(expert.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         self._generator = torch.Generator(device=self.device)
@@ -141,11 +145,7 @@ class Policy:
             )
         if not 0 <= prefix.delay <= actions.shape[0]:
             raise ValueError(f"prefix delay must be in [0, {actions.shape[0]}], got {prefix.delay}")
-        if self.config.rtc.mode == "training" and prefix.delay >= self.config.flow.max_delay:
-            raise ValueError(
-                f"prefix delay {prefix.delay} is beyond what the model was trained for "
-                f"(max_delay {self.config.flow.max_delay}: delays 0..{self.config.flow.max_delay - 1})"
-            )
+        self.sampler.check_delay(prefix.delay, self.config)
         return self.normalizer.normalize_actions(actions)
 
     @torch.no_grad()
@@ -154,28 +154,11 @@ class Policy:
         cond = self._conditioning(observation)
         horizon, action_dim = self.horizon, self.config.expert.action_dim
         noise = torch.randn((1, horizon, action_dim), generator=self._generator, device=self.device).to(self.dtype)
-        mode = self.config.rtc.mode if prefix is not None else "none"
-        previous = None
-        if mode != "none":
+        previous, delay = None, 0
+        if prefix is not None and self.sampler.uses_prefix:
             previous = torch.from_numpy(self._check_prefix(prefix))[None].to(self.device, self.dtype)
-        if mode == "guidance":
-
-            def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-                return self.expert(x, sigma, cond)
-
-            chunk = guided_euler_sample(
-                velocity,
-                noise,
-                previous,
-                prefix.delay,
-                self.config.flow.num_steps,
-                self.config.flow.sigma_min,
-                self.config.rtc.guidance_beta,
-                self.config.rtc.schedule,
-            )
-        else:
-            held = previous[:, : prefix.delay] if mode == "training" else None
-            chunk = sample_actions(self.expert, cond, self.config.flow, prefix=held, noise=noise)
+            delay = prefix.delay
+        chunk = self.sampler.sample(self.expert, cond, noise, previous, delay, self.config)
         result = chunk[0].float().cpu().numpy()
         if not np.isfinite(result).all():
             raise PolicyError("the action expert produced non-finite actions")
@@ -184,11 +167,19 @@ class Policy:
     def infer(self, observation: Observation, prefix: ActionPrefix | None = None) -> np.ndarray:
         """A chunk of (horizon, 36) actions in physical units (float32), clipped to the training bounds.
 
-        With a prefix in "training" or "guidance" mode, the first prefix.delay actions are exactly
-        the prefix's: they run from the previous chunk anyway."""
+        A delta-action model's chunk is integrated from the observation's state (hands + arms) and
+        holds observation.lower_body (default: held_lower_body(state)).
+
+        With a prefix and a sampler that uses it ("training", "guidance"), the first prefix.delay
+        actions are exactly the prefix's: they run from the previous chunk anyway."""
         normalized = self.infer_normalized(observation, prefix)
         actions = self.normalizer.denormalize_actions(normalized)
-        if prefix is not None and self.config.rtc.mode != "none" and prefix.delay > 0:
+        if self.config.action.representation == "delta":  # Psi0 stage 2: integrate from the state
+            lower_body = observation.lower_body
+            if lower_body is None:
+                lower_body = held_lower_body(observation.state)
+            return deltas_to_actions(actions, observation.state, lower_body)
+        if prefix is not None and self.sampler.uses_prefix and prefix.delay > 0:
             # Exactly the actions that run anyway, not their normalise/denormalise round trip.
             actions[: prefix.delay] = np.asarray(prefix.actions, dtype=np.float32)[: prefix.delay]
         return actions

@@ -1,8 +1,11 @@
-"""System-2: the Qwen3-VL backbone, image + instruction -> its last hidden state over all tokens.
+"""System-2: the Qwen3-VL backbone, image + instruction -> its last decoder layer's output.
 
-Wraps transformers' Qwen3VLForConditionalGeneration. The feature is the language model's final
-(normed) hidden state, exactly what Psi0 takes as `hidden_states[-1]`, computed without the LM
-head. Inputs are prepared by image_prep.py (no torchvision, no qwen_vl_utils).
+Wraps transformers' Qwen3VLForConditionalGeneration. The feature is the output of the language
+model's LAST DECODER LAYER, BEFORE the final RMSNorm: Psi0 takes `hidden_states[-1]` under the
+transformers 4.57 it pins (src/psi/models/psi0.py), where that tensor is the recorded output of the
+last decoder layer; transformers 5.x made `hidden_states[-1]` the normed state. So the output is
+taken explicitly, with a forward hook on the last decoder layer, the same under either version;
+the final norm and the LM head are not used. Inputs are prepared by image_prep.py (no torchvision, no qwen_vl_utils).
 
 Loads a local Hugging Face-format directory (Qwen3-VL-2B-Instruct, or Psi0's stage-1 checkpoint,
 whose vocabulary is larger); nothing is downloaded. write_tiny_vlm() builds a random tiny model
@@ -49,7 +52,7 @@ _SPECIAL_TOKENS = (
 class VLMOutput:
     """The VLM feature of a batch: what vlm_node publishes as VLMFeatures."""
 
-    hidden: torch.Tensor  # (B, S, hidden) last hidden state over image + text tokens
+    hidden: torch.Tensor  # (B, S, hidden) last decoder layer's output (pre-norm) over image + text tokens
     mask: torch.Tensor  # (B, S) bool, True = real token (False = right padding)
 
     def sample(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -214,13 +217,33 @@ class VLMBackbone(nn.Module):
             "image_grid_thw": torch.tensor(grids, dtype=torch.long),
         }
 
+    def last_decoder_layer(self) -> nn.Module:
+        """The language model's last decoder layer, whose output is the feature."""
+        language_model = getattr(self.model.model, "language_model", None)
+        layers = getattr(language_model, "layers", None)
+        if layers is None or len(layers) == 0:
+            raise RuntimeError("this Qwen3-VL model has no language_model.layers; cannot take the decoder output")
+        return layers[-1]
+
     def forward(self, inputs: dict[str, torch.Tensor]) -> VLMOutput:
-        """Last hidden state (B, S, hidden) in the model's dtype, and the token mask."""
+        """The last decoder layer's output (B, S, hidden), pre-norm, in the model's dtype, and the token mask."""
         device = self.device
         batch = {k: v.to(device) for k, v in inputs.items()}
         batch["pixel_values"] = batch["pixel_values"].to(self.dtype)
-        hidden = self.model.model(**batch, use_cache=False).last_hidden_state
-        return VLMOutput(hidden=hidden, mask=batch["attention_mask"].bool())
+        captured: list[torch.Tensor] = []
+
+        def keep_output(module: nn.Module, args: object, output: object) -> None:
+            # A decoder layer returns the hidden states, or a tuple starting with them (older versions).
+            captured.append(output[0] if isinstance(output, tuple) else output)
+
+        handle = self.last_decoder_layer().register_forward_hook(keep_output)
+        try:
+            self.model.model(**batch, use_cache=False)
+        finally:
+            handle.remove()
+        if len(captured) != 1:
+            raise RuntimeError(f"the last decoder layer ran {len(captured)} times in one forward pass, expected once")
+        return VLMOutput(hidden=captured[0], mask=batch["attention_mask"].bool())
 
     @torch.no_grad()
     def encode(self, images: Sequence[np.ndarray], instructions: Sequence[str]) -> VLMOutput:

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from psi0_ros import g1
 from psi0_ros.control.lower_body import LowerBodyCommandLimits
 from psi0_ros.control.safety import SafetyConfig
 from psi0_ros.robot.backend import BACKENDS, RobotBackend
@@ -49,6 +50,9 @@ def _safety_params() -> list[Param]:
         "damping_kd_scale": "kd while damping = kd table * this",
     }
     params = [Param(f"safety.{name}", getattr(defaults, name), text) for name, text in described.items()]
+    params.append(
+        Param("safety.gains", "", f"gain set of psi0_ros/g1.py; '' = the backend's default {g1.BACKEND_GAINS}")
+    )
     lower = LowerBodyCommandLimits()
     for name in LowerBodyCommandLimits.__dataclass_fields__:
         unit = "m" if "height" in name else ("m/s" if name in ("max_vx", "max_vy") else "rad or rad/s")
@@ -88,6 +92,16 @@ PARAMETERS: tuple[Param, ...] = (
     Param("unitree.domain_id", 0, "unitree: DDS domain of the robot (Unitree uses 0)"),
     Param("unitree.hands", True, "unitree: command the two Dex3-1 hands on rt/dex3/{left,right}/cmd"),
     Param("unitree.state_timeout_s", 0.5, "unitree: LowState_ older than this is reported as lost"),
+    Param(
+        "unitree.left_hand_wire_order",
+        list(g1.DEX3_WIRE_ORDER),
+        "unitree: left Dex3-1 motor order 0-6 (finger names); change only if `psi0 doctor --hands` shows a swap",
+    ),
+    Param(
+        "unitree.right_hand_wire_order",
+        list(g1.DEX3_WIRE_ORDER),
+        "unitree: right Dex3-1 motor order 0-6 (finger names); change only if `psi0 doctor --hands` shows a swap",
+    ),
 )
 DEFAULTS: dict[str, Any] = {p.name: p.default for p in PARAMETERS}
 
@@ -157,6 +171,7 @@ def bridge_setup(params: Mapping[str, Any]) -> BridgeSetup:
             raise ValueError(f"parameter {name}={p[name]} must be > 0")
     safety = {k.split(".", 1)[1]: v for k, v in p.items() if k.startswith("safety.")}
     safety["control_rate_hz"] = p["control_rate_hz"]
+    safety["gains"] = safety["gains"] or g1.BACKEND_GAINS.get(p["backend"], "psi0_real")
     config = BridgeConfig(SafetyConfig.from_mapping(safety), lower_body_input=p["lower_body_input"])
     return BridgeSetup(p, config)
 
@@ -193,6 +208,8 @@ def make_backend(setup: BridgeSetup) -> RobotBackend:
             domain_id=p["unitree.domain_id"],
             hands=p["unitree.hands"],
             state_timeout_s=p["unitree.state_timeout_s"],
+            left_hand_wire_order=tuple(p["unitree.left_hand_wire_order"]),
+            right_hand_wire_order=tuple(p["unitree.right_hand_wire_order"]),
         )
     )
 

@@ -27,7 +27,15 @@ from psi0_ros import g1
 from psi0_ros.control.command import JointCommand
 from psi0_ros.robot.backend import RobotBackend, RobotState
 from psi0_ros.robot.crc import low_state_crc
-from psi0_ros.robot.unitree_codec import HAND_SIDES, body_state, fill_hand_cmd, fill_low_cmd, hand_state, imu_state
+from psi0_ros.robot.unitree_codec import (
+    HAND_SIDES,
+    body_state,
+    fill_hand_cmd,
+    fill_low_cmd,
+    hand_slots,
+    hand_state,
+    imu_state,
+)
 
 DDS_PATHS = ("sdk", "cyclonedds")
 TOPIC_LOWCMD = "rt/lowcmd"
@@ -43,6 +51,10 @@ class UnitreeConfig:
     domain_id: int = 0
     hands: bool = True
     state_timeout_s: float = 0.5
+    # Motor order 0-6 of each Dex3-1 hand (finger names of g1.DEX3_WIRE_ORDER). Unitree's code uses one
+    # order for both hands; override one hand only if `psi0 doctor --hands` shows its fingers swapped.
+    left_hand_wire_order: tuple[str, ...] = g1.DEX3_WIRE_ORDER
+    right_hand_wire_order: tuple[str, ...] = g1.DEX3_WIRE_ORDER
 
     def __post_init__(self) -> None:
         if self.dds not in DDS_PATHS:
@@ -51,6 +63,14 @@ class UnitreeConfig:
             raise ValueError(f"DDS domain_id must be in [0, 232], got {self.domain_id}")
         if not self.state_timeout_s > 0:
             raise ValueError(f"state_timeout_s must be > 0, got {self.state_timeout_s}")
+        for side in HAND_SIDES:
+            name = f"{side}_hand_wire_order"
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+            g1.dex3_wire_order(side, getattr(self, name))  # ValueError naming the hand if not a permutation
+
+    def hand_slots(self, side: str) -> np.ndarray:
+        """Slot in ALL_JOINTS of each of this hand's motors 0-6."""
+        return hand_slots(side, getattr(self, f"{side}_hand_wire_order"))
 
 
 class _Transport:
@@ -194,6 +214,7 @@ class UnitreeBackend(RobotBackend):
         self._hands: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
         self._low_cmd: Any = None
         self._hand_cmds: dict[str, Any] = {}
+        self._hand_slots = {side: self.config.hand_slots(side) for side in HAND_SIDES}
         self._counts = {"lowcmd_sent": 0, "lowstate_received": 0, "lowstate_crc_errors": 0, "lowstate_stale": 0}
         self._counts.update({f"hand_{side}_state_received": 0 for side in HAND_SIDES})
 
@@ -223,7 +244,7 @@ class UnitreeBackend(RobotBackend):
 
     def _on_hand(self, side: str, msg: Any) -> None:
         try:
-            state = hand_state(msg, side)
+            state = hand_state(msg, side, self._hand_slots[side])
         except ValueError:
             return
         with self._lock:
@@ -264,7 +285,29 @@ class UnitreeBackend(RobotBackend):
         self._counts["lowcmd_sent"] += 1
         if self.config.hands:
             for side in HAND_SIDES:
-                self._transport.publish(TOPIC_HAND_CMD[side], fill_hand_cmd(self._hand_cmds[side], command, side))
+                self._transport.publish(
+                    TOPIC_HAND_CMD[side], fill_hand_cmd(self._hand_cmds[side], command, side, self._hand_slots[side])
+                )
+
+    def write_hands(self, command: JointCommand) -> None:
+        """Send only the two HandCmd_ of `command` (no LowCmd_: the body is left as it is), e.g. for
+        `psi0 doctor --hands`. Nothing is sent before both hands have reported."""
+        if self._transport is None:
+            raise RuntimeError("UnitreeBackend.write_hands before start()")
+        if not self.config.hands:
+            raise RuntimeError("UnitreeBackend.write_hands with unitree.hands disabled")
+        with self._lock:
+            if len(self._hands) < len(HAND_SIDES):
+                return
+        for side in HAND_SIDES:
+            self._transport.publish(
+                TOPIC_HAND_CMD[side], fill_hand_cmd(self._hand_cmds[side], command, side, self._hand_slots[side])
+            )
+
+    def hands_ready(self) -> bool:
+        """Both hands have reported a HandState_."""
+        with self._lock:
+            return len(self._hands) == len(HAND_SIDES)
 
     def stats(self) -> dict[str, float]:
         with self._lock:

@@ -1,8 +1,11 @@
 """unitree_hg IDL types for the `cyclonedds` Python package (DDS names unitree_hg::msg::dds_::*).
 
-Field lists, order and annotations follow unitree_sdk2py's unitree_hg IDL, so these types match
-the G1's own on the wire: a DataReader/DataWriter built with them talks to the robot (or to
-unitree_sdk2py) directly. Used by the unitree backend when unitree_sdk2py is not installed
+Field lists, order, types and annotations follow Unitree's C++ IDL (unitree_sdk2
+include/unitree/idl/hg/*.hpp): `mode`, `mode_pr`, `mode_machine` and `wireless_remote` are `octet`
+(types.byte). Under cyclonedds 11 a uint8 field is announced as TK_UINT8, not TK_BYTE, and with type
+discovery a Unitree-typed peer then never matches; with octet the type information equals the
+bytes compiled into Unitree's headers (test/test_unitree.py), so a DataReader/DataWriter built
+with these types talks to the robot directly. Used by the unitree backend when unitree_sdk2py is not installed
 (dds="cyclonedds") and by the loopback tests. The default_* helpers build zeroed messages.
 
 cyclonedds's generic encoder walks nested structs field by field (about 1 ms per LowCmd_ or
@@ -44,7 +47,7 @@ def _fast(buffer: object, endianness: object, use_version_2: object) -> bool:
 @annotate.final
 @annotate.autoid("sequential")
 class MotorCmd_(idl.IdlStruct, typename="unitree_hg.msg.dds_.MotorCmd_"):
-    mode: types.uint8 = 0  # body: 1 = enable, 0 = off; Dex3: id | status << 4 | timeout << 7
+    mode: types.byte = 0  # body: 1 = enable, 0 = off; Dex3: id | status << 4 | timeout << 7
     q: types.float32 = 0.0  # rad
     dq: types.float32 = 0.0  # rad/s
     tau: types.float32 = 0.0  # N·m feed-forward
@@ -57,7 +60,7 @@ class MotorCmd_(idl.IdlStruct, typename="unitree_hg.msg.dds_.MotorCmd_"):
 @annotate.final
 @annotate.autoid("sequential")
 class MotorState_(idl.IdlStruct, typename="unitree_hg.msg.dds_.MotorState_"):
-    mode: types.uint8 = 0
+    mode: types.byte = 0
     q: types.float32 = 0.0
     dq: types.float32 = 0.0
     ddq: types.float32 = 0.0
@@ -94,8 +97,8 @@ class PressSensorState_(idl.IdlStruct, typename="unitree_hg.msg.dds_.PressSensor
 @annotate.final
 @annotate.autoid("sequential")
 class LowCmd_(idl.IdlStruct, typename="unitree_hg.msg.dds_.LowCmd_"):
-    mode_pr: types.uint8 = 0  # 0 = PR (ankle/waist pitch-roll joints), 1 = AB (raw actuators)
-    mode_machine: types.uint8 = 0  # must echo LowState_.mode_machine
+    mode_pr: types.byte = 0  # 0 = PR (ankle/waist pitch-roll joints), 1 = AB (raw actuators)
+    mode_machine: types.byte = 0  # must echo LowState_.mode_machine
     motor_cmd: types.array[MotorCmd_, NUM_MOTOR_SLOTS] = field(
         default_factory=lambda: [MotorCmd_() for _ in range(NUM_MOTOR_SLOTS)]
     )
@@ -113,14 +116,14 @@ class LowCmd_(idl.IdlStruct, typename="unitree_hg.msg.dds_.LowCmd_"):
 @annotate.autoid("sequential")
 class LowState_(idl.IdlStruct, typename="unitree_hg.msg.dds_.LowState_"):
     version: types.array[types.uint32, 2] = field(default_factory=lambda: [0, 0])
-    mode_pr: types.uint8 = 0
-    mode_machine: types.uint8 = 0
+    mode_pr: types.byte = 0
+    mode_machine: types.byte = 0
     tick: types.uint32 = 0
     imu_state: IMUState_ = field(default_factory=IMUState_)
     motor_state: types.array[MotorState_, NUM_MOTOR_SLOTS] = field(
         default_factory=lambda: [MotorState_() for _ in range(NUM_MOTOR_SLOTS)]
     )
-    wireless_remote: types.array[types.uint8, 40] = field(default_factory=lambda: [0] * 40)
+    wireless_remote: types.array[types.byte, 40] = field(default_factory=lambda: [0] * 40)
     reserve: types.array[types.uint32, 4] = field(default_factory=lambda: [0] * 4)
     crc: types.uint32 = 0
 

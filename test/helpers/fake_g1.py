@@ -1,4 +1,7 @@
-"""Child process: a fake G1 on DDS (cyclonedds, psi0_ros's unitree_hg types) for the wire test.
+"""Child process: a fake G1 on DDS (cyclonedds) for the wire test, Unitree-typed.
+
+Its unitree_hg types are declared as Unitree's C++ IDL declares them (test/helpers/unitree_hg_types.py,
+octet fields), not imported from psi0_ros: the project's types must match them under type discovery.
 
 Subscribes rt/lowcmd and rt/dex3/{left,right}/cmd, checks every LowCmd_ (CRC, mode_machine echo,
 motor modes) and HandCmd_ (Dex3 mode bytes), moves its "motors" a fraction of the way to each
@@ -17,22 +20,16 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout, for psi0_ros
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the peer's own types
 
 from cyclonedds.core import Listener
 from cyclonedds.domain import DomainParticipant
 from cyclonedds.pub import DataWriter
 from cyclonedds.sub import DataReader
 from cyclonedds.topic import Topic
+from unitree_hg_types import HandCmd_, HandState_, LowCmd_, LowState_, MotorState_
 
 from psi0_ros.robot.crc import low_cmd_crc, low_state_crc
-from psi0_ros.robot.unitree_idl import (
-    HandCmd_,
-    HandState_,
-    LowCmd_,
-    LowState_,
-    MotorState_,
-    default_hand_state,
-)
 
 BODY = 29
 
@@ -54,6 +51,8 @@ def main() -> None:
         "hand": {"left": None, "right": None},
         "hand_modes_ok": {"left": 0, "right": 0},
         "hand_cmds": {"left": 0, "right": 0},
+        # Motors seen moving alone (|q| > 0.05 rad on exactly one motor), in order; -1: several at once.
+        "hand_moves": {"left": [], "right": []},
     }
 
     def on_lowcmd(reader) -> None:
@@ -82,6 +81,10 @@ def main() -> None:
                     ok = len(cmd.motor_cmd) == 7 and all(m.mode == (i | (1 << 4)) for i, m in enumerate(cmd.motor_cmd))
                     seen["hand_modes_ok"][side] += int(ok)
                     seen["hand"][side] = {"q": [m.q for m in cmd.motor_cmd], "kp": [m.kp for m in cmd.motor_cmd]}
+                    active = [i for i, m in enumerate(cmd.motor_cmd) if abs(m.q) > 0.05]
+                    moves = seen["hand_moves"][side]
+                    if active and (-1 if len(active) > 1 else active[0]) not in moves[-1:]:
+                        moves.append(-1 if len(active) > 1 else active[0])
                     for i, m in enumerate(cmd.motor_cmd):
                         if m.kp > 0:
                             hand_q[side][i] += 0.2 * (m.q - hand_q[side][i])
@@ -115,7 +118,7 @@ def main() -> None:
                 state.motor_state[i] = MotorState_(mode=1, q=body_q[i])
             hands = {}
             for side in ("left", "right"):
-                msg = default_hand_state()
+                msg = HandState_(motor_state=[MotorState_() for _ in range(7)])
                 for i in range(7):
                     msg.motor_state[i].q = hand_q[side][i]
                 hands[side] = msg
