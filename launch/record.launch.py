@@ -76,12 +76,12 @@ def _launch_setup(context, *args, **kwargs) -> list:
     record = read_record_config(share / "config" / "record.yaml")
     values = context.launch_configurations
     params_file = values.get("params_file") or str(share / "config" / "teleop_recorder.yaml")
-    # `ros2` not on PATH: a shell reports 127, and OnProcessExit ends the launch with the reason.
+    # ros2 bag through `sh -c 'exec "$0" "$@"'`: when `ros2` is not on PATH the shell exits 127 (launch
+    # itself would only log the failed start and keep running), and OnProcessExit ends the launch.
     bag_command = [
         "sh",
         "-c",
-        'exec "$@"',
-        "ros2",
+        'exec "$0" "$@"',
         *bag_record_command(record, values.get("bag", ""), values.get("storage", "")),
     ]
     bag = ExecuteProcess(
