@@ -19,6 +19,7 @@ try/finally, no context manager):
 
 from __future__ import annotations
 
+import inspect
 import os
 import signal
 import sys
@@ -66,6 +67,17 @@ def _install_signal_handlers(stop: _Stop) -> None:
         signal.signal(signum, handler)
 
 
+def _ignore_signals() -> None:
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+
+
+def _keep_signal_handlers(shutdown: Callable[..., object]) -> dict[str, bool]:
+    """uninstall_handlers=False where rclpy's shutdown takes it (Kilted's does)."""
+    return {"uninstall_handlers": False} if "uninstall_handlers" in inspect.signature(shutdown).parameters else {}
+
+
 def _error(prog: str, text: str) -> None:
     print(f"{prog}: error: {text}", file=sys.stderr, flush=True)
 
@@ -90,8 +102,8 @@ def spin_nodes(
       before any node is destroyed; an int it returns is the exit status (a failure stays >= 1).
     single_threaded: a SingleThreadedExecutor instead of the MultiThreadedExecutor.
     Returns the exit status: 0 after a signal or `until`, 1 when a node failed to start or raised
-    NodeFailure, or what after_spin returned. A second SIGINT/SIGTERM never interrupts teardown;
-    the handlers stay installed when it returns (the process is ending), so later ones are ignored.
+    NodeFailure, or what after_spin returned. A second SIGINT/SIGTERM never interrupts teardown,
+    and once it returns (the process is ending) SIGINT and SIGTERM are ignored.
     """
     apply_transport_defaults()  # before rclpy.init(): DDS reads it when the participant is made
     import rclpy
@@ -104,7 +116,7 @@ def spin_nodes(
     rclpy.init(args=list(args) if args is not None else None, signal_handler_options=SignalHandlerOptions.NO)
     nodes: Sequence[Any] = ()
     executor = None
-    status = 0
+    status = EXIT_FAILURE  # until decided: an exception from a callback (a bug) ends the process as a failure
     try:
         try:
             nodes = list(make_nodes())
@@ -141,15 +153,17 @@ def spin_nodes(
                 executor.shutdown(timeout_sec=teardown_grace_s / 2)
             for node in nodes:
                 node.destroy_node()
-            rclpy.try_shutdown()  # also destroys half-built nodes a failed constructor left behind
+            # also destroys half-built nodes a failed constructor left behind; rclpy must not reset
+            # SIGINT/SIGTERM to the default action (a second Ctrl-C would then kill the process)
+            rclpy.try_shutdown(**_keep_signal_handlers(rclpy.try_shutdown))
         except Exception as err:  # never chain a teardown error onto the real outcome
             _error(prog, f"during shutdown: {type(err).__name__}: {err}")
         finally:
             watchdog.cancel()
-            # rclpy's shutdown resets SIGINT/SIGTERM to what it found before init (the default
-            # action: a second Ctrl-C from `ros2 launch` would kill the process with -2). The process
-            # is ending: ours stay installed, so signals from here on are counted and ignored.
-            _install_signal_handlers(stop)
+            # The process is ending: from here on SIGINT/SIGTERM are ignored. Not a Python handler:
+            # interpreter finalisation resets those to the default action, and a second Ctrl-C from
+            # `ros2 launch` arriving then would kill the process (-2) after a clean shutdown.
+            _ignore_signals()
     return status
 
 
