@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 NAME = "record"
 HELP = "record teleop topics into a rosbag2 bag (mcap/sqlite3) with the episode recorder node"
@@ -87,18 +88,20 @@ def run(args: argparse.Namespace) -> int:
 
     def make_nodes() -> list:
         bag_node.append(BagRecorderNode(recorder, topics))
-        if args.bag_only:
-            return bag_node
-        from psi0_ros.nodes.teleop_recorder_node import TeleopRecorderNode
+        nodes: list = list(bag_node)
+        if not args.bag_only:
+            from psi0_ros.nodes.teleop_recorder_node import TeleopRecorderNode
 
-        return [*bag_node, TeleopRecorderNode(parameters)]
+            nodes.append(TeleopRecorderNode(parameters))
+        started.append(time.monotonic())  # --duration counts from here, not from rclpy's start-up
+        return nodes
 
-    started = time.monotonic()
+    started: list[float] = []
 
     def until() -> str | None:
         if recorder.error is not None:
             return f"write failure: {recorder.error}"
-        if args.duration is not None and time.monotonic() - started >= args.duration:
+        if args.duration is not None and time.monotonic() - started[0] >= args.duration:
             return f"{args.duration:g} s recorded"
         return None
 
@@ -122,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
     os._exit(status)
 
 
-def report(recorder, output: Path, missing_topics: Sequence[str], error: str | None) -> int:
+def report(recorder: Any, output: Path, missing_topics: Sequence[str], error: str | None) -> int:
     """Print what was written, what was lost and what never published; 1 on a failure or loss."""
     stats = recorder.stats
     if error is not None:
