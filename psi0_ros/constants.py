@@ -9,6 +9,11 @@ from __future__ import annotations
 from psi0_ros.g1 import ARM_JOINTS, HAND_JOINTS, LEFT_ARM_JOINTS, LEFT_HAND_JOINTS, RIGHT_ARM_JOINTS, RIGHT_HAND_JOINTS
 
 # --- Topics -----------------------------------------------------------------------------------
+# Each TOPIC_* is the full name at the root namespace: what bags, config/record.yaml and the
+# converter see. Nodes create their publishers and subscriptions with relative_topic(TOPIC_*), a
+# relative name, so a pushed namespace (`ros2 launch ... namespace:=robot1`, `__ns:=/robot1`)
+# moves them with the node ("/robot1/joint_states"); GLOBAL_TOPICS stay absolute, as the ROS
+# convention has it for /diagnostics (one aggregator) and /tf, /tf_static.
 TOPIC_IMAGE = "/camera/ego/image_raw"
 TOPIC_CAMERA_INFO = "/camera/ego/camera_info"
 TOPIC_INSTRUCTION = "/psi0/instruction"
@@ -22,6 +27,15 @@ TOPIC_EPISODE_EVENTS = "/psi0/episode_events"
 TOPIC_JOINT_STATES = "/joint_states"
 TOPIC_IMU = "/imu/data"
 TOPIC_DIAGNOSTICS = "/diagnostics"
+TOPIC_TF = "/tf"
+TOPIC_TF_STATIC = "/tf_static"
+GLOBAL_TOPICS: frozenset[str] = frozenset({TOPIC_DIAGNOSTICS, TOPIC_TF, TOPIC_TF_STATIC})
+
+
+def relative_topic(topic: str) -> str:
+    """The name a node uses for `topic`: relative ("joint_states"), except GLOBAL_TOPICS (absolute)."""
+    return topic if topic in GLOBAL_TOPICS else topic.lstrip("/")
+
 
 # --- Visualisation topics (viz_node) ----------------------------------------------------------
 TOPIC_ROBOT_DESCRIPTION = "robot_description"  # std_msgs/String, transient-local (as robot_state_publisher)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers.tiers import require
 
 from psi0_ros.image import image_to_rgb, rgb_to_image_fields
 
-Image = pytest.importorskip("sensor_msgs.msg").Image
+Image = require("sensor_msgs.msg").Image
 
 
 def _rgb(height=4, width=5):

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from helpers.msg_samples import SAMPLES, TOPICS
+from helpers.tiers import require
 
-rclpy = pytest.importorskip("rclpy")
+rclpy = require("rclpy")
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.tiers import require
 
 from psi0_ros.data.config import ConvertConfig, RecordConfig, load_config
 
@@ -42,11 +43,14 @@ def test_launch_file_compiles_and_records_the_configured_topics(tmp_path):
 
 
 def test_teleop_recorder_yaml_matches_the_node():
-    rclpy = pytest.importorskip("rclpy")
+    rclpy = require("rclpy")
     from psi0_ros.commands.record import recorder_parameters
     from psi0_ros.nodes.teleop_recorder_node import NODE_NAME, TeleopRecorderNode
+    from psi0_ros.robot.params import node_parameters
 
-    values = yaml.safe_load((ROOT / "config" / "teleop_recorder.yaml").read_text())[NODE_NAME]["ros__parameters"]
+    document = yaml.safe_load((ROOT / "config" / "teleop_recorder.yaml").read_text())
+    assert f"/**/{NODE_NAME}" in document  # namespace-proof: applies to the node in any namespace
+    values = node_parameters(document, NODE_NAME)
     rclpy.init()
     try:
         node = TeleopRecorderNode(recorder_parameters(None, "open the door"))

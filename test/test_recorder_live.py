@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.tiers import require
 
 HERE = Path(__file__).resolve()
 IMAGE_W, IMAGE_H = 80, 60
@@ -152,7 +153,7 @@ def _psi0(*args: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def publisher():
-    pytest.importorskip("rclpy")
+    require("rclpy")
     child = Watched([sys.executable, str(HERE), "--publish"])
     child.wait_for("ready")
     yield child

@@ -6,13 +6,14 @@ import math
 
 import numpy as np
 import pytest
+from helpers.tiers import require
 
 import psi0_ros.sim  # noqa: F401  (sets MUJOCO_GL=egl before mujoco is imported)
 from psi0_ros import g1
 from psi0_ros.constants import LOWER_BODY_COMMAND_NAMES
 from psi0_ros.control.command import JointCommand
 
-mujoco = pytest.importorskip("mujoco")
+mujoco = require("mujoco")
 
 from psi0_ros.sim.kinematic import KinematicLowerBody  # noqa: E402
 from psi0_ros.sim.model import CAMERA_HEIGHT, CAMERA_WIDTH  # noqa: E402

@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.tiers import require
 
-pytest.importorskip("rclpy")
-pytest.importorskip("mujoco")
+require("rclpy")
+require("mujoco")
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -62,51 +62,47 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"psi0 sim: --duration must be > 0 s, got {args.duration}")
     params = sim_parameters(args)
 
-    from psi0_ros.transport import apply_transport_defaults
-
-    apply_transport_defaults()
-    import rclpy
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.parameter import Parameter
 
     from psi0_ros.nodes.robot_bridge_node import RobotBridgeNode
+    from psi0_ros.nodes.runtime import spin_nodes
 
-    rclpy.init()
-    nodes: list[Any] = []
-    bridge_node = None
-    demo = None
-    interrupted = False
-    try:
+    built: dict[str, Any] = {}
+
+    def make_nodes() -> list[Any]:
         overrides = [Parameter(name, value=value) for name, value in params.items()]
-        bridge_node = RobotBridgeNode(parameter_overrides=overrides)
-        nodes.append(bridge_node)
+        built["bridge"] = RobotBridgeNode(parameter_overrides=overrides)
         if args.demo:
             from psi0_ros.nodes.sim_demo_node import SimDemoNode
 
             kinematic = params["lower_body_input"] == "command"
-            demo = SimDemoNode(parameter_overrides=[Parameter("lower_body", value=kinematic)])
-            nodes.append(demo)
-        executor = SingleThreadedExecutor()  # callbacks are short; the command loop has its own thread
-        for node in nodes:
-            executor.add_node(node)
+            built["demo"] = SimDemoNode(parameter_overrides=[Parameter("lower_body", value=kinematic)])
         _print_start(params, args, task.instruction)
-        try:
-            _spin(executor, bridge_node, args.duration)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            interrupted = True
+        return list(built.values())
+
+    progress = _Progress(args.duration, built)
+    stopped: list[str] = []
+    try:
+        status = spin_nodes(
+            make_nodes,
+            until=progress.update,
+            after_spin=lambda reason: stopped.append(reason),
+            single_threaded=True,  # callbacks are short; the command loop has its own thread
+            prog=f"psi0 {NAME}",
+        )
     finally:
-        for node in nodes:
-            node.destroy_node()  # stops the bridge loop: the world is ours to inspect afterwards
-        if rclpy.ok():
-            rclpy.shutdown()
+        progress.close()
+    bridge_node = built.get("bridge")
     if bridge_node is None:
         return 1
-    summary = summarise(bridge_node, demo, task, interrupted)
+    # spin_nodes destroyed the nodes: the bridge loop is stopped and the world is ours to inspect.
+    interrupted = bool(stopped) and stopped[0] in ("SIGINT", "SIGTERM")
+    summary = summarise(bridge_node, built.get("demo"), task, interrupted)
     print(format_summary(summary))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=2) + "\n")
-    return 1 if summary["loop_error"] else 0
+    return 1 if summary["loop_error"] or status else 0
 
 
 def _print_start(params: dict[str, Any], args: argparse.Namespace, instruction: str) -> None:
@@ -118,24 +114,38 @@ def _print_start(params: dict[str, Any], args: argparse.Namespace, instruction: 
     print(f"  task for the final check: {args.task} ({instruction!r})", flush=True)
 
 
-def _spin(executor: Any, bridge_node: Any, duration: float | None) -> None:
-    from tqdm import tqdm
+class _Progress:
+    """The progress bar while spinning, and the --duration stop (spin_nodes' `until`)."""
 
-    start = time.monotonic()
-    with tqdm(total=duration, unit="s", bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} s {postfix}") as bar:
-        last = start
-        while duration is None or time.monotonic() - start < duration:
-            executor.spin_once(timeout_sec=0.05)
-            if bridge_node.bridge.error is not None:
-                return
-            now = time.monotonic()
-            if now - last >= 1.0:
-                snapshot = bridge_node.bridge.snapshot()
-                sim_time = snapshot.backend.get("sim_time_s", 0.0)
-                rtf = sim_time / snapshot.timing.wall_s if snapshot.timing.wall_s > 0 else 0.0
-                bar.set_postfix_str(f"sim {sim_time:.1f} s, rtf {rtf:.2f}, {snapshot.safety.mode.value}")
-                bar.update(now - last)
-                last = now
+    def __init__(self, duration: float | None, built: dict[str, Any]) -> None:
+        self._duration, self._built = duration, built
+        self._bar: Any = None
+        self._start = self._last = 0.0
+
+    def update(self) -> str | None:
+        from tqdm import tqdm
+
+        now = time.monotonic()
+        if self._bar is None:
+            self._bar = tqdm(total=self._duration, unit="s", bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} s {postfix}")
+            self._start = self._last = now
+        if self._duration is not None and now - self._start >= self._duration:
+            return f"{self._duration:g} s elapsed"
+        bridge = self._built["bridge"].bridge
+        if bridge.error is not None:
+            return "the command loop stopped"
+        if now - self._last >= 1.0:
+            snapshot = bridge.snapshot()
+            sim_time = snapshot.backend.get("sim_time_s", 0.0)
+            rtf = sim_time / snapshot.timing.wall_s if snapshot.timing.wall_s > 0 else 0.0
+            self._bar.set_postfix_str(f"sim {sim_time:.1f} s, rtf {rtf:.2f}, {snapshot.safety.mode.value}")
+            self._bar.update(now - self._last)
+            self._last = now
+        return None
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def summarise(bridge_node: Any, demo: Any, task: Any, interrupted: bool) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from psi0_ros.data.streams import (
     upper_body_columns,
 )
 from psi0_ros.image import image_to_rgb
+from psi0_ros.ros_messages import camera_info_to_attrs
 
 JOINT_STATE = "sensor_msgs/msg/JointState"
 IMAGE = "sensor_msgs/msg/Image"
@@ -350,7 +351,7 @@ class _Extraction:
                 self.cameras[camera].add(m.receive_ns, m.header_ns, frame)
             elif topic == info_topic:
                 if not self.camera_info:
-                    self.camera_info = {name: _camera_info_attrs(msg) for name, _ in config.cameras[:1]}
+                    self.camera_info = {name: camera_info_to_attrs(msg) for name, _ in config.cameras[:1]}
 
     # alignment
     def _align(self) -> EpisodeData:
@@ -585,17 +586,6 @@ def _checked_vector(values: Any, length: int, topic: str) -> np.ndarray:
     if array.shape != (length,):
         raise EpisodeError(f"{topic}: a message has {array.size} positions for {length} names")
     return array
-
-
-def _camera_info_attrs(msg: Any) -> dict[str, Any]:
-    return {
-        "width": int(msg.width),
-        "height": int(msg.height),
-        "distortion_model": str(msg.distortion_model),
-        "K": np.asarray(msg.k, dtype=np.float64).tolist(),
-        "D": np.asarray(msg.d, dtype=np.float64).tolist(),
-        "frame_id": str(msg.header.frame_id),
-    }
 
 
 def _longest_run(mask: np.ndarray) -> slice:

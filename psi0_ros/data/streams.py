@@ -13,7 +13,6 @@ Works on rclpy messages and rosbags-deserialised ones alike (both have the same 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -28,14 +27,14 @@ from psi0_ros.constants import (
     STATE_PADDED_DIM,
 )
 from psi0_ros.g1 import ALL_JOINTS, JOINT_INDEX
+from psi0_ros.ros_messages import LOWER_BODY_FIELDS  # noqa: F401 - the message field of each lower-body dim
+from psi0_ros.ros_messages import imu_to_vectors as imu_vectors  # noqa: F401 - the converter's name
+from psi0_ros.ros_messages import lower_body_command_to_vector as lower_body_vector  # noqa: F401
 
 NUM_JOINTS = len(ALL_JOINTS)  # 43
 UPPER_BODY_NAMES: tuple[str, ...] = ACTION_NAMES[ACTION_UPPER_BODY]  # 28 joint names
 UPPER_BODY_INDEX: dict[str, int] = {name: i for i, name in enumerate(UPPER_BODY_NAMES)}
 
-# LowerBodyCommand field of each lower-body action dim (LOWER_BODY_COMMAND_NAMES order); only the
-# height is named differently in the message.
-LOWER_BODY_FIELDS: tuple[str, ...] = tuple("height" if n == "torso_height" else n for n in LOWER_BODY_COMMAND_NAMES)
 
 _STATE_JOINTS = STATE_NAMES[:28]  # hands 14 + arms 14, joint names
 STATE_JOINT_COLUMNS = np.array([JOINT_INDEX[n] for n in _STATE_JOINTS], dtype=np.intp)
@@ -63,26 +62,6 @@ def joint_columns(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 def upper_body_columns(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """For an upper-body command's name list: (positions in the message, action columns 0-27)."""
     return _columns(names, UPPER_BODY_INDEX)
-
-
-def lower_body_vector(msg: Any) -> np.ndarray:
-    """A LowerBodyCommand as the 8-D lower-body action (dims 28-35), float64."""
-    return np.array([float(getattr(msg, name)) for name in LOWER_BODY_FIELDS], dtype=np.float64)
-
-
-def imu_vectors(msg: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """sensor_msgs/Imu -> orientation (4, xyzw), angular velocity (3, rad/s), acceleration (3, m/s^2).
-
-    Also accepts a psi0_ros.data.cdr.ImuSample (already arrays).
-    """
-    o, w, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
-    if isinstance(o, np.ndarray):
-        return o, w, a
-    return (
-        np.array([o.x, o.y, o.z, o.w], dtype=np.float64),
-        np.array([w.x, w.y, w.z], dtype=np.float64),
-        np.array([a.x, a.y, a.z], dtype=np.float64),
-    )
 
 
 def build_state(joint_positions: np.ndarray, lower_body_command: np.ndarray) -> np.ndarray:

@@ -1,1 +1,4 @@
-"""Thin rclpy nodes over the ROS-free library; the only part of psi0_ros that imports rclpy."""
+"""Thin rclpy nodes over the ROS-free library, and the one process runtime (runtime.spin_nodes).
+
+With the commands that start nodes, the only code that imports rclpy (docs/architecture.md).
+"""

@@ -3,8 +3,10 @@
 Thin shell over psi0_ros.robot.Bridge (DESIGN §2). Subscribes /psi0/upper_body_command (arms +
 hands), /psi0/lower_body_targets (legs + waist) or, with lower_body_input=command,
 /psi0/lower_body_command, and /psi0/estop (std_msgs/Bool, latched). Publishes /joint_states,
-/imu/data, /diagnostics, and with the sim backend /camera/ego/image_raw + camera_info. The
-command loop runs on its own thread inside the Bridge, not on the executor.
+/imu/data, /diagnostics, and with a backend that has a camera (the sim's head camera)
+/camera/ego/image_raw + camera_info. Topic names are relative (they follow the node's namespace)
+but /diagnostics. The command loop runs on its own thread inside the Bridge, not on the executor;
+if it dies, the diagnostics timer raises NodeFailure and the process ends with status 1.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import sys
 from collections import Counter
 from typing import Any
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -21,7 +22,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
 from std_msgs.msg import Bool
 
-from psi0_ros import g1
+from psi0_ros import g1, ros_messages
 from psi0_ros.constants import (
     FRAME_BASE,
     FRAME_HEAD_CAMERA,
@@ -34,12 +35,15 @@ from psi0_ros.constants import (
     TOPIC_LOWER_BODY_COMMAND,
     TOPIC_LOWER_BODY_TARGETS,
     TOPIC_UPPER_BODY_COMMAND,
+    relative_topic,
 )
 from psi0_ros.control.safety import SafetyMode
 from psi0_ros.image import rgb_to_image_fields
 from psi0_ros.msg import LowerBodyCommand
 from psi0_ros.nodes.qos import CONTROL, LARGE_LATEST, LATCHED
-from psi0_ros.robot.bridge import BridgeSnapshot
+from psi0_ros.nodes.runtime import NodeFailure
+from psi0_ros.robot.backend import BackendCamera
+from psi0_ros.robot.bridge import Bridge, BridgeSnapshot
 from psi0_ros.robot.params import NODE_NAME, PARAMETERS, build_bridge
 
 _LEVEL = {
@@ -52,16 +56,9 @@ _LEVEL = {
 }
 
 
-def lower_body_command_vector(msg: LowerBodyCommand) -> np.ndarray:
-    """LowerBodyCommand -> (8,) in LOWER_BODY_COMMAND_NAMES order (DESIGN §4 indices 28-35)."""
-    return np.array(
-        [msg.torso_roll, msg.torso_pitch, msg.torso_yaw, msg.height, msg.vx, msg.vy, msg.vyaw, msg.target_yaw],
-        dtype=np.float64,
-    )
-
-
 class RobotBridgeNode(Node):
     def __init__(self, **node_kwargs: Any) -> None:
+        self.bridge: Bridge | None = None  # set before Node's init: destroy_node() may run on a half-built node
         super().__init__(NODE_NAME, **node_kwargs)
         for param in PARAMETERS:
             self.declare_parameter(
@@ -75,12 +72,16 @@ class RobotBridgeNode(Node):
         outputs = MutuallyExclusiveCallbackGroup()
 
         self.create_subscription(
-            JointState, TOPIC_UPPER_BODY_COMMAND, with_message_info(self._on_upper), CONTROL, callback_group=inputs
+            JointState,
+            relative_topic(TOPIC_UPPER_BODY_COMMAND),
+            with_message_info(self._on_upper),
+            CONTROL,
+            callback_group=inputs,
         )
         if self.setup.bridge_config.lower_body_input == "command":
             self.create_subscription(
                 LowerBodyCommand,
-                TOPIC_LOWER_BODY_COMMAND,
+                relative_topic(TOPIC_LOWER_BODY_COMMAND),
                 with_message_info(self._on_lower_command),
                 CONTROL,
                 callback_group=inputs,
@@ -88,31 +89,31 @@ class RobotBridgeNode(Node):
         else:
             self.create_subscription(
                 JointState,
-                TOPIC_LOWER_BODY_TARGETS,
+                relative_topic(TOPIC_LOWER_BODY_TARGETS),
                 with_message_info(self._on_lower_targets),
                 CONTROL,
                 callback_group=inputs,
             )
-        self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, LATCHED, callback_group=inputs)
+        self.create_subscription(Bool, relative_topic(TOPIC_ESTOP), self._on_estop, LATCHED, callback_group=inputs)
 
-        self._joint_pub = self.create_publisher(JointState, TOPIC_JOINT_STATES, CONTROL)
-        self._imu_pub = self.create_publisher(Imu, TOPIC_IMU, CONTROL)
-        self._diag_pub = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, CONTROL)
+        self._joint_pub = self.create_publisher(JointState, relative_topic(TOPIC_JOINT_STATES), CONTROL)
+        self._imu_pub = self.create_publisher(Imu, relative_topic(TOPIC_IMU), CONTROL)
+        self._diag_pub = self.create_publisher(DiagnosticArray, relative_topic(TOPIC_DIAGNOSTICS), CONTROL)
         p = self.setup.params
         self.create_timer(1.0 / p["state_rate_hz"], self._publish_state, callback_group=outputs)
         self.create_timer(1.0 / p["diagnostics_rate_hz"], self._publish_diagnostics, callback_group=outputs)
 
-        self._camera = None
-        backend = self.bridge.backend
-        if getattr(backend, "camera_enabled", False):
-            from psi0_ros.sim.camera import intrinsics
-
-            self._camera = backend
-            self._image_pub = self.create_publisher(Image, TOPIC_IMAGE, LARGE_LATEST)
-            self._info_pub = self.create_publisher(CameraInfo, TOPIC_CAMERA_INFO, CONTROL)
-            self._camera_info = self._make_camera_info(intrinsics())
+        self._camera: BackendCamera | None = self.bridge.backend.camera()
+        if self._camera is not None:
+            model = self._camera.model
+            self._image_pub = self.create_publisher(Image, relative_topic(TOPIC_IMAGE), LARGE_LATEST)
+            self._info_pub = self.create_publisher(CameraInfo, relative_topic(TOPIC_CAMERA_INFO), CONTROL)
+            self._camera_info = ros_messages.camera_info_message(
+                model.width, model.height, model.k, FRAME_HEAD_CAMERA, cls=CameraInfo
+            )
             self._last_frame = 0
-            self.create_timer(0.5 / p["sim.camera_rate_hz"], self._publish_camera, callback_group=outputs)
+            # twice the frame rate: a new frame waits at most half a frame period
+            self.create_timer(0.5 / model.rate_hz, self._publish_camera, callback_group=outputs)
 
         self.bridge.start()
         self.get_logger().info(
@@ -124,21 +125,19 @@ class RobotBridgeNode(Node):
     def _on_upper(self, msg: JointState, info: dict | None) -> None:
         self.received[TOPIC_UPPER_BODY_COMMAND] += 1
         note_sequence(self.bridge, TOPIC_UPPER_BODY_COMMAND, info)
-        if not self.bridge.submit_upper(list(msg.name), list(msg.position), list(msg.velocity), list(msg.effort)):
+        if not self.bridge.submit_upper(*ros_messages.joint_state_fields(msg)):
             self._warn_rejected(TOPIC_UPPER_BODY_COMMAND)
 
     def _on_lower_targets(self, msg: JointState, info: dict | None) -> None:
         self.received[TOPIC_LOWER_BODY_TARGETS] += 1
         note_sequence(self.bridge, TOPIC_LOWER_BODY_TARGETS, info)
-        if not self.bridge.submit_lower_targets(
-            list(msg.name), list(msg.position), list(msg.velocity), list(msg.effort)
-        ):
+        if not self.bridge.submit_lower_targets(*ros_messages.joint_state_fields(msg)):
             self._warn_rejected(TOPIC_LOWER_BODY_TARGETS)
 
     def _on_lower_command(self, msg: LowerBodyCommand, info: dict | None) -> None:
         self.received[TOPIC_LOWER_BODY_COMMAND] += 1
         note_sequence(self.bridge, TOPIC_LOWER_BODY_COMMAND, info)
-        if not self.bridge.submit_lower_command(lower_body_command_vector(msg)):
+        if not self.bridge.submit_lower_command(ros_messages.lower_body_command_to_vector(msg)):
             self._warn_rejected(TOPIC_LOWER_BODY_COMMAND)
 
     def _on_estop(self, msg: Bool) -> None:
@@ -158,22 +157,13 @@ class RobotBridgeNode(Node):
         if state is None:
             return
         stamp = self.get_clock().now().to_msg()
-        joints = JointState()
+        joints = ros_messages.joint_state_message(g1.ALL_JOINTS, state.q, state.dq, state.tau, cls=JointState)
         joints.header.stamp = stamp
-        joints.name = list(g1.ALL_JOINTS)
-        joints.position = state.q.tolist()
-        joints.velocity = state.dq.tolist()
-        joints.effort = state.tau.tolist()
         self._joint_pub.publish(joints)
         self.published[TOPIC_JOINT_STATES] += 1
-        imu = Imu()
+        imu = ros_messages.fill_imu(Imu(), state.imu_quaternion, state.imu_gyro, state.imu_accel)
         imu.header.stamp = stamp
         imu.header.frame_id = FRAME_BASE
-        w, x, y, z = (float(v) for v in state.imu_quaternion)
-        imu.orientation.w, imu.orientation.x, imu.orientation.y, imu.orientation.z = w, x, y, z
-        imu.angular_velocity.x, imu.angular_velocity.y, imu.angular_velocity.z = (float(v) for v in state.imu_gyro)
-        ax, ay, az = (float(v) for v in state.imu_accel)
-        imu.linear_acceleration.x, imu.linear_acceleration.y, imu.linear_acceleration.z = ax, ay, az
         self._imu_pub.publish(imu)
         self.published[TOPIC_IMU] += 1
 
@@ -192,18 +182,6 @@ class RobotBridgeNode(Node):
         self.published[TOPIC_IMAGE] += 1
         self.published[TOPIC_CAMERA_INFO] += 1
 
-    @staticmethod
-    def _make_camera_info(k) -> CameraInfo:
-        info = CameraInfo()
-        info.header.frame_id = FRAME_HEAD_CAMERA
-        info.width, info.height = k.width, k.height
-        info.distortion_model = "plumb_bob"
-        info.d = [0.0] * 5
-        info.k = k.matrix().reshape(-1).tolist()
-        info.r = np.eye(3).reshape(-1).tolist()
-        info.p = [k.fx, 0.0, k.cx, 0.0, 0.0, k.fy, k.cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-        return info
-
     def _publish_diagnostics(self) -> None:
         snapshot = self.bridge.snapshot()
         array = DiagnosticArray()
@@ -211,9 +189,12 @@ class RobotBridgeNode(Node):
         array.status = [diagnostic_status(snapshot, self.setup.backend_name, self.bridge.error)]
         self._diag_pub.publish(array)
         self.published[TOPIC_DIAGNOSTICS] += 1
+        if self.bridge.error is not None:  # the last status says why; a bridge without its loop is no bridge
+            raise NodeFailure(f"{NODE_NAME}: the command loop stopped: {self.bridge.error!r}")
 
     def destroy_node(self) -> None:
-        self.bridge.stop()
+        if self.bridge is not None:
+            self.bridge.stop()
         super().destroy_node()
 
 

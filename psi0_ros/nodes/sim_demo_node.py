@@ -16,9 +16,8 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 
-from psi0_ros import g1
-from psi0_ros.constants import CONTROL_RATE_HZ, TOPIC_LOWER_BODY_COMMAND, TOPIC_UPPER_BODY_COMMAND
-from psi0_ros.control.lower_body import LOWER_BODY_INDEX
+from psi0_ros import g1, ros_messages
+from psi0_ros.constants import CONTROL_RATE_HZ, TOPIC_LOWER_BODY_COMMAND, TOPIC_UPPER_BODY_COMMAND, relative_topic
 from psi0_ros.msg import LowerBodyCommand
 from psi0_ros.nodes.qos import CONTROL
 from psi0_ros.sim.demo import DemoScript
@@ -35,31 +34,22 @@ class SimDemoNode(Node):
         ).value
         self.script = DemoScript()
         self.published: Counter[str] = Counter()
-        self._upper_pub = self.create_publisher(JointState, TOPIC_UPPER_BODY_COMMAND, CONTROL)
-        self._lower_pub = self.create_publisher(LowerBodyCommand, TOPIC_LOWER_BODY_COMMAND, CONTROL)
+        self._upper_pub = self.create_publisher(JointState, relative_topic(TOPIC_UPPER_BODY_COMMAND), CONTROL)
+        self._lower_pub = self.create_publisher(LowerBodyCommand, relative_topic(TOPIC_LOWER_BODY_COMMAND), CONTROL)
         self._start = time.monotonic()
         self.create_timer(1.0 / float(rate), self._tick)
+        self.get_logger().info(f"publishing the demo motion at {float(rate):g} Hz")
 
     def _tick(self) -> None:
         upper, lower = self.script.sample(time.monotonic() - self._start)
         stamp = self.get_clock().now().to_msg()
-        joints = JointState()
+        joints = ros_messages.joint_state_message(g1.UPPER_BODY_JOINTS, upper, cls=JointState)
         joints.header.stamp = stamp
-        joints.name = list(g1.UPPER_BODY_JOINTS)
-        joints.position = upper.tolist()
         self._upper_pub.publish(joints)
         self.published[TOPIC_UPPER_BODY_COMMAND] += 1
         if self.lower_body:
-            msg = LowerBodyCommand()
+            msg = ros_messages.lower_body_command_message(lower, cls=LowerBodyCommand)
             msg.header.stamp = stamp
-            value = {name: float(lower[i]) for name, i in LOWER_BODY_INDEX.items()}
-            msg.vx, msg.vy, msg.vyaw, msg.target_yaw = value["vx"], value["vy"], value["vyaw"], value["target_yaw"]
-            msg.torso_roll, msg.torso_pitch, msg.torso_yaw = (
-                value["torso_roll"],
-                value["torso_pitch"],
-                value["torso_yaw"],
-            )
-            msg.height = value["torso_height"]
             self._lower_pub.publish(msg)
             self.published[TOPIC_LOWER_BODY_COMMAND] += 1
 

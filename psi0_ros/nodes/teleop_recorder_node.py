@@ -19,7 +19,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
-from psi0_ros.constants import TOPIC_EPISODE_EVENTS, TOPIC_INSTRUCTION
+from psi0_ros.constants import TOPIC_EPISODE_EVENTS, TOPIC_INSTRUCTION, relative_topic
 from psi0_ros.data.episodes import EpisodeRecorder, EpisodeStateError, Event
 from psi0_ros.msg import EpisodeEvent
 from psi0_ros.nodes.qos import LATCHED
@@ -55,9 +55,9 @@ class TeleopRecorderNode(Node):
             ParameterDescriptor(description="publish the task parameter on /psi0/instruction (latched)"),
         ).value
         self._episodes = EpisodeRecorder(first_index=int(first), task=str(task))
-        self._events = self.create_publisher(EpisodeEvent, TOPIC_EPISODE_EVENTS, EVENTS_QOS)
-        self._instruction = self.create_publisher(String, TOPIC_INSTRUCTION, LATCHED)
-        self.create_subscription(String, TOPIC_INSTRUCTION, self._on_instruction, LATCHED)
+        self._events = self.create_publisher(EpisodeEvent, relative_topic(TOPIC_EPISODE_EVENTS), EVENTS_QOS)
+        self._instruction = self.create_publisher(String, relative_topic(TOPIC_INSTRUCTION), LATCHED)
+        self.create_subscription(String, relative_topic(TOPIC_INSTRUCTION), self._on_instruction, LATCHED)
         self.create_service(Trigger, SERVICE_START, self._on_start)
         self.create_service(Trigger, SERVICE_STOP, self._on_stop)
         self.create_service(Trigger, SERVICE_DISCARD, self._on_discard)

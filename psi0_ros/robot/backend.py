@@ -10,8 +10,6 @@ import numpy as np
 
 from psi0_ros.control.command import JointCommand
 
-BACKENDS = ("sim", "unitree")
-
 
 @dataclass(frozen=True)
 class RobotState:
@@ -24,6 +22,35 @@ class RobotState:
     imu_quaternion: np.ndarray  # (4,) wxyz, pelvis orientation in the world
     imu_gyro: np.ndarray  # (3,) rad/s, pelvis frame
     imu_accel: np.ndarray  # (3,) m/s^2 specific force, pelvis frame
+
+
+@dataclass(frozen=True)
+class CameraFrame:
+    """One image of a backend's camera."""
+
+    seq: int  # 1, 2, ... in render order
+    sim_time: float  # s, the backend's clock when the image was taken
+    rgb: np.ndarray  # (H, W, 3) uint8
+
+
+@dataclass(frozen=True)
+class CameraModel:
+    """What sensor_msgs/CameraInfo says about a pinhole camera without distortion."""
+
+    width: int  # px
+    height: int  # px
+    k: np.ndarray  # (3, 3) intrinsic matrix [px]
+    rate_hz: float  # frames per second of the backend's clock
+
+
+class BackendCamera(Protocol):
+    """A camera that comes with the robot backend (the sim's head camera); optional capability."""
+
+    model: CameraModel
+
+    def latest_frame(self) -> CameraFrame | None:
+        """The newest image (None before the first); any thread may call it."""
+        ...
 
 
 class LowerBodyFollower(Protocol):
@@ -53,6 +80,10 @@ class RobotBackend(abc.ABC):
 
     def lower_body_follower(self) -> LowerBodyFollower | None:
         """A follower for the 8-D lower-body command, where this backend has one."""
+        return None
+
+    def camera(self) -> BackendCamera | None:
+        """The backend's own camera, where it has one (published by robot_bridge_node)."""
         return None
 
     def stats(self) -> dict[str, float]:

@@ -91,8 +91,4 @@ def low_state_crc(state: Any) -> int:
     return crc_of_packed(pack_low_state(state))
 
 
-def low_state_crc_from_values(values: Sequence[Any]) -> int:
-    return crc_of_packed(_LOW_STATE.pack(*values))
-
-
 assert _LOW_CMD.size == 1004 and _LOW_STATE.size == 2092

@@ -9,7 +9,7 @@ name and value.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import yaml
 from psi0_ros import g1
 from psi0_ros.control.lower_body import LowerBodyCommandLimits
 from psi0_ros.control.safety import SafetyConfig
-from psi0_ros.robot.backend import BACKENDS, RobotBackend
+from psi0_ros.robot.backend import RobotBackend
 from psi0_ros.robot.bridge import Bridge, BridgeConfig
 
 NODE_NAME = "robot_bridge_node"
@@ -61,7 +61,7 @@ def _safety_params() -> list[Param]:
 
 
 PARAMETERS: tuple[Param, ...] = (
-    Param("backend", "sim", f"robot backend: one of {list(BACKENDS)}"),
+    Param("backend", "sim", "robot backend: 'sim' or 'unitree' (BACKEND_FACTORIES)"),
     Param("control_rate_hz", 500.0, "command loop rate (Hz); DESIGN: 250-500"),
     Param("state_rate_hz", 100.0, "/joint_states and /imu/data publish rate (Hz)"),
     Param("diagnostics_rate_hz", 2.0, "/diagnostics publish rate (Hz)"),
@@ -122,12 +122,36 @@ def load_yaml(path: Path | str, node_name: str = NODE_NAME) -> dict[str, Any]:
     """The node's ros__parameters from a ROS 2 parameter file, flattened; unknown names are an error."""
     path = Path(path)
     document = yaml.safe_load(path.read_text()) or {}
-    section = document.get(node_name) or document.get(f"/{node_name}") or document.get("/**")
-    if not isinstance(section, Mapping) or "ros__parameters" not in section:
-        raise ValueError(f"{path}: no '{node_name}: ros__parameters:' section")
-    params = flatten(section["ros__parameters"])
+    found = node_parameters(document, node_name)
+    if found is None:
+        raise ValueError(f"{path}: no '/**/{node_name}: ros__parameters:' section")
+    params = flatten(found)
     check_names(params, str(path))
     return params
+
+
+def node_parameters(document: Mapping[str, Any], node_name: str) -> dict[str, Any] | None:
+    """The ros__parameters a ROS 2 parameter file gives node_name in any namespace, or None.
+
+    Sections apply in the order rcl applies them: `/**` (every node), then `/**/<node>` (the node in
+    any namespace: what config/*.yaml use, so a pushed namespace keeps them), then `<node>` or
+    `/<node>` (the root namespace only). Later sections override earlier ones, key by key.
+    """
+    merged: dict[str, Any] | None = None
+    for key in ("/**", f"/**/{node_name}", node_name, f"/{node_name}"):
+        section = document.get(key)
+        if isinstance(section, Mapping) and isinstance(section.get("ros__parameters"), Mapping):
+            merged = _merge(merged or {}, section["ros__parameters"])
+    return merged
+
+
+def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
+            base[key] = _merge(dict(base[key]), value)
+        else:
+            base[key] = value
+    return base
 
 
 def check_names(params: Mapping[str, Any], where: str) -> None:
@@ -142,6 +166,11 @@ def complete(params: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(DEFAULTS)
     for name, value in params.items():
         kind = type(DEFAULTS[name])
+        if kind is str and isinstance(value, bool):  # YAML 1.1 (ROS params) reads off/on/yes/no as booleans
+            raise ValueError(
+                f"parameter {name}={value!r} is not a str: quote it (-p \"{name}:='off'\", or "
+                "ParameterValue(..., value_type=str) in a launch file)"
+            )
         try:
             if kind is bool and not isinstance(value, bool):
                 raise TypeError
@@ -164,8 +193,7 @@ class BridgeSetup:
 def bridge_setup(params: Mapping[str, Any]) -> BridgeSetup:
     """Typed configuration from parameters: every value checked before anything starts."""
     p = complete(params)
-    if p["backend"] not in BACKENDS:
-        raise ValueError(f"parameter backend={p['backend']!r}; expected one of {list(BACKENDS)}")
+    check_backend_name(p["backend"])
     for name in ("state_rate_hz", "diagnostics_rate_hz"):
         if not p[name] > 0.0:
             raise ValueError(f"parameter {name}={p[name]} must be > 0")
@@ -176,29 +204,29 @@ def bridge_setup(params: Mapping[str, Any]) -> BridgeSetup:
     return BridgeSetup(p, config)
 
 
-def make_backend(setup: BridgeSetup) -> RobotBackend:
-    """Construct (not start) the configured backend; heavy imports happen here."""
-    p = setup.params
-    if setup.backend_name == "sim":
-        from psi0_ros.robot.sim_backend import SimBackend, SimBackendConfig
-        from psi0_ros.sim.kinematic import KinematicConfig
-        from psi0_ros.sim.simulator import SimConfig
+def _make_sim_backend(p: Mapping[str, Any]) -> RobotBackend:
+    from psi0_ros.robot.sim_backend import SimBackend, SimBackendConfig
+    from psi0_ros.sim.kinematic import KinematicConfig
+    from psi0_ros.sim.simulator import SimConfig
 
-        sim = SimConfig(
-            base_mode=p["sim.base_mode"],
-            scene=p["sim.scene"],
-            seed=p["sim.seed"],
-            timestep=p["sim.timestep"],
-            harness=p["sim.harness"],
+    sim = SimConfig(
+        base_mode=p["sim.base_mode"],
+        scene=p["sim.scene"],
+        seed=p["sim.seed"],
+        timestep=p["sim.timestep"],
+        harness=p["sim.harness"],
+    )
+    return SimBackend(
+        SimBackendConfig(
+            sim=sim,
+            kinematic=KinematicConfig(heading=p["sim.heading"]),
+            camera_rate_hz=p["sim.camera_rate_hz"],
+            camera_mode=p["sim.camera_mode"],
         )
-        return SimBackend(
-            SimBackendConfig(
-                sim=sim,
-                kinematic=KinematicConfig(heading=p["sim.heading"]),
-                camera_rate_hz=p["sim.camera_rate_hz"],
-                camera_mode=p["sim.camera_mode"],
-            )
-        )
+    )
+
+
+def _make_unitree_backend(p: Mapping[str, Any]) -> RobotBackend:
     from psi0_ros.robot.unitree_backend import UnitreeBackend, UnitreeConfig
 
     return UnitreeBackend(
@@ -212,6 +240,27 @@ def make_backend(setup: BridgeSetup) -> RobotBackend:
             right_hand_wire_order=tuple(p["unitree.right_hand_wire_order"]),
         )
     )
+
+
+# Backend name (the `backend` parameter) -> factory taking the complete parameter dict. A new
+# robot is one RobotBackend subclass plus one entry here (and its parameters in PARAMETERS).
+BACKEND_FACTORIES: dict[str, Callable[[Mapping[str, Any]], RobotBackend]] = {
+    "sim": _make_sim_backend,
+    "unitree": _make_unitree_backend,
+}
+
+
+def check_backend_name(name: str) -> None:
+    if name not in BACKEND_FACTORIES:
+        raise ValueError(
+            f"parameter backend={name!r} is not a known backend; expected one of {sorted(BACKEND_FACTORIES)}"
+        )
+
+
+def make_backend(setup: BridgeSetup) -> RobotBackend:
+    """Construct (not start) the configured backend; heavy imports happen in its factory."""
+    check_backend_name(setup.backend_name)
+    return BACKEND_FACTORIES[setup.backend_name](setup.params)
 
 
 def build_bridge(params: Mapping[str, Any]) -> tuple[BridgeSetup, Bridge]:

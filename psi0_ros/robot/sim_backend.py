@@ -3,8 +3,11 @@
 advance(dt) steps physics; every 1/camera_rate_hz seconds of sim time a snapshot of the world is
 handed to the camera thread, which renders it on its own MjData and GL context, so the control
 loop never waits for a frame. If the camera falls behind, the older snapshot is replaced (newest
-wins) and counted in camera_frames_skipped. camera_mode="sync" renders inside advance() instead
-(every frame, deterministic: the benchmark and tests use it).
+wins) and counted in camera_frames_skipped. camera_mode="sync" waits in advance() until the camera
+thread has rendered the frame (every frame, deterministic: the benchmark and tests use it). In both
+modes the GL context is created, used and freed on the camera thread only: EGL refuses a context
+that another thread made current (EGL_BAD_ACCESS), which killed the control loop when sync mode
+rendered on it. A render failure is raised from advance(), so the control loop stops loudly.
 """
 
 from __future__ import annotations
@@ -12,10 +15,8 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from psi0_ros.control.command import JointCommand
-from psi0_ros.robot.backend import LowerBodyFollower, RobotBackend, RobotState
+from psi0_ros.robot.backend import BackendCamera, CameraFrame, CameraModel, LowerBodyFollower, RobotBackend, RobotState
 from psi0_ros.sim.kinematic import KinematicConfig, KinematicLowerBody
 from psi0_ros.sim.simulator import G1Sim, SimConfig, Snapshot
 
@@ -36,11 +37,8 @@ class SimBackendConfig:
             raise ValueError(f"camera_rate_hz must be in (0, 120], got {self.camera_rate_hz}")
 
 
-@dataclass(frozen=True)
-class Frame:
-    seq: int  # 1, 2, ... in render order
-    sim_time: float  # s, when the snapshot was taken
-    rgb: np.ndarray  # (480, 640, 3) uint8
+Frame = CameraFrame  # (480, 640, 3) uint8 images, sim_time in s of sim time
+SYNC_RENDER_TIMEOUT_S = 60.0  # the first EGL frame can take seconds on a loaded machine
 
 
 class _CameraWorker(threading.Thread):
@@ -55,6 +53,7 @@ class _CameraWorker(threading.Thread):
         self._ready = threading.Event()
         self.error: BaseException | None = None
         self.latest: Frame | None = None
+        self.offered = 0
         self.rendered = 0
         self.skipped = 0
         self.render_seconds = 0.0
@@ -64,7 +63,20 @@ class _CameraWorker(threading.Thread):
             if self._pending is not None:
                 self.skipped += 1
             self._pending = snapshot
-            self._cond.notify()
+            self.offered += 1
+            self._cond.notify_all()
+
+    def wait_rendered(self, timeout: float) -> Frame:
+        """Wait until every offered snapshot is rendered (sync mode); a render error is raised here."""
+        with self._cond:
+            done = self._cond.wait_for(
+                lambda: self.error is not None or self.rendered + self.skipped >= self.offered, timeout
+            )
+            if self.error is not None:
+                raise RuntimeError(f"head camera renderer failed: {self.error!r}") from self.error
+            if not done or self.latest is None:
+                raise TimeoutError(f"head camera did not render a frame within {timeout} s")
+            return self.latest
 
     def stop(self) -> None:
         with self._cond:
@@ -99,11 +111,31 @@ class _CameraWorker(threading.Thread):
                     snapshot, self._pending = self._pending, None
                 start = time.perf_counter()
                 rgb = camera.render(snapshot)
-                self.render_seconds += time.perf_counter() - start
-                self.rendered += 1
-                self.latest = Frame(self.rendered, snapshot.time, rgb)
+                with self._cond:
+                    self.render_seconds += time.perf_counter() - start
+                    self.rendered += 1
+                    self.latest = Frame(self.rendered, snapshot.time, rgb)
+                    self._cond.notify_all()
+        except BaseException as err:  # sync mode raises it from advance(); thread mode counts no more frames
+            with self._cond:
+                self.error = err
+                self._cond.notify_all()
         finally:
             camera.close()
+
+
+class _SimCamera:
+    """The head camera as the BackendCamera capability of SimBackend."""
+
+    def __init__(self, backend: SimBackend) -> None:
+        from psi0_ros.sim.camera import intrinsics
+
+        k = intrinsics()
+        self.model = CameraModel(k.width, k.height, k.matrix(), backend.config.camera_rate_hz)
+        self._backend = backend
+
+    def latest_frame(self) -> CameraFrame | None:
+        return self._backend.latest_frame()
 
 
 class SimBackend(RobotBackend):
@@ -115,9 +147,6 @@ class SimBackend(RobotBackend):
         self._follower = KinematicLowerBody(self.sim, self.config.kinematic) if self.sim.kinematic else None
         self._worker: _CameraWorker | None = None
         self._closed_worker: _CameraWorker | None = None
-        self._sync_camera = None
-        self._sync_frame: Frame | None = None
-        self._sync_rendered = 0
         self._next_frame_time = 0.0
         self._substeps_done = 0
 
@@ -125,15 +154,14 @@ class SimBackend(RobotBackend):
     def camera_enabled(self) -> bool:
         return self.config.camera_mode != "off"
 
+    def camera(self) -> BackendCamera | None:
+        return _SimCamera(self) if self.camera_enabled else None
+
     def start(self) -> None:
-        if self.config.camera_mode == "thread" and self._worker is None:
+        if self.camera_enabled and self._worker is None:
             self._worker = _CameraWorker(self.sim)
             self._worker.start()
-            self._worker.wait_ready(timeout=60.0)
-        elif self.config.camera_mode == "sync" and self._sync_camera is None:
-            from psi0_ros.sim.camera import HeadCamera
-
-            self._sync_camera = HeadCamera(self.sim.model)
+            self._worker.wait_ready(timeout=SYNC_RENDER_TIMEOUT_S)
 
     def read_state(self) -> RobotState:
         q, dq, tau = self.sim.joint_state()
@@ -151,18 +179,18 @@ class SimBackend(RobotBackend):
             self._next_frame_time += 1.0 / self.config.camera_rate_hz
             if self._next_frame_time <= self.sim.time:  # fell far behind (e.g. after a reset)
                 self._next_frame_time = self.sim.time + 1.0 / self.config.camera_rate_hz
-            snapshot = self.sim.snapshot()
-            if self._worker is not None:
-                self._worker.offer(snapshot)
-            elif self._sync_camera is not None:
-                self._sync_rendered += 1
-                self._sync_frame = Frame(self._sync_rendered, snapshot.time, self._sync_camera.render(snapshot))
+            if self._worker is None:
+                raise RuntimeError("SimBackend.advance() with the camera on before start()")
+            if self._worker.error is not None:  # a dead camera stops the sim loudly, in either mode
+                raise RuntimeError(f"head camera renderer failed: {self._worker.error!r}") from self._worker.error
+            self._worker.offer(self.sim.snapshot())
+            if self.config.camera_mode == "sync":
+                self._worker.wait_rendered(SYNC_RENDER_TIMEOUT_S)
 
     def latest_frame(self) -> Frame | None:
         """The newest rendered head-camera frame (None before the first)."""
-        if self._worker is not None:
-            return self._worker.latest
-        return self._sync_frame
+        worker = self._worker or self._closed_worker
+        return worker.latest if worker is not None else None
 
     def lower_body_follower(self) -> LowerBodyFollower | None:
         return self._follower
@@ -175,8 +203,6 @@ class SimBackend(RobotBackend):
             stats["camera_frames_skipped"] = float(worker.skipped)
             if worker.rendered:
                 stats["camera_render_ms"] = 1000.0 * worker.render_seconds / worker.rendered
-        elif self.config.camera_mode == "sync":
-            stats["camera_frames"] = float(self._sync_rendered)
         position, _ = self.sim.base_pose()
         stats["base_x_m"], stats["base_y_m"], stats["base_z_m"] = (float(v) for v in position)
         return stats
@@ -186,6 +212,3 @@ class SimBackend(RobotBackend):
             self._worker.stop()
             self._worker.join(timeout=10.0)
             self._closed_worker, self._worker = self._worker, None  # its counters stay readable
-        if self._sync_camera is not None:
-            self._sync_camera.close()
-            self._sync_camera = None

@@ -1,0 +1,299 @@
+"""The one process runtime (psi0_ros.nodes.runtime.spin_nodes) and the ROS conventions of the nodes,
+on real node processes watched over real DDS topics:
+
+- every node ends with status 0 and no traceback on one SIGINT, two SIGINTs (what `ros2 launch`
+  sends during cleanup) and SIGTERM;
+- a failing constructor is one clear error (status 1, no chained AttributeError);
+- a node that raises NodeFailure ends its process (status 1) with the reason;
+- camera_mode sync renders and publishes (the GL context stays on the camera thread);
+- two sims run side by side in two namespaces: each namespace's topics flow on their own, a
+  command in one moves only that robot, and config/sim.yaml (`/**/robot_bridge_node`) applies
+  under both namespaces.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from helpers.tiers import require
+
+rclpy = require("rclpy")
+require("mujoco")
+require("psi0_ros.msg", "the generated messages (make setup)")
+
+from rcl_interfaces.srv import GetParameters  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
+
+from psi0_ros import g1, ros_messages  # noqa: E402
+from psi0_ros.constants import TOPIC_IMAGE, TOPIC_JOINT_STATES, TOPIC_UPPER_BODY_COMMAND  # noqa: E402
+from psi0_ros.nodes.qos import CONTROL, LARGE_LATEST  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 90.0  # s, for any one condition on a loaded 2-core machine
+SIM_YAML = ROOT / "config" / "sim.yaml"
+
+
+class NodeProcess:
+    """A node executable in its own process, its output collected on a thread."""
+
+    def __init__(self, module: str, *ros_args: str) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", module, "--ros-args", *ros_args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_output(self, text: str, timeout: float = TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"never printed {text!r} (exit {self.proc.poll()}):\n{self.output[-3000:]}")
+            time.sleep(0.1)
+
+    def signal(self, *signums: int, gap_s: float = 0.05) -> int:
+        """Send the signals (gap_s apart), wait for the exit; returns the exit status."""
+        for signum in signums:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signum)
+            time.sleep(gap_s)
+        return self.wait()
+
+    def wait(self, timeout: float = TIMEOUT) -> int:
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"did not exit within {timeout} s:\n{self.output[-3000:]}") from None
+        self._reader.join(timeout=10)
+        return code
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def bridge(*ros_args: str) -> NodeProcess:
+    """robot_bridge_node with config/sim.yaml, no camera unless the arguments say so."""
+    return NodeProcess(
+        "psi0_ros.nodes.robot_bridge_node", "--params-file", str(SIM_YAML), "-p", "sim.camera_mode:='off'", *ros_args
+    )
+
+
+def assert_clean(node: NodeProcess, code: int) -> None:
+    out = node.output
+    assert code == 0, out[-3000:]
+    for bad in ("Traceback", "KeyboardInterrupt", "Segmentation", "AttributeError"):
+        assert bad not in out, out[-3000:]
+
+
+class Probe:
+    """The test's side of the graph, in its own rclpy context."""
+
+    def __init__(self) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("psi0_runtime_probe", context=self.context)
+        self.lock = threading.Lock()
+        self.latest: dict[str, object] = {}
+        self.counts: dict[str, int] = {}
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._stop = threading.Event()
+        self._spinner = threading.Thread(target=self._spin, daemon=True)
+        self._spinner.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def watch(self, msg_type: type, topic: str, qos=CONTROL) -> None:
+        def store(msg, topic=topic) -> None:
+            with self.lock:
+                self.latest[topic] = msg
+                self.counts[topic] = self.counts.get(topic, 0) + 1
+
+        self.node.create_subscription(msg_type, topic, store, qos)
+
+    def get(self, topic: str):
+        with self.lock:
+            return self.latest.get(topic)
+
+    def count(self, topic: str) -> int:
+        with self.lock:
+            return self.counts.get(topic, 0)
+
+    def wait(self, condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def parameter(self, node_name: str, name: str):
+        client = self.node.create_client(GetParameters, f"{node_name}/get_parameters")
+        assert client.wait_for_service(timeout_sec=TIMEOUT), node_name
+        future = client.call_async(GetParameters.Request(names=[name]))
+        self.wait(future.done, f"{node_name} parameter {name}")
+        value = future.result().values[0]
+        return {1: value.bool_value, 2: value.integer_value, 3: value.double_value, 4: value.string_value}.get(
+            value.type
+        )
+
+    def close(self) -> None:
+        self._stop.set()
+        self._spinner.join(timeout=5)
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture
+def probe():
+    p = Probe()
+    yield p
+    p.close()
+
+
+@pytest.mark.parametrize(
+    "signals",
+    [(signal.SIGINT,), (signal.SIGINT, signal.SIGINT), (signal.SIGTERM,)],
+    ids=["sigint", "two-sigints", "sigterm"],
+)
+def test_the_bridge_ends_cleanly_on_signals(probe, signals):
+    namespace = f"/rt_{signals[0].name.lower()}_{len(signals)}"
+    probe.watch(JointState, f"{namespace}{TOPIC_JOINT_STATES}")
+    node = bridge("-r", f"__ns:={namespace}", "-p", "sim.camera_mode:=thread")  # the camera thread too
+    try:
+        probe.wait(lambda: probe.count(f"{namespace}{TOPIC_JOINT_STATES}") > 5, "joint states")
+        assert_clean(node, node.signal(*signals))
+    finally:
+        node.close()
+
+
+@pytest.mark.parametrize("module", ["psi0_ros.nodes.teleop_recorder_node", "psi0_ros.nodes.sim_demo_node"])
+def test_other_nodes_end_cleanly_on_two_sigints(module):
+    node = NodeProcess(module, "-r", "__ns:=/rt_other")
+    try:
+        node.wait_for_output(
+            "ready: next episode" if module.endswith("teleop_recorder_node") else "publishing the demo"
+        )
+        assert_clean(node, node.signal(signal.SIGINT, signal.SIGINT))
+    finally:
+        node.close()
+
+
+def test_a_failing_constructor_is_one_clear_error():
+    node = bridge("-p", "sim.scene:=bogus")
+    try:
+        code = node.wait()
+    finally:
+        node.close()
+    out = node.output
+    assert code == 1, out
+    assert "could not start" in out and "bogus" in out, out
+    assert out.count("error:") == 1, out
+    assert "Traceback" not in out and "AttributeError" not in out, out
+
+
+def test_node_failure_ends_the_process_with_the_reason(tmp_path):
+    script = tmp_path / "failing_node.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import sys
+            from rclpy.node import Node
+            from psi0_ros.nodes.runtime import NodeFailure, spin_nodes
+
+            class Failing(Node):
+                def __init__(self):
+                    super().__init__("failing_node")
+                    self.ticks = 0
+                    self.create_timer(0.05, self.tick)
+
+                def tick(self):
+                    self.ticks += 1
+                    if self.ticks == 3:
+                        raise NodeFailure("failing_node: the work loop died (test)")
+
+            sys.exit(spin_nodes(lambda: [Failing()], prog="failing_node"))
+            """
+        )
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT)
+    assert result.returncode == 1, result.stderr
+    assert "failing_node: error: failing_node: the work loop died (test)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_sync_camera_mode_publishes_images_from_the_camera_thread(probe):
+    topic = f"/rt_sync{TOPIC_IMAGE}"
+    probe.watch(Image, topic, LARGE_LATEST)
+    node = bridge("-r", "__ns:=/rt_sync", "-p", "sim.camera_mode:=sync")
+    try:
+        probe.wait(lambda: probe.count(topic) >= 3, "sync-mode images")
+        image = probe.get(topic)
+        assert (image.width, image.height, image.encoding) == (640, 480, "rgb8")
+        assert node.proc.poll() is None, node.output[-3000:]  # the command loop is alive
+        assert_clean(node, node.signal(signal.SIGINT))
+    finally:
+        node.close()
+
+
+def test_two_sims_side_by_side_in_two_namespaces(probe):
+    a, b = "/sim_a", "/sim_b"
+    for ns in (a, b):
+        probe.watch(JointState, f"{ns}{TOPIC_JOINT_STATES}")
+    probe.watch(JointState, TOPIC_JOINT_STATES)  # the root namespace stays silent
+    command = probe.node.create_publisher(JointState, f"{a}{TOPIC_UPPER_BODY_COMMAND}", CONTROL)
+    nodes = [bridge("-r", f"__ns:={ns}", "-p", "sim.scene:=empty") for ns in (a, b)]
+    elbow = "left_shoulder_yaw_joint"  # test_bridge.py's converging target: 0.4 rad
+    try:
+        for ns in (a, b):
+            probe.wait(lambda ns=ns: probe.count(f"{ns}{TOPIC_JOINT_STATES}") > 5, f"{ns} joint states")
+            # config/sim.yaml's `/**/robot_bridge_node` section applied in the namespace (the default is 500)
+            assert probe.parameter(f"{ns}/robot_bridge_node", "control_rate_hz") == 250.0
+        start_b = ros_messages.joint_state_to_vector(probe.get(f"{b}{TOPIC_JOINT_STATES}"), [elbow])[0]
+        targets = g1.table("default", g1.UPPER_BODY_JOINTS).copy()
+        targets[list(g1.UPPER_BODY_JOINTS).index(elbow)] = 0.4
+
+        def moved() -> bool:
+            command.publish(ros_messages.joint_state_message(g1.UPPER_BODY_JOINTS, targets, cls=JointState))
+            q = ros_messages.joint_state_to_vector(probe.get(f"{a}{TOPIC_JOINT_STATES}"), [elbow])[0]
+            return abs(q - 0.4) < 0.05
+
+        probe.wait(moved, f"{a}'s elbow to follow the command sent in {a}")
+        q_b = ros_messages.joint_state_to_vector(probe.get(f"{b}{TOPIC_JOINT_STATES}"), [elbow])[0]
+        assert abs(q_b - start_b) < 0.05, (q_b, start_b)  # sim_b never heard it
+        assert probe.count(TOPIC_JOINT_STATES) == 0
+        for node in nodes:
+            assert_clean(node, node.signal(signal.SIGINT))
+    finally:
+        for node in nodes:
+            node.close()
