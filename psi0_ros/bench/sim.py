@@ -151,7 +151,10 @@ def limit_sweep(groups: list[tuple[str, ...]] | None = None, rate: float = 250.0
     groups = sweep_groups() if groups is None else groups
     sim = SimConfig(base_mode="physics", scene="empty", harness=True)
     backend = SimBackend(SimBackendConfig(sim=sim, camera_mode="off"))
-    bridge = Bridge(backend, BridgeConfig(SafetyConfig(control_rate_hz=rate), lower_body_input="targets"))
+    bridge = Bridge(
+        backend,
+        BridgeConfig(SafetyConfig(control_rate_hz=rate, gains=g1.BACKEND_GAINS["sim"]), lower_body_input="targets"),
+    )
     sim_clock = [0.0]
     bridge.clock = lambda: sim_clock[0]
     bridge.set_estop(False)  # an explicit release, as an operator's latched /psi0/estop false

@@ -62,7 +62,9 @@ class SafetyConfig:
     max_step: float = 0.02  # rad, cap on a target's change per tick (whatever the rate)
     # rad/s^2, bound on every joint's commanded acceleration and deceleration: a position ramp
     # brakes in time instead of stopping dead, which the PD loop would overshoot (docs/safety.md).
-    max_acceleration: float = 8.0
+    # 6 rather than 8: with the sim's AMO gains (lower arm kp than the table this was tuned on) the
+    # shoulder pitch passed its URDF limit by 0.0015 rad at 8 and stayed inside at 6.
+    max_acceleration: float = 6.0
     # s to wait at start for the latched /psi0/estop sample; until it arrives (or this passes)
     # nothing is followed. inf: follow nothing before an explicit estop message.
     estop_wait_s: float = 2.0
