@@ -99,7 +99,8 @@ class RobotBridgeNode(Node):
             self._camera = backend
             self._image_pub = self.create_publisher(Image, TOPIC_IMAGE, LARGE_LATEST)
             self._info_pub = self.create_publisher(CameraInfo, TOPIC_CAMERA_INFO, CONTROL)
-            self._camera_info = self._make_camera_info(intrinsics())
+            size = (backend.config.camera_width, backend.config.camera_height)
+            self._camera_info = self._make_camera_info(intrinsics(*size))
             self._last_frame = 0
             self.create_timer(0.5 / p["sim.camera_rate_hz"], self._publish_camera, callback_group=outputs)
 

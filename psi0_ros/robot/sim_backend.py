@@ -17,6 +17,7 @@ import numpy as np
 from psi0_ros.control.command import JointCommand
 from psi0_ros.robot.backend import LowerBodyFollower, RobotBackend, RobotState
 from psi0_ros.sim.kinematic import KinematicConfig, KinematicLowerBody
+from psi0_ros.sim.model import CAMERA_HEIGHT, CAMERA_WIDTH
 from psi0_ros.sim.simulator import G1Sim, SimConfig, Snapshot
 
 CAMERA_MODES = ("thread", "sync", "off")
@@ -28,27 +29,35 @@ class SimBackendConfig:
     kinematic: KinematicConfig = field(default_factory=KinematicConfig)
     camera_rate_hz: float = 30.0  # frames per second of sim time
     camera_mode: str = "thread"  # "thread" | "sync" | "off"
+    camera_width: int = CAMERA_WIDTH  # px; the policy consumes 320x240 (config/sim.yaml renders that)
+    camera_height: int = CAMERA_HEIGHT  # px
 
     def __post_init__(self) -> None:
         if self.camera_mode not in CAMERA_MODES:
             raise ValueError(f"unknown camera_mode {self.camera_mode!r}; expected one of {CAMERA_MODES}")
         if self.camera_mode != "off" and not 0.0 < self.camera_rate_hz <= 120.0:
             raise ValueError(f"camera_rate_hz must be in (0, 120], got {self.camera_rate_hz}")
+        if not (0 < self.camera_width <= CAMERA_WIDTH and 0 < self.camera_height <= CAMERA_HEIGHT):
+            raise ValueError(
+                f"camera size {self.camera_width}x{self.camera_height} must be within "
+                f"{CAMERA_WIDTH}x{CAMERA_HEIGHT} (the offscreen buffer the model declares)"
+            )
 
 
 @dataclass(frozen=True)
 class Frame:
     seq: int  # 1, 2, ... in render order
     sim_time: float  # s, when the snapshot was taken
-    rgb: np.ndarray  # (480, 640, 3) uint8
+    rgb: np.ndarray  # (camera_height, camera_width, 3) uint8
 
 
 class _CameraWorker(threading.Thread):
     """Renders the newest offered snapshot; owns the GL context (created on this thread)."""
 
-    def __init__(self, sim: G1Sim) -> None:
+    def __init__(self, sim: G1Sim, size: tuple[int, int]) -> None:
         super().__init__(name="psi0-sim-camera", daemon=True)
         self._model = sim.model
+        self._size = size  # (width, height) px
         self._cond = threading.Condition()
         self._pending: Snapshot | None = None
         self._stopping = False
@@ -83,7 +92,7 @@ class _CameraWorker(threading.Thread):
         from psi0_ros.sim.camera import HeadCamera
 
         try:
-            camera = HeadCamera(self._model)
+            camera = HeadCamera(self._model, *self._size)
         except BaseException as err:  # reported to the owner through wait_ready()
             self.error = err
             self._ready.set()
@@ -127,13 +136,13 @@ class SimBackend(RobotBackend):
 
     def start(self) -> None:
         if self.config.camera_mode == "thread" and self._worker is None:
-            self._worker = _CameraWorker(self.sim)
+            self._worker = _CameraWorker(self.sim, (self.config.camera_width, self.config.camera_height))
             self._worker.start()
             self._worker.wait_ready(timeout=60.0)
         elif self.config.camera_mode == "sync" and self._sync_camera is None:
             from psi0_ros.sim.camera import HeadCamera
 
-            self._sync_camera = HeadCamera(self.sim.model)
+            self._sync_camera = HeadCamera(self.sim.model, self.config.camera_width, self.config.camera_height)
 
     def read_state(self) -> RobotState:
         q, dq, tau = self.sim.joint_state()
