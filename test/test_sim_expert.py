@@ -97,7 +97,7 @@ def _psi0(*args: str, timeout: float) -> subprocess.CompletedProcess:
 def test_psi0_sim_demos_records_bags_that_convert_to_successful_episodes(tmp_path):
     pytest.importorskip("rclpy")
     bags, episodes = tmp_path / "bags", tmp_path / "episodes"
-    result = _psi0("sim", "demos", "--episodes", "2", "--out", str(bags), "--seed", "7", timeout=900)
+    result = _psi0("sim", "demos", "--episodes", "2", "--out", str(bags), "--seed", "7", timeout=1500)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((bags / "demos.json").read_text())
     assert [e["seed"] for e in summary["episodes"]] == [7, 8]
