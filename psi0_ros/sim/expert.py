@@ -42,6 +42,7 @@ GRASP_REACH = (0.30, 0.12)  # m, object in the pelvis heading frame at the grasp
 PLACE_REACH = (0.30, 0.10)  # m, basket centre in the heading frame at the place stance (y outward)
 APPROACH = 0.11  # m, how far behind the object (along the fingers) the hand comes down
 LIFT = 0.16  # m
+PALM_CLEARANCE = 0.05  # m, lowest grasp point above the table top
 CLOSURE = 0.85  # commanded hand closure while holding
 BASE_GAIN = 1.8  # 1/s, P gain of the stance controller
 BASE_SPEED = 0.3  # m/s, most the expert commands
@@ -191,17 +192,25 @@ class ScriptedExpert:
         arm_adr = self.ik.qpos_adr[self.side]
         z_base = self._height
         grasp = obj.copy()
-        grasp[2] = TABLE_HEIGHT + _HALF_HEIGHT[self.object] + 0.005
+        # Just above the object's centre, but the palm (4.2 cm below the grasp point) clear of the table.
+        grasp[2] = max(TABLE_HEIGHT + _HALF_HEIGHT[self.object] + 0.005, TABLE_HEIGHT + PALM_CLEARANCE)
         rot = self._palm_rotation(self.side, obj, grasp_stance)
         fingers = rot[:, 0]
         base = (np.array([grasp_stance[0], grasp_stance[1], z_base]), 0.0)
         errors = []
 
         def solve(point: np.ndarray, seed: np.ndarray) -> np.ndarray:
-            qpos[arm_adr] = seed
-            q, err = self.ik.solve(self.side, qpos, base, point, rot)
-            errors.append(err)
-            return q
+            """IK from `seed` (the previous waypoint: small joint motions); other starts if it gets stuck."""
+            best = None
+            for start in (seed, self.ready_arm[self.side], g1.table("default", ARM[self.side])):
+                qpos[arm_adr] = start
+                q, err = self.ik.solve(self.side, qpos, base, point, rot)
+                if best is None or err < best[1] - 1e-4:
+                    best = (q, err)
+                if best[1] < 0.002:
+                    break
+            errors.append(best[1])
+            return best[0]
 
         above = solve(grasp - APPROACH * fingers + np.array([0.0, 0.0, 0.07]), self.ready_arm[self.side])
         behind = solve(grasp - APPROACH * fingers, above)
