@@ -8,10 +8,12 @@ then ~/mark_success with the task check (psi0_ros.sim.tasks) on the simulated wo
 privileged: it reads sim time and object poses from the G1Sim of the robot_bridge_node in the
 same process, so the expert keeps pace with the simulation however fast it runs.
 
-record_demos() runs one graph per episode in this process: robot_bridge_node (sim backend, the
-episode's layout seed, grasp assist on), teleop_recorder, the bag recorder of `psi0 record`
-(psi0_ros.nodes.bag_recorder_node) on config/record.yaml's topics, and SimExpertNode; the bag
-is DIR/demo_<episode>_seed_<seed>/, and `psi0 convert DIR -o EPISODES` turns the bags into HDF5
+record_demos() runs one graph per episode, each in a fresh process (`python -m
+psi0_ros.nodes.sim_expert_node`: rclpy's context initialises once per process, and a fresh DDS
+participant per episode keeps one episode's teardown from touching the next): robot_bridge_node
+(sim backend, the episode's layout seed, grasp assist on), teleop_recorder, the bag recorder of
+`psi0 record` (psi0_ros.nodes.bag_recorder_node) on config/record.yaml's topics, and
+SimExpertNode; the bag is DIR/demo_<episode>_seed_<seed>/, and `psi0 convert DIR -o EPISODES` turns the bags into HDF5
 episodes with the outcome from the task check.
 """
 
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -286,7 +290,7 @@ def record_demos(
         if bag.exists():
             raise FileExistsError(f"{bag} exists; choose another --out or remove it")
         log(f"psi0 sim demos: episode {i + 1}/{episodes} (layout seed {layout_seed}) -> {bag}")
-        result = record_episode(bag, i, layout_seed, task, list(record.topics), storage or record.storage, camera_size)
+        result = _record_in_subprocess(bag, i, layout_seed, task, storage or record.storage, camera_size)
         outcome = (
             "error: " + result["error"] if result.get("error") else ("success" if result["success"] else "failure")
         )
@@ -304,6 +308,63 @@ def record_demos(
     return summary
 
 
+def _record_in_subprocess(
+    bag: Path, episode: int, seed: int, task: str, storage: str, camera_size: tuple[int, int] | None
+) -> dict[str, Any]:
+    """record_episode() in a child process (this module's main); its result comes back as JSON."""
+    result_file = bag.parent / f".{bag.name}.json"
+    command = [sys.executable, "-m", __name__, "--bag", str(bag), "--episode", str(episode), "--seed", str(seed)]
+    command += ["--task", task, "--storage", storage, "--result", str(result_file)]
+    if camera_size is not None:
+        command += ["--camera-size", str(camera_size[0]), str(camera_size[1])]
+    try:
+        process = subprocess.run(command, timeout=EPISODE_TIMEOUT_S + 60.0)
+        returncode: int | str = process.returncode
+    except subprocess.TimeoutExpired:
+        returncode = "timeout"
+    if not result_file.is_file():
+        return {
+            "episode": episode,
+            "seed": seed,
+            "bag": str(bag),
+            "task": task,
+            "success": None,
+            "error": f"episode process ended ({returncode}) without a result",
+        }
+    result = json.loads(result_file.read_text())
+    result_file.unlink()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One episode (what record_demos runs per episode): record_episode() and its result as JSON."""
+    from rclpy.utilities import remove_ros_args
+
+    parser = argparse.ArgumentParser(prog="sim_expert_node", description="record one scripted expert episode")
+    parser.add_argument("--bag", type=Path, required=True)
+    parser.add_argument("--episode", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--task", default="can_to_basket")
+    parser.add_argument("--storage", default="mcap")
+    parser.add_argument("--camera-size", type=int, nargs=2, metavar=("W", "H"))
+    parser.add_argument("--result", type=Path, help="write the outcome as JSON here")
+    args = parser.parse_args(remove_ros_args(list(sys.argv[1:] if argv is None else argv)))
+    from psi0_ros.data.config import load_config
+
+    topics = list(load_config().record.topics)
+    size = tuple(args.camera_size) if args.camera_size else None
+    result = record_episode(args.bag, args.episode, args.seed, args.task, topics, args.storage, size)
+    if args.result is not None:
+        args.result.write_text(json.dumps(result, indent=2) + "\n")
+    else:
+        print(json.dumps(result, indent=2))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The bag is closed and the result written: leave now, so a DDS participant stuck in teardown
+    # cannot hold the process (as psi0 record does).
+    os._exit(0 if result.get("error") is None else 1)
+
+
 def run_demos(args: argparse.Namespace) -> int:
     """`psi0 sim demos`: record (or with --measure only score) the expert's episodes."""
     from psi0_ros.sim.demos import measure_expert
@@ -317,7 +378,7 @@ def run_demos(args: argparse.Namespace) -> int:
         print(f"psi0 sim demos: --episodes must be >= 1, got {args.episodes}", file=sys.stderr)
         return 2
     if args.measure:
-        summary = measure_expert(args.episodes, args.seed, args.task)
+        summary = measure_expert(args.episodes, args.seed, args.task, grasp_assist=not args.no_grasp_assist)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "expert.json").write_text(json.dumps(summary, indent=2) + "\n")
         return 0
@@ -332,3 +393,7 @@ def run_demos(args: argparse.Namespace) -> int:
         f"{summary['errors']} errors; convert with: psi0 convert {args.out} -o EPISODES"
     )
     return 1 if summary["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -50,8 +50,11 @@ class ExpertOutcome:
         return asdict(self)
 
 
-def run_expert_episode(seed: int, task: str = "can_to_basket", rate_hz: float = 250.0) -> ExpertOutcome:
-    """One expert episode on a fresh sim (grasp assist on, camera off), bridge ticked on sim time."""
+def run_expert_episode(
+    seed: int, task: str = "can_to_basket", rate_hz: float = 250.0, grasp_assist: bool = True
+) -> ExpertOutcome:
+    """One expert episode on a fresh sim (camera off), bridge ticked on sim time; grasp_assist
+    False: the fingers alone must hold the object."""
     import psi0_ros.sim  # noqa: F401  (MUJOCO_GL before mujoco loads)
     from psi0_ros.control import SafetyConfig
     from psi0_ros.robot.bridge import Bridge, BridgeConfig
@@ -61,7 +64,7 @@ def run_expert_episode(seed: int, task: str = "can_to_basket", rate_hz: float = 
     from psi0_ros.sim.tasks import get_task
 
     check = get_task(task)
-    backend = SimBackend(SimBackendConfig(sim=SimConfig(seed=seed, grasp_assist=True), camera_mode="off"))
+    backend = SimBackend(SimBackendConfig(sim=SimConfig(seed=seed, grasp_assist=grasp_assist), camera_mode="off"))
     bridge = Bridge(
         backend, BridgeConfig(SafetyConfig(control_rate_hz=rate_hz, auto_resume=True), lower_body_input="command")
     )
@@ -98,19 +101,23 @@ def run_expert_episode(seed: int, task: str = "can_to_basket", rate_hz: float = 
 
 
 def measure_expert(
-    episodes: int, seed: int = 0, task: str = "can_to_basket", log: Callable[[str], None] = print
+    episodes: int,
+    seed: int = 0,
+    task: str = "can_to_basket",
+    grasp_assist: bool = True,
+    log: Callable[[str], None] = print,
 ) -> dict:
     """The expert's success rate over `episodes` layouts (seeds as `psi0 sim demos` uses them)."""
     outcomes = []
     for i in range(episodes):
-        outcome = run_expert_episode(episode_seed(seed, i), task)
+        outcome = run_expert_episode(episode_seed(seed, i), task, grasp_assist=grasp_assist)
         log(f"seed {outcome.seed}: {'success' if outcome.success else 'failure'} ({outcome.wall_s:.1f} s wall)")
         outcomes.append(outcome.to_dict())
     rate = sum(o["success"] for o in outcomes) / len(outcomes)
     log(
         f"expert success rate {rate:.2f} over {len(outcomes)} episodes (task {task}, seeds {seed}..{seed + episodes - 1})"
     )
-    return {"task": task, "seed": seed, "episodes": outcomes, "success_rate": rate}
+    return {"task": task, "seed": seed, "grasp_assist": grasp_assist, "episodes": outcomes, "success_rate": rate}
 
 
 def configure_demos(parser: argparse.ArgumentParser) -> None:
@@ -124,4 +131,7 @@ def configure_demos(parser: argparse.ArgumentParser) -> None:
         "--measure",
         action="store_true",
         help="no ROS, no bags: run the expert on the sim as fast as it goes and report its success rate",
+    )
+    parser.add_argument(
+        "--no-grasp-assist", action="store_true", help="with --measure: the fingers alone hold the object"
     )
