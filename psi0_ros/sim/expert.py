@@ -168,9 +168,6 @@ class ScriptedExpert:
         return q
 
     # --- planning ---------------------------------------------------------------------------------
-    def _heading_rot(self) -> np.ndarray:
-        return _rot_z(0.0)
-
     def _palm_rotation(self, side: str, toward: np.ndarray, stance: np.ndarray) -> np.ndarray:
         """Palm frame with the fingers level, pointing from the shoulder's side toward `toward`, palm vertical."""
         sign = 1.0 if side == "left" else -1.0
