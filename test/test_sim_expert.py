@@ -78,10 +78,16 @@ def test_grasp_assist_is_off_by_default_and_needs_contact():
 
 
 def test_expert_puts_the_can_in_the_basket_through_the_bridge():
-    outcome = run_expert_episode(seed=3)
+    outcome = run_expert_episode(seed=3)  # the fingers alone hold the can
     assert outcome.expert_finished and outcome.success, outcome
-    assert outcome.grasps == 1 and outcome.reach_error_m < 0.005
+    assert outcome.grasps == 0 and outcome.reach_error_m < 0.005
     assert outcome.sim_time_s < 30.0
+
+
+def test_grasp_assist_welds_the_can_the_expert_closes_its_hand_on():
+    outcome = run_expert_episode(seed=4, grasp_assist=True)
+    assert outcome.expert_finished and outcome.success, outcome
+    assert outcome.grasps == 1  # one weld: made at the grasp, released over the basket
 
 
 def test_demo_seeds_and_bag_names():
@@ -101,7 +107,7 @@ def test_psi0_sim_demos_records_bags_that_convert_to_successful_episodes(tmp_pat
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     summary = json.loads((bags / "demos.json").read_text())
     assert [e["seed"] for e in summary["episodes"]] == [7, 8]
-    assert summary["success_rate"] == 1.0 and summary["errors"] == 0
+    assert summary["success_rate"] == 1.0 and summary["errors"] == 0 and summary["grasp_assist"] is False
     assert sorted(p.name for p in bags.iterdir() if p.is_dir()) == [bag_name(0, 7), bag_name(1, 8)]
 
     report = tmp_path / "convert.json"

@@ -11,7 +11,7 @@ same process, so the expert keeps pace with the simulation however fast it runs.
 record_demos() runs one graph per episode, each in a fresh process (`python -m
 psi0_ros.nodes.sim_expert_node`: rclpy's context initialises once per process, and a fresh DDS
 participant per episode keeps one episode's teardown from touching the next): robot_bridge_node
-(sim backend, the episode's layout seed, grasp assist on), teleop_recorder, the bag recorder of
+(sim backend, the episode's layout seed, grasp assist off unless asked for), teleop_recorder, the bag recorder of
 `psi0 record` (psi0_ros.nodes.bag_recorder_node) on config/record.yaml's topics, and
 SimExpertNode; the bag is DIR/demo_<episode>_seed_<seed>/, and `psi0 convert DIR -o EPISODES` turns the bags into HDF5
 episodes with the outcome from the task check.
@@ -162,8 +162,10 @@ class SimExpertNode(Node):
             self._on_finished(self.outcome)
 
 
-def bridge_parameters(seed: int, camera_size: tuple[int, int] | None = None) -> dict[str, Any]:
-    """config/sim.yaml for one demo episode: kinematic base following the command, grasp assist on."""
+def bridge_parameters(
+    seed: int, camera_size: tuple[int, int] | None = None, grasp_assist: bool = False
+) -> dict[str, Any]:
+    """config/sim.yaml for one demo episode: tabletop, kinematic base following the command."""
     from psi0_ros.paths import config_path
     from psi0_ros.robot.params import load_yaml
 
@@ -175,7 +177,7 @@ def bridge_parameters(seed: int, camera_size: tuple[int, int] | None = None) -> 
             "sim.seed": seed,
             "sim.base_mode": "kinematic",
             "lower_body_input": "command",
-            "sim.grasp_assist": True,
+            "sim.grasp_assist": grasp_assist,
         }
     )
     if camera_size is not None:
@@ -191,6 +193,7 @@ def record_episode(
     topics: list[str],
     storage: str = "mcap",
     camera_size: tuple[int, int] | None = None,
+    grasp_assist: bool = False,
 ) -> dict[str, Any]:
     """Record one expert episode into the bag directory `bag` (must not exist); returns its outcome."""
     from psi0_ros.data.recorder import BagRecorder, RecorderError
@@ -216,7 +219,7 @@ def record_episode(
             result.update(outcome)
             stop("episode finished")
 
-        overrides = [Parameter(k, value=v) for k, v in bridge_parameters(seed, camera_size).items()]
+        overrides = [Parameter(k, value=v) for k, v in bridge_parameters(seed, camera_size, grasp_assist).items()]
         bridge = RobotBridgeNode(parameter_overrides=overrides)
         teleop = TeleopRecorderNode(
             [Parameter("task", value=get_task(task).instruction), Parameter("first_episode_index", value=episode)]
@@ -269,6 +272,7 @@ def record_demos(
     task: str = "can_to_basket",
     storage: str | None = None,
     camera_size: tuple[int, int] | None = None,
+    grasp_assist: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Record `episodes` expert demos into out_dir (one bag each) and write out_dir/demos.json.
@@ -290,7 +294,7 @@ def record_demos(
         if bag.exists():
             raise FileExistsError(f"{bag} exists; choose another --out or remove it")
         log(f"psi0 sim demos: episode {i + 1}/{episodes} (layout seed {layout_seed}) -> {bag}")
-        result = _record_in_subprocess(bag, i, layout_seed, task, storage or record.storage, camera_size)
+        result = _record_in_subprocess(bag, i, layout_seed, task, storage or record.storage, camera_size, grasp_assist)
         outcome = (
             "error: " + result["error"] if result.get("error") else ("success" if result["success"] else "failure")
         )
@@ -300,6 +304,7 @@ def record_demos(
     summary = {
         "task": task,
         "seed": seed,
+        "grasp_assist": grasp_assist,
         "episodes": results,
         "success_rate": successes / len(results),
         "errors": sum(1 for r in results if r.get("error")),
@@ -309,7 +314,13 @@ def record_demos(
 
 
 def _record_in_subprocess(
-    bag: Path, episode: int, seed: int, task: str, storage: str, camera_size: tuple[int, int] | None
+    bag: Path,
+    episode: int,
+    seed: int,
+    task: str,
+    storage: str,
+    camera_size: tuple[int, int] | None,
+    grasp_assist: bool,
 ) -> dict[str, Any]:
     """record_episode() in a child process (this module's main); its result comes back as JSON."""
     result_file = bag.parent / f".{bag.name}.json"
@@ -317,6 +328,8 @@ def _record_in_subprocess(
     command += ["--task", task, "--storage", storage, "--result", str(result_file)]
     if camera_size is not None:
         command += ["--camera-size", str(camera_size[0]), str(camera_size[1])]
+    if grasp_assist:
+        command.append("--grasp-assist")
     try:
         process = subprocess.run(command, timeout=EPISODE_TIMEOUT_S + 60.0)
         returncode: int | str = process.returncode
@@ -348,12 +361,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", default="mcap")
     parser.add_argument("--camera-size", type=int, nargs=2, metavar=("W", "H"))
     parser.add_argument("--result", type=Path, help="write the outcome as JSON here")
+    parser.add_argument("--grasp-assist", action="store_true", help="switch the labelled grasp assist on")
     args = parser.parse_args(remove_ros_args(list(sys.argv[1:] if argv is None else argv)))
     from psi0_ros.data.config import load_config
 
     topics = list(load_config().record.topics)
     size = tuple(args.camera_size) if args.camera_size else None
-    result = record_episode(args.bag, args.episode, args.seed, args.task, topics, args.storage, size)
+    result = record_episode(args.bag, args.episode, args.seed, args.task, topics, args.storage, size, args.grasp_assist)
     if args.result is not None:
         args.result.write_text(json.dumps(result, indent=2) + "\n")
     else:
@@ -378,12 +392,14 @@ def run_demos(args: argparse.Namespace) -> int:
         print(f"psi0 sim demos: --episodes must be >= 1, got {args.episodes}", file=sys.stderr)
         return 2
     if args.measure:
-        summary = measure_expert(args.episodes, args.seed, args.task, grasp_assist=not args.no_grasp_assist)
+        summary = measure_expert(args.episodes, args.seed, args.task, grasp_assist=args.grasp_assist)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "expert.json").write_text(json.dumps(summary, indent=2) + "\n")
         return 0
     try:
-        summary = record_demos(args.out, args.episodes, args.seed, args.task, args.storage)
+        summary = record_demos(
+            args.out, args.episodes, args.seed, args.task, args.storage, grasp_assist=args.grasp_assist
+        )
     except (FileExistsError, OSError, ValueError) as err:
         print(f"psi0 sim demos: {err}", file=sys.stderr)
         return 1

@@ -51,10 +51,10 @@ class ExpertOutcome:
 
 
 def run_expert_episode(
-    seed: int, task: str = "can_to_basket", rate_hz: float = 250.0, grasp_assist: bool = True
+    seed: int, task: str = "can_to_basket", rate_hz: float = 250.0, grasp_assist: bool = False
 ) -> ExpertOutcome:
-    """One expert episode on a fresh sim (camera off), bridge ticked on sim time; grasp_assist
-    False: the fingers alone must hold the object."""
+    """One expert episode on a fresh sim (camera off), bridge ticked on sim time. The fingers alone
+    hold the object unless grasp_assist switches the labelled weld aid (psi0_ros.sim.grasp) on."""
     import psi0_ros.sim  # noqa: F401  (MUJOCO_GL before mujoco loads)
     from psi0_ros.control import SafetyConfig
     from psi0_ros.robot.bridge import Bridge, BridgeConfig
@@ -104,7 +104,7 @@ def measure_expert(
     episodes: int,
     seed: int = 0,
     task: str = "can_to_basket",
-    grasp_assist: bool = True,
+    grasp_assist: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict:
     """The expert's success rate over `episodes` layouts (seeds as `psi0 sim demos` uses them)."""
@@ -133,5 +133,7 @@ def configure_demos(parser: argparse.ArgumentParser) -> None:
         help="no ROS, no bags: run the expert on the sim as fast as it goes and report its success rate",
     )
     parser.add_argument(
-        "--no-grasp-assist", action="store_true", help="with --measure: the fingers alone hold the object"
+        "--grasp-assist",
+        action="store_true",
+        help="switch the labelled grasp assist on (docs/sim.md); by default the fingers alone hold the object",
     )

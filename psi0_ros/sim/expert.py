@@ -14,7 +14,8 @@ Phases (sim time): raise both forearms (hands clear of the objects), step to a s
 the object at GRASP_REACH in front of the chosen hand, lower the hand behind the object, slide it
 in with the palm vertical and the object on the thumb side, close the hand, lift, step to a
 stance beside the basket, move the object over the basket, open the hand, retract, settle.
-Grasping relies on the labelled grasp assist (psi0_ros.sim.grasp) being on in the sim.
+The grasp is physical: finger friction holds the can (measured 20/20 layouts with the assist
+off, docs/sim.md); the labelled grasp assist (psi0_ros.sim.grasp) is there for harder objects.
 """
 
 from __future__ import annotations
