@@ -206,9 +206,10 @@ def test_state_imu_camera_and_diagnostics_are_published(bridge):
     assert imu.header.frame_id == "pelvis" and imu.linear_acceleration.z == pytest.approx(9.81, abs=0.5)
     bridge.wait(lambda: bridge.get(TOPIC_IMAGE) is not None and bridge.get(TOPIC_CAMERA_INFO) is not None, "camera")
     image, info = bridge.get(TOPIC_IMAGE), bridge.get(TOPIC_CAMERA_INFO)
-    assert (image.width, image.height, image.encoding) == (640, 480, "rgb8") and len(image.data) == 640 * 480 * 3
+    # config/sim.yaml renders what the policy consumes (320x240), not the D435's 640x480
+    assert (image.width, image.height, image.encoding) == (320, 240, "rgb8") and len(image.data) == 320 * 240 * 3
     assert np.asarray(image.data, dtype=np.uint8).std() > 5.0  # a rendered scene, not a blank buffer
-    assert (info.width, info.height) == (640, 480) and info.k[0] > 0 and info.k[2] == 320.0
+    assert (info.width, info.height) == (320, 240) and info.k[0] > 0 and info.k[2] == 160.0
     # STARTING (issue 10: no estop message yet) until safety.estop_wait_s passes, then WAITING
     bridge.wait(lambda: bridge.diagnostics()["mode"] == "waiting", "WAITING after the estop wait")
 

@@ -3,7 +3,8 @@
 realtime_factor: the simulated G1 (tabletop scene, kinematic lower body, the demo motion fed
 through the bridge and its safety layer at the control rate) stepped as fast as it goes while the
 640x480 head camera renders every 1/30 s of sim time, on this thread: sim seconds per wall
-second. Baseline in the same run: the same without the camera (realtime_factor_no_camera).
+second. Baseline in the same run: the same without the camera (realtime_factor_no_camera), and
+with the camera at 320x240, the size config/sim.yaml renders (realtime_factor_camera_320x240).
 
 bridge_jitter_p99_ms: the bridge command loop paced in real time at --rate with the sim backend
 as `psi0 sim` runs it (camera rendering on its own thread): 99th percentile of how late each tick
@@ -38,22 +39,28 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; the medians are reported")
 
 
-def _bridge(camera_mode: str, rate: float, camera_rate: float):
+def _bridge(camera_mode: str, rate: float, camera_rate: float, size: tuple[int, int] = (640, 480)):
     from psi0_ros.control import SafetyConfig
     from psi0_ros.robot.bridge import Bridge, BridgeConfig
     from psi0_ros.robot.sim_backend import SimBackend, SimBackendConfig
 
-    backend = SimBackend(SimBackendConfig(camera_mode=camera_mode, camera_rate_hz=camera_rate))
+    backend = SimBackend(
+        SimBackendConfig(
+            camera_mode=camera_mode, camera_rate_hz=camera_rate, camera_width=size[0], camera_height=size[1]
+        )
+    )
     config = BridgeConfig(SafetyConfig(control_rate_hz=rate, auto_resume=True), lower_body_input="command")
     return Bridge(backend, config)
 
 
-def realtime_factor(camera: bool, sim_seconds: float, rate: float, camera_rate: float) -> dict[str, float]:
+def realtime_factor(
+    camera: bool, sim_seconds: float, rate: float, camera_rate: float, size: tuple[int, int] = (640, 480)
+) -> dict[str, float]:
     """Free-running sim + bridge ticks with the demo motion; camera rendered synchronously."""
     from psi0_ros import g1
     from psi0_ros.sim.demo import DemoScript
 
-    bridge = _bridge("sync" if camera else "off", rate, camera_rate)
+    bridge = _bridge("sync" if camera else "off", rate, camera_rate, size)
     bridge.backend.start()
     demo = DemoScript()
     sim_clock = [0.0]
@@ -214,7 +221,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import psi0_ros.sim  # noqa: F401  (MUJOCO_GL=egl before mujoco loads)
 
     # Alternate the variants in rounds, so load from other processes hits them alike; medians.
-    rtf: dict[str, list[float]] = {"camera": [], "no_camera": []}
+    rtf: dict[str, list[float]] = {"camera": [], "no_camera": [], "camera_320x240": []}
     frames: list[float] = []
     jitter: dict[str, list[dict[str, float]]] = {"thread": [], "off": [], "null": []}
     for _ in range(args.rounds):
@@ -224,6 +231,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         rtf["no_camera"].append(
             realtime_factor(False, args.sim_seconds / args.rounds, args.rate, args.camera_rate)["rtf"]
         )
+        small = realtime_factor(True, args.sim_seconds / args.rounds, args.rate, args.camera_rate, (320, 240))
+        rtf["camera_320x240"].append(small["rtf"])
         for variant in jitter:
             mode = None if variant == "null" else variant
             jitter[variant].append(loop_jitter(mode, args.loop_seconds / args.rounds, args.rate, args.camera_rate))
@@ -236,6 +245,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "realtime_factor": _median(rtf["camera"]),
         "realtime_factor_no_camera": _median(rtf["no_camera"]),
         "camera_cost_ratio": _median(rtf["no_camera"]) / _median(rtf["camera"]),
+        "realtime_factor_camera_320x240": _median(rtf["camera_320x240"]),
+        "camera_320x240_speedup": _median(rtf["camera_320x240"]) / _median(rtf["camera"]),
         "camera_fps_sim": sum(frames) / args.sim_seconds,
         "bridge_jitter_p99_ms": p99["thread"],
         "bridge_jitter_p50_ms": _median([r["p50"] for r in jitter["thread"]]),
@@ -249,6 +260,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": {
             "realtime_factor": rtf["camera"],
             "realtime_factor_no_camera": rtf["no_camera"],
+            "realtime_factor_camera_320x240": rtf["camera_320x240"],
             "bridge_jitter_p99_ms": {v: [r["p99"] for r in runs] for v, runs in jitter.items()},
         },
         "settings": {

@@ -32,6 +32,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-camera", action="store_true", help="do not render the head camera")
     parser.add_argument("--config", type=Path, help="robot_bridge_node parameter file (default: config/sim.yaml)")
     parser.add_argument("--json", type=Path, help="also write the summary as JSON to this file")
+    from psi0_ros.sim.demos import DEMOS_HELP, configure_demos
+
+    actions = parser.add_subparsers(dest="action", metavar="{demos}")
+    configure_demos(actions.add_parser("demos", help=DEMOS_HELP, description=DEMOS_HELP))
 
 
 def sim_parameters(args: argparse.Namespace) -> dict[str, Any]:
@@ -55,6 +59,10 @@ def sim_parameters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "action", None) == "demos":
+        from psi0_ros.nodes.sim_expert_node import run_demos
+
+        return run_demos(args)
     from psi0_ros.sim.tasks import get_task
 
     task = get_task(args.task)  # a bad name fails before anything starts

@@ -84,6 +84,9 @@ PARAMETERS: tuple[Param, ...] = (
     ),
     Param("sim.camera_rate_hz", 30.0, "sim: head camera frames per second of sim time"),
     Param("sim.camera_mode", "thread", "sim: 'thread' (render beside the loop), 'sync' or 'off'"),
+    Param("sim.camera_width", 640, "sim: head camera image width (px, at most 640; the policy consumes 320)"),
+    Param("sim.camera_height", 480, "sim: head camera image height (px, at most 480; the policy consumes 240)"),
+    Param("sim.grasp_assist", False, "sim: weld an object to a hand that closes on it (a labelled aid, docs/sim.md)"),
     Param(
         "sim.heading", "target_yaw", "sim kinematic: heading follows 'target_yaw' (+ vyaw feed-forward) or 'vyaw' only"
     ),
@@ -215,6 +218,7 @@ def _make_sim_backend(p: Mapping[str, Any]) -> RobotBackend:
         seed=p["sim.seed"],
         timestep=p["sim.timestep"],
         harness=p["sim.harness"],
+        grasp_assist=p["sim.grasp_assist"],
     )
     return SimBackend(
         SimBackendConfig(
@@ -222,6 +226,8 @@ def _make_sim_backend(p: Mapping[str, Any]) -> RobotBackend:
             kinematic=KinematicConfig(heading=p["sim.heading"]),
             camera_rate_hz=p["sim.camera_rate_hz"],
             camera_mode=p["sim.camera_mode"],
+            camera_width=p["sim.camera_width"],
+            camera_height=p["sim.camera_height"],
         )
     )
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from psi0_ros.control.command import JointCommand
 from psi0_ros.robot.backend import BackendCamera, CameraFrame, CameraModel, LowerBodyFollower, RobotBackend, RobotState
 from psi0_ros.sim.kinematic import KinematicConfig, KinematicLowerBody
+from psi0_ros.sim.model import CAMERA_HEIGHT, CAMERA_WIDTH
 from psi0_ros.sim.simulator import G1Sim, SimConfig, Snapshot
 
 CAMERA_MODES = ("thread", "sync", "off")
@@ -29,24 +30,32 @@ class SimBackendConfig:
     kinematic: KinematicConfig = field(default_factory=KinematicConfig)
     camera_rate_hz: float = 30.0  # frames per second of sim time
     camera_mode: str = "thread"  # "thread" | "sync" | "off"
+    camera_width: int = CAMERA_WIDTH  # px; the policy consumes 320x240 (config/sim.yaml renders that)
+    camera_height: int = CAMERA_HEIGHT  # px
 
     def __post_init__(self) -> None:
         if self.camera_mode not in CAMERA_MODES:
             raise ValueError(f"unknown camera_mode {self.camera_mode!r}; expected one of {CAMERA_MODES}")
         if self.camera_mode != "off" and not 0.0 < self.camera_rate_hz <= 120.0:
             raise ValueError(f"camera_rate_hz must be in (0, 120], got {self.camera_rate_hz}")
+        if not (0 < self.camera_width <= CAMERA_WIDTH and 0 < self.camera_height <= CAMERA_HEIGHT):
+            raise ValueError(
+                f"camera size {self.camera_width}x{self.camera_height} must be within "
+                f"{CAMERA_WIDTH}x{CAMERA_HEIGHT} (the offscreen buffer the model declares)"
+            )
 
 
-Frame = CameraFrame  # (480, 640, 3) uint8 images, sim_time in s of sim time
+Frame = CameraFrame  # (camera_height, camera_width, 3) uint8 images, sim_time in s of sim time
 SYNC_RENDER_TIMEOUT_S = 60.0  # the first EGL frame can take seconds on a loaded machine
 
 
 class _CameraWorker(threading.Thread):
     """Renders the newest offered snapshot; owns the GL context (created on this thread)."""
 
-    def __init__(self, sim: G1Sim) -> None:
+    def __init__(self, sim: G1Sim, size: tuple[int, int]) -> None:
         super().__init__(name="psi0-sim-camera", daemon=True)
         self._model = sim.model
+        self._size = size  # (width, height) px
         self._cond = threading.Condition()
         self._pending: Snapshot | None = None
         self._stopping = False
@@ -95,7 +104,7 @@ class _CameraWorker(threading.Thread):
         from psi0_ros.sim.camera import HeadCamera
 
         try:
-            camera = HeadCamera(self._model)
+            camera = HeadCamera(self._model, *self._size)
         except BaseException as err:  # reported to the owner through wait_ready()
             self.error = err
             self._ready.set()
@@ -130,7 +139,7 @@ class _SimCamera:
     def __init__(self, backend: SimBackend) -> None:
         from psi0_ros.sim.camera import intrinsics
 
-        k = intrinsics()
+        k = intrinsics(backend.config.camera_width, backend.config.camera_height)
         self.model = CameraModel(k.width, k.height, k.matrix(), backend.config.camera_rate_hz)
         self._backend = backend
 
@@ -159,7 +168,7 @@ class SimBackend(RobotBackend):
 
     def start(self) -> None:
         if self.camera_enabled and self._worker is None:
-            self._worker = _CameraWorker(self.sim)
+            self._worker = _CameraWorker(self.sim, (self.config.camera_width, self.config.camera_height))
             self._worker.start()
             self._worker.wait_ready(timeout=SYNC_RENDER_TIMEOUT_S)
 

@@ -4,7 +4,9 @@ model.py writes the robot as MJCF from the joint table (psi0_ros.g1) and approxi
 geometry; scene.py adds tabletop scenes with randomised objects; tasks.py checks success;
 kinematic.py is the lower-body mode that follows the 8-D command without a walking controller;
 simulator.py steps it all and applies per-joint PD commands like the real motors; camera.py
-renders the egocentric head camera offscreen (MUJOCO_GL=egl). See docs/sim.md.
+renders the egocentric head camera offscreen (MUJOCO_GL=egl); grasp.py is the labelled grasp
+assist; expert.py a scripted, privileged expert for the basket tasks and demos.py runs it (the
+recording graph is psi0_ros.nodes.sim_expert_node). See docs/sim.md.
 """
 
 import os

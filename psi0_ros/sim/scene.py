@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from psi0_ros.sim.grasp import add_grasp_welds
 from psi0_ros.sim.model import (
     CAMERA_HEIGHT,
     CAMERA_WIDTH,
@@ -249,4 +250,5 @@ def build_mjcf(base_mode: str, layout: SceneLayout, timestep: float = 0.002) -> 
     if layout.scene == "tabletop":
         _add_tabletop(worldbody, layout)
     root.append(actuator)
+    add_grasp_welds(root, tuple(obj.name for obj in layout.objects))  # inactive until GraspAssist switches them
     return ET.tostring(root, encoding="unicode")

@@ -18,6 +18,7 @@ import numpy as np
 
 from psi0_ros import g1
 from psi0_ros.control.command import JointCommand
+from psi0_ros.sim.grasp import GraspAssist
 from psi0_ros.sim.model import BASE_MODES, IMU_SITE, PELVIS_BODY, STANDING_PELVIS_Z
 from psi0_ros.sim.scene import SCENES, SceneLayout, build_mjcf, sample_layout
 
@@ -38,6 +39,8 @@ class SimConfig:
     # gimbal spring toward upright) so the robot does not fall without a balancing controller.
     # x, y and yaw stay free. Switch it off when lower_body_node (AMO) balances the robot.
     harness: bool = False
+    # A labelled simulation aid (psi0_ros.sim.grasp): weld an object to a hand whose fingers close on it.
+    grasp_assist: bool = False
 
     def __post_init__(self) -> None:
         if self.base_mode not in BASE_MODES:
@@ -83,12 +86,14 @@ class G1Sim:
         self._base_velocity = np.zeros(3)  # kinematic mode: commanded world-frame linear velocity
         self._base_yaw_rate = 0.0
         self._base_yaw = 0.0
+        objects = tuple(obj.name for obj in self.layout.objects)
+        self.grasp = GraspAssist(self.model, objects) if self.config.grasp_assist else None
         self.reset()
 
     # --- set-up ---------------------------------------------------------------------------------
     def reset(self) -> None:
         """Default standing pose, feet on the floor, objects at their layout poses, time 0."""
-        mujoco.mj_resetData(self.model, self.data)
+        mujoco.mj_resetData(self.model, self.data)  # also switches every grasp weld off
         self.data.qpos[self.qpos_adr] = g1.table("default")
         for obj in self.layout.objects:
             joint = self.model.joint(f"{obj.name}_joint")
@@ -150,6 +155,8 @@ class G1Sim:
                 self.data.mocap_pos[0] = pos
                 self.data.mocap_quat[0] = yaw_quat(self._base_yaw)
             mujoco.mj_step(self.model, self.data)
+            if self.grasp is not None:
+                self.grasp.update(self.data)
 
     def _apply_harness(self) -> None:
         """Gantry forces on the pelvis (world frame): rope up to the standing height, upright gimbal."""

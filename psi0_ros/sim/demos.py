@@ -1,0 +1,139 @@
+"""Scripted demonstrations: which seed each episode gets, and the expert run without ROS.
+
+`psi0 sim demos` (psi0_ros.nodes.sim_expert_node.record_demos) records one bag per episode
+through the real graph; this module holds what needs no ROS: the per-episode seeds and bag
+names, and run_expert_episode(), which drives the same ScriptedExpert through the same Bridge
+and safety layer as robot_bridge_node does, but ticked on sim time as fast as the CPU allows
+(no camera, no DDS): what the expert's success rate is measured with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from psi0_ros import g1
+
+DEMOS_HELP = "record scripted expert demonstrations into bags through the real recorder (one bag per episode)"
+DEMO_SEED_STRIDE = 1  # episode i of a run with --seed S uses layout seed S + i
+EXPERT_COMMAND_RATE_HZ = 30.0  # the teleop rig's and the policy's command rate
+SETTLE_S = 1.0  # s of sim time after the expert finishes before the task check
+MAX_EPISODE_S = 60.0  # s of sim time; an expert still running then is a failure
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """Layout seed of episode `episode` (0-based) of a demo run started with `seed`."""
+    return seed + DEMO_SEED_STRIDE * episode
+
+
+def bag_name(episode: int, seed: int) -> str:
+    """Bag directory of one episode: demo_<episode>_seed_<layout seed>."""
+    return f"demo_{episode:04d}_seed_{seed}"
+
+
+@dataclass(frozen=True)
+class ExpertOutcome:
+    seed: int
+    task: str
+    success: bool  # the task check on the settled world
+    expert_finished: bool  # False: the expert ran out of MAX_EPISODE_S
+    sim_time_s: float
+    wall_s: float
+    side: str  # hand the expert used
+    grasps: int  # welds the grasp assist made
+    reach_error_m: float  # worst IK position error of the plan
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def run_expert_episode(
+    seed: int, task: str = "can_to_basket", rate_hz: float = 250.0, grasp_assist: bool = False
+) -> ExpertOutcome:
+    """One expert episode on a fresh sim (camera off), bridge ticked on sim time. The fingers alone
+    hold the object unless grasp_assist switches the labelled weld aid (psi0_ros.sim.grasp) on."""
+    import psi0_ros.sim  # noqa: F401  (MUJOCO_GL before mujoco loads)
+    from psi0_ros.control import SafetyConfig
+    from psi0_ros.robot.bridge import Bridge, BridgeConfig
+    from psi0_ros.robot.sim_backend import SimBackend, SimBackendConfig
+    from psi0_ros.sim.expert import ScriptedExpert
+    from psi0_ros.sim.simulator import SimConfig
+    from psi0_ros.sim.tasks import get_task
+
+    check = get_task(task)
+    backend = SimBackend(SimBackendConfig(sim=SimConfig(seed=seed, grasp_assist=grasp_assist), camera_mode="off"))
+    bridge = Bridge(
+        backend, BridgeConfig(SafetyConfig(control_rate_hz=rate_hz, auto_resume=True), lower_body_input="command")
+    )
+    sim = backend.sim
+    clock = [0.0]
+    bridge.clock = lambda: clock[0]  # the watchdog runs on sim time: no wall-clock pacing
+    expert = ScriptedExpert(sim, task)
+    every = max(1, round(rate_hz / EXPERT_COMMAND_RATE_HZ))
+    started = time.perf_counter()
+    tick = 0
+    settle_ticks = int(round(SETTLE_S * rate_hz))
+    while settle_ticks > 0 and clock[0] < MAX_EPISODE_S:
+        if tick % every == 0:
+            upper, lower = expert.command(sim.time)
+            bridge.submit_upper(g1.UPPER_BODY_JOINTS, upper)
+            bridge.submit_lower_command(lower)
+        bridge.tick()
+        clock[0] += 1.0 / rate_hz
+        tick += 1
+        if expert.done:
+            settle_ticks -= 1
+    backend.close()
+    return ExpertOutcome(
+        seed=seed,
+        task=task,
+        success=bool(check.check(sim)),
+        expert_finished=expert.done,
+        sim_time_s=sim.time,
+        wall_s=time.perf_counter() - started,
+        side=expert.side,
+        grasps=sim.grasp.events if sim.grasp is not None else 0,
+        reach_error_m=expert.reach_error,
+    )
+
+
+def measure_expert(
+    episodes: int,
+    seed: int = 0,
+    task: str = "can_to_basket",
+    grasp_assist: bool = False,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """The expert's success rate over `episodes` layouts (seeds as `psi0 sim demos` uses them)."""
+    outcomes = []
+    for i in range(episodes):
+        outcome = run_expert_episode(episode_seed(seed, i), task, grasp_assist=grasp_assist)
+        log(f"seed {outcome.seed}: {'success' if outcome.success else 'failure'} ({outcome.wall_s:.1f} s wall)")
+        outcomes.append(outcome.to_dict())
+    rate = sum(o["success"] for o in outcomes) / len(outcomes)
+    log(
+        f"expert success rate {rate:.2f} over {len(outcomes)} episodes (task {task}, seeds {seed}..{seed + episodes - 1})"
+    )
+    return {"task": task, "seed": seed, "grasp_assist": grasp_assist, "episodes": outcomes, "success_rate": rate}
+
+
+def configure_demos(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `psi0 sim demos`."""
+    parser.add_argument("--episodes", type=int, default=10, help="demonstrations to record (default 10)")
+    parser.add_argument("--out", type=Path, required=True, help="directory for the bags (one per episode)")
+    parser.add_argument("--seed", type=int, default=0, help="layout seed of the first episode (episode i: seed + i)")
+    parser.add_argument("--task", default="can_to_basket", help="task the expert performs (default can_to_basket)")
+    parser.add_argument("--storage", choices=("mcap", "sqlite3"), help="bag storage (default from config/record.yaml)")
+    parser.add_argument(
+        "--measure",
+        action="store_true",
+        help="no ROS, no bags: run the expert on the sim as fast as it goes and report its success rate",
+    )
+    parser.add_argument(
+        "--grasp-assist",
+        action="store_true",
+        help="switch the labelled grasp assist on (docs/sim.md); by default the fingers alone hold the object",
+    )
