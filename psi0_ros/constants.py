@@ -38,9 +38,7 @@ def relative_topic(topic: str) -> str:
 
 
 # --- Visualisation topics (viz_node) ----------------------------------------------------------
-TOPIC_ROBOT_DESCRIPTION = "robot_description"  # std_msgs/String, transient-local (as robot_state_publisher)
-TOPIC_TF = "/tf"
-TOPIC_TF_STATIC = "/tf_static"
+TOPIC_ROBOT_DESCRIPTION = "/robot_description"  # std_msgs/String, transient-local (as robot_state_publisher)
 TOPIC_CHUNK_MARKERS = "/psi0/chunk_markers"  # visualization_msgs/MarkerArray: predicted hand paths
 
 # --- Frames -----------------------------------------------------------------------------------

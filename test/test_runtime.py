@@ -259,7 +259,7 @@ def test_sync_camera_mode_publishes_images_from_the_camera_thread(probe):
     try:
         probe.wait(lambda: probe.count(topic) >= 3, "sync-mode images")
         image = probe.get(topic)
-        assert (image.width, image.height, image.encoding) == (640, 480, "rgb8")
+        assert (image.width, image.height, image.encoding) == (320, 240, "rgb8")  # config/sim.yaml size
         assert node.proc.poll() is None, node.output[-3000:]  # the command loop is alive
         assert_clean(node, node.signal(signal.SIGINT))
     finally:

@@ -72,7 +72,7 @@ class Probe:
     def subscribe_description(self) -> None:
         """A late subscriber: joins after viz_node published its one message."""
         self.node.create_subscription(
-            String, "/" + TOPIC_ROBOT_DESCRIPTION, lambda msg: self._store(TOPIC_ROBOT_DESCRIPTION, msg), LATCHED
+            String, TOPIC_ROBOT_DESCRIPTION, lambda msg: self._store(TOPIC_ROBOT_DESCRIPTION, msg), LATCHED
         )
 
     def _spin(self) -> None:

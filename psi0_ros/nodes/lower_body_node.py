@@ -20,13 +20,14 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Imu, JointState
 
-from psi0_ros import g1
+from psi0_ros import g1, ros_messages
 from psi0_ros.constants import (
     TOPIC_DIAGNOSTICS,
     TOPIC_IMU,
     TOPIC_JOINT_STATES,
     TOPIC_LOWER_BODY_COMMAND,
     TOPIC_LOWER_BODY_TARGETS,
+    relative_topic,
 )
 from psi0_ros.control.amo import AMO_JOINTS, AmoCommand, AmoController, AmoRunner, LowerBodyConfig
 from psi0_ros.msg import LowerBodyCommand
@@ -47,30 +48,23 @@ _DESCRIPTIONS = {
 # Message -> vector conversions, local until psi0_ros.ros_messages provides them.
 def joint_state_view(msg: JointState, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray] | None:
     """(q, dq) of the named joints from a JointState; None if a joint or its velocity is missing."""
-    index = {name: i for i, name in enumerate(msg.name)}
-    if any(name not in index for name in names) or len(msg.velocity) != len(msg.name):
+    try:
+        return (
+            ros_messages.joint_state_to_vector(msg, names, "position"),
+            ros_messages.joint_state_to_vector(msg, names, "velocity"),
+        )
+    except ValueError:
         return None
-    rows = [index[name] for name in names]
-    return np.asarray(msg.position, dtype=np.float64)[rows], np.asarray(msg.velocity, dtype=np.float64)[rows]
 
 
 def imu_vectors(msg: Imu) -> tuple[np.ndarray, np.ndarray]:
-    """(quaternion w, x, y, z; angular velocity rad/s) of an Imu message."""
-    o, w = msg.orientation, msg.angular_velocity
-    return np.array([o.w, o.x, o.y, o.z], dtype=np.float64), np.array([w.x, w.y, w.z], dtype=np.float64)
+    """(quaternion w, x, y, z as AMO takes it; angular velocity rad/s) of an Imu message."""
+    xyzw, gyro, _ = ros_messages.imu_to_vectors(msg)
+    return np.roll(xyzw, 1), gyro
 
 
 def amo_command(msg: LowerBodyCommand) -> AmoCommand:
-    return AmoCommand(
-        vx=msg.vx,
-        vy=msg.vy,
-        vyaw=msg.vyaw,
-        target_yaw=msg.target_yaw,
-        torso_roll=msg.torso_roll,
-        torso_pitch=msg.torso_pitch,
-        torso_yaw=msg.torso_yaw,
-        height=msg.height,
-    )
+    return AmoCommand.from_vector(ros_messages.lower_body_command_to_vector(msg))
 
 
 class LowerBodyNode(Node):
@@ -91,13 +85,15 @@ class LowerBodyNode(Node):
 
         inputs = MutuallyExclusiveCallbackGroup()
         loop = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(JointState, TOPIC_JOINT_STATES, self._on_joints, CONTROL, callback_group=inputs)
-        self.create_subscription(Imu, TOPIC_IMU, self._on_imu, CONTROL, callback_group=inputs)
         self.create_subscription(
-            LowerBodyCommand, TOPIC_LOWER_BODY_COMMAND, self._on_command, CONTROL, callback_group=inputs
+            JointState, relative_topic(TOPIC_JOINT_STATES), self._on_joints, CONTROL, callback_group=inputs
         )
-        self._targets_pub = self.create_publisher(JointState, TOPIC_LOWER_BODY_TARGETS, CONTROL)
-        self._diag_pub = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, CONTROL)
+        self.create_subscription(Imu, relative_topic(TOPIC_IMU), self._on_imu, CONTROL, callback_group=inputs)
+        self.create_subscription(
+            LowerBodyCommand, relative_topic(TOPIC_LOWER_BODY_COMMAND), self._on_command, CONTROL, callback_group=inputs
+        )
+        self._targets_pub = self.create_publisher(JointState, relative_topic(TOPIC_LOWER_BODY_TARGETS), CONTROL)
+        self._diag_pub = self.create_publisher(DiagnosticArray, relative_topic(TOPIC_DIAGNOSTICS), CONTROL)
         self.create_timer(1.0 / config.rate_hz, self._tick, callback_group=loop)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=loop)
         self.get_logger().info(f"AMO from {config.checkpoint_dir} at {config.rate_hz:g} Hz")

@@ -37,7 +37,13 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import SetBool, Trigger
 
 from psi0_ros import g1
-from psi0_ros.constants import TOPIC_EPISODE_EVENTS, TOPIC_ESTOP, TOPIC_LOWER_BODY_COMMAND, TOPIC_UPPER_BODY_COMMAND
+from psi0_ros.constants import (
+    TOPIC_EPISODE_EVENTS,
+    TOPIC_ESTOP,
+    TOPIC_LOWER_BODY_COMMAND,
+    TOPIC_UPPER_BODY_COMMAND,
+    relative_topic,
+)
 from psi0_ros.control.lower_body import LOWER_BODY_INDEX
 from psi0_ros.msg import LowerBodyCommand
 from psi0_ros.nodes.qos import CONTROL
@@ -81,8 +87,8 @@ class SimExpertNode(Node):
         self._recording_ready = recording_ready
         self._events_recorded = events_recorded
         self._on_finished = on_finished
-        self._upper_pub = self.create_publisher(JointState, TOPIC_UPPER_BODY_COMMAND, CONTROL)
-        self._lower_pub = self.create_publisher(LowerBodyCommand, TOPIC_LOWER_BODY_COMMAND, CONTROL)
+        self._upper_pub = self.create_publisher(JointState, relative_topic(TOPIC_UPPER_BODY_COMMAND), CONTROL)
+        self._lower_pub = self.create_publisher(LowerBodyCommand, relative_topic(TOPIC_LOWER_BODY_COMMAND), CONTROL)
         self._start = self.create_client(Trigger, f"{TELEOP_SERVICES}/start")
         self._stop = self.create_client(Trigger, f"{TELEOP_SERVICES}/stop")
         self._mark = self.create_client(SetBool, f"{TELEOP_SERVICES}/mark_success")

@@ -34,6 +34,7 @@ from psi0_ros.constants import (
     TOPIC_ROBOT_DESCRIPTION,
     TOPIC_TF,
     TOPIC_TF_STATIC,
+    relative_topic,
 )
 from psi0_ros.msg import ActionChunk
 from psi0_ros.nodes.qos import CONTROL, LATCHED
@@ -98,21 +99,25 @@ class VizNode(Node):
         self._joints: dict[str, float] = {}
         self.counters = {"joint_states": 0, "chunks": 0, "bad_chunks": 0}
 
-        description_pub = self.create_publisher(String, TOPIC_ROBOT_DESCRIPTION, LATCHED)
+        description_pub = self.create_publisher(String, relative_topic(TOPIC_ROBOT_DESCRIPTION), LATCHED)
         description_pub.publish(String(data=self.urdf))
         self._description_pub = description_pub
         group = MutuallyExclusiveCallbackGroup()
         if self.publish_tf:
             tf_type = _tf2_message_type()
             self._tf_type = tf_type
-            self._tf_pub = self.create_publisher(tf_type, TOPIC_TF, CONTROL)
-            self._tf_static_pub = self.create_publisher(tf_type, TOPIC_TF_STATIC, LATCHED)
+            self._tf_pub = self.create_publisher(tf_type, relative_topic(TOPIC_TF), CONTROL)
+            self._tf_static_pub = self.create_publisher(tf_type, relative_topic(TOPIC_TF_STATIC), LATCHED)
             self._publish_static()
-        self._marker_pub = self.create_publisher(MarkerArray, TOPIC_CHUNK_MARKERS, CONTROL)
-        self._diag_pub = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, CONTROL)
+        self._marker_pub = self.create_publisher(MarkerArray, relative_topic(TOPIC_CHUNK_MARKERS), CONTROL)
+        self._diag_pub = self.create_publisher(DiagnosticArray, relative_topic(TOPIC_DIAGNOSTICS), CONTROL)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=group)
-        self.create_subscription(JointState, TOPIC_JOINT_STATES, self._on_joints, CONTROL, callback_group=group)
-        self.create_subscription(ActionChunk, TOPIC_ACTION_CHUNK, self._on_chunk, CONTROL, callback_group=group)
+        self.create_subscription(
+            JointState, relative_topic(TOPIC_JOINT_STATES), self._on_joints, CONTROL, callback_group=group
+        )
+        self.create_subscription(
+            ActionChunk, relative_topic(TOPIC_ACTION_CHUNK), self._on_chunk, CONTROL, callback_group=group
+        )
         self.get_logger().info(
             f"robot_description published ({len(self.urdf)} bytes); /tf {'on' if self.publish_tf else 'off'}"
         )
