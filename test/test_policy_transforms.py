@@ -131,3 +131,56 @@ def test_psi0_stats_files_are_padded_and_checked():
         stats_from_reference({"action": data["action"]})
     with pytest.raises(ValueError, match="40 dimensions"):
         stats_from_reference({**data, "action": {"min": [0.0] * 40, "max": [1.0] * 40}})
+
+
+def test_delta_actions_are_next_minus_current_over_hands_and_arms():
+    from psi0_ros.policy.transforms import DELTA_ACTION_MASK, actions_to_deltas
+
+    rng = np.random.default_rng(3)
+    actions = rng.normal(0.0, 0.5, (17, ACTION_DIM)).astype(np.float32)  # chunk 16 needs 17 frames
+    deltas = actions_to_deltas(actions)
+    assert deltas.shape == (16, ACTION_DIM)
+    for t in range(16):  # Psi0 stage 2: a[t+1] - a[t] on the 28 hand + arm joints, written out per step
+        for d in range(28):
+            assert deltas[t, d] == np.float32(actions[t + 1, d] - actions[t, d])
+    assert not deltas[:, 28:].any()  # the lower body is not modelled in stage 2
+    assert DELTA_ACTION_MASK.sum() == 28 and DELTA_ACTION_MASK[:28].all()
+    assert [ACTION_NAMES[i] for i in np.nonzero(DELTA_ACTION_MASK)[0]][0].startswith("left_hand_")
+    # A batch of chunks; an episode end padded by repeating the last frame gives zero deltas.
+    padded = np.concatenate([actions[:10], np.repeat(actions[9:10], 7, axis=0)])
+    batch = actions_to_deltas(np.stack([actions, padded]))
+    assert batch.shape == (2, 16, ACTION_DIM) and np.array_equal(batch[0], deltas)
+    assert not batch[1, 9:].any() and batch[1, :9, :28].any()
+    with pytest.raises(ValueError, match="at least 2"):
+        actions_to_deltas(actions[:1])
+    with pytest.raises(ValueError, match="36"):
+        actions_to_deltas(actions[:, :28])
+
+
+def test_deltas_integrate_back_from_the_current_state():
+    from psi0_ros.policy.transforms import actions_to_deltas, deltas_to_actions
+
+    rng = np.random.default_rng(4)
+    actions = rng.normal(0.0, 0.5, (2, 17, ACTION_DIM)).astype(np.float32)
+    state = np.zeros((2, STATE_DIM), np.float32)
+    state[:, :28] = actions[:, 0, :28]  # hands + arms of the state = a[0]
+    state[:, 28:] = 9.0  # torso values must not leak into the hand/arm columns
+    lower_body = np.array([[0.1, 0.0, 0.0, 0.75, 0.2, 0.0, 0.0, 0.3], [0.0] * 8], np.float32)
+    restored = deltas_to_actions(actions_to_deltas(actions), state, lower_body)
+    assert restored.shape == (2, 16, ACTION_DIM)
+    assert np.allclose(restored[..., :28], actions[:, 1:, :28], atol=1e-5)
+    assert np.array_equal(restored[0, :, 28:], np.repeat(lower_body[:1], 16, axis=0))
+    # start may also be the 28 hand + arm values or the padded state.
+    assert np.array_equal(deltas_to_actions(actions_to_deltas(actions), state[:, :28], lower_body), restored)
+    assert np.array_equal(deltas_to_actions(actions_to_deltas(actions), pad_state(state), lower_body), restored)
+    # One step by hand: a[1] = a[0] + d[0]
+    deltas = np.zeros((3, ACTION_DIM), np.float32)
+    deltas[:, 14] = 0.1  # left shoulder pitch, +0.1 rad per step
+    out = deltas_to_actions(deltas, np.zeros(28, np.float32), np.zeros(8, np.float32))
+    assert np.allclose(out[:, 14], [0.1, 0.2, 0.3]) and not out[:, :14].any()
+    with pytest.raises(ValueError, match="start"):
+        deltas_to_actions(deltas, np.zeros(27), np.zeros(8))
+    with pytest.raises(ValueError, match="lower_body"):
+        deltas_to_actions(deltas, np.zeros(28), np.zeros(7))
+    with pytest.raises(ValueError, match="start contains non-finite"):
+        deltas_to_actions(deltas, np.full(28, np.nan), np.zeros(8))

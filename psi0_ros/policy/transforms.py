@@ -3,6 +3,8 @@
 - Layout: the 36-D action and the 32-D state zero-padded to 36 (DESIGN §4, psi0_ros.constants).
 - Statistics: per-dimension min/max/mean/std/1st/99th percentiles of actions and states,
   computed from episode files (DESIGN §5) and saved as normalization.json in a checkpoint.
+- Delta actions (Psi0 stage 2): the model predicts a[t+1] - a[t] over hands + arms; the inverse
+  integrates a chunk of deltas from the current hands + arms (actions_to_deltas, deltas_to_actions).
 - Normalisation to [-1, 1] from bounds (min/max) or q99 (1st/99th percentile), as Psi0 does it:
   values are clipped to [-1, 1]; a dimension whose bounds coincide (e.g. the zero padding) keeps
   its raw value for actions and becomes 0 for states. Denormalised actions are clipped to the
@@ -19,7 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from psi0_ros.constants import ACTION_DIM, ACTION_NAMES, STATE_DIM, STATE_NAMES, STATE_PADDED_DIM
+from psi0_ros.constants import (
+    ACTION_DIM,
+    ACTION_LOWER_BODY,
+    ACTION_NAMES,
+    ACTION_UPPER_BODY,
+    STATE_DIM,
+    STATE_NAMES,
+    STATE_PADDED_DIM,
+)
 
 STATS_SCHEMA_VERSION = 1
 # HDF5 dataset paths inside an episode file (DESIGN §5).
@@ -46,6 +56,65 @@ def check_actions(actions: np.ndarray, name: str = "actions") -> np.ndarray:
     if not np.isfinite(actions).all():
         bad = sorted({ACTION_NAMES[i] for i in np.nonzero(~np.isfinite(actions))[-1]})
         raise ValueError(f"{name} contain non-finite values in {bad}")
+    return actions
+
+
+# --- Delta actions (Psi0 stage 2) -------------------------------------------------------------
+# Psi0's stage-2 expert (the released action_header.safetensors) predicts, for a chunk of T steps,
+# d[t] = a[t+1] - a[t] over the 28 hand + arm joints (Psi0 src/psi/config/transform.py,
+# HEPosttrainRepackTransform: `actions[1:] - actions[:-1]` on the 28-D joint_angles, padded to 36
+# with the pads masked out of the loss). a[0] is the action at the observation's frame, so a chunk
+# of T deltas needs T + 1 absolute actions. The state's first 28 values are the same joints in the
+# same order (constants.STATE_NAMES), which is what the inverse starts from when serving.
+DELTA_ACTION_DIMS = ACTION_UPPER_BODY  # slice(0, 28): hands 14 + arms 14
+DELTA_ACTION_MASK: np.ndarray = np.zeros(ACTION_DIM, dtype=bool)
+DELTA_ACTION_MASK[DELTA_ACTION_DIMS] = True  # (36,): the dimensions a delta model is trained on
+DELTA_ACTION_MASK.setflags(write=False)
+
+
+def actions_to_deltas(actions: np.ndarray) -> np.ndarray:
+    """(..., T+1, 36) absolute actions -> (..., T, 36) deltas a[t+1] - a[t] (training).
+
+    Hands + arms (DELTA_ACTION_DIMS) get the differences; the 8 lower-body columns are 0 (stage 2
+    does not model them; mask them out of the loss with DELTA_ACTION_MASK). A frame repeated to pad
+    the end of an episode gives a zero delta, as in Psi0.
+    """
+    actions = check_actions(actions)
+    if actions.ndim < 2 or actions.shape[-2] < 2:
+        raise ValueError(f"delta actions need at least 2 consecutive actions (..., T+1, 36), got shape {actions.shape}")
+    deltas = np.zeros(actions.shape[:-2] + (actions.shape[-2] - 1, ACTION_DIM), dtype=np.float32)
+    deltas[..., DELTA_ACTION_DIMS] = actions[..., 1:, DELTA_ACTION_DIMS] - actions[..., :-1, DELTA_ACTION_DIMS]
+    return deltas
+
+
+def deltas_to_actions(deltas: np.ndarray, start: np.ndarray, lower_body: np.ndarray) -> np.ndarray:
+    """(..., T, 36) deltas -> (..., T, 36) absolute actions a[1..T] (serving).
+
+    start: the hands + arms a[0] the chunk starts from, (..., 28) or a state (..., 32 | 36) whose
+    first 28 values are used (when serving: the current state, Psi0's absolute joint state).
+    lower_body: (..., 8) lower-body command (constants.LOWER_BODY_COMMAND_NAMES) held over the
+    chunk, since a delta model does not predict it; the model's output there is ignored.
+    """
+    deltas = check_actions(deltas, "deltas")
+    if deltas.ndim < 2:
+        raise ValueError(f"deltas must be a chunk (..., T, 36), got shape {deltas.shape}")
+    upper = DELTA_ACTION_DIMS.stop - DELTA_ACTION_DIMS.start
+    start = np.asarray(start, dtype=np.float32)
+    if start.shape[-1:] not in ((upper,), (STATE_DIM,), (STATE_PADDED_DIM,)):
+        raise ValueError(
+            f"start must have {upper} (hands + arms) or {STATE_DIM}/{STATE_PADDED_DIM} values, got {start.shape}"
+        )
+    lower_body = np.asarray(lower_body, dtype=np.float32)
+    lower_dim = ACTION_LOWER_BODY.stop - ACTION_LOWER_BODY.start
+    if lower_body.shape[-1:] != (lower_dim,):
+        raise ValueError(f"lower_body must have {lower_dim} values, got shape {lower_body.shape}")
+    for name, value in (("start", start), ("lower_body", lower_body)):
+        if not np.isfinite(value).all():
+            raise ValueError(f"{name} contains non-finite values")
+    actions = np.empty(deltas.shape, dtype=np.float32)
+    start_upper = start[..., DELTA_ACTION_DIMS][..., None, :]
+    actions[..., DELTA_ACTION_DIMS] = start_upper + np.cumsum(deltas[..., DELTA_ACTION_DIMS], axis=-2)
+    actions[..., ACTION_LOWER_BODY] = lower_body[..., None, :]
     return actions
 
 
