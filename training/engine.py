@@ -280,7 +280,7 @@ def save_resumable(
 def load_resumable(
     path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, dist: DistInfo, fsdp: bool
 ) -> int:
-    """Restore everything from a resumable checkpoint; returns the step to continue from."""
+    """Restore model, optimiser and scheduler from a resumable checkpoint; returns its step."""
     payload = torch.load(path / TRAINER_FILE, map_location="cpu", weights_only=False)
     module = _unwrap(model)
     if fsdp:
@@ -301,10 +301,15 @@ def load_resumable(
             f"unexpected {missing.unexpected_keys[:8]}"
         )
     scheduler.load_state_dict(payload["scheduler"])
+    return int(payload["step"])
+
+
+def load_rng(path: Path, dist: DistInfo) -> None:
+    """This process's RNG state as saved with a resumable checkpoint (restored last, once the data
+    loader is running, since starting a loader draws from the global generator)."""
     rng_file = path / f"rng_rank{dist.rank}.pt"
     if rng_file.is_file():
         _set_rng_state(torch.load(rng_file, map_location="cpu", weights_only=False))
-    return int(payload["step"])
 
 
 class MetricsLog:
@@ -474,6 +479,8 @@ def _train(task: Task, run: RunConfig, optim: OptimConfig, config: Any, max_step
     samples = 0
     began = time.perf_counter()
     batches = iter(loader)
+    if resume_from is not None:
+        load_rng(resume_from, dist)
     params = [p for p in model.parameters() if p.requires_grad]
     step = start
     try:
