@@ -52,7 +52,7 @@ def test_two_processes_match_one_with_the_same_global_batch(episodes, tmp_path):
     no_dropout = ("model.proprio_dropout=0", "model.obs_dropout=0")  # dropout masks are per process
     single = run_stage(_stage3(tmp_path / "one", episodes, *no_dropout))
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         "-m", "training.run", "stage3", "--preset", "tiny",
         "--set", f"run.output_dir={tmp_path / 'two'}", "--set", f"data.root={episodes}", "--set", "run.steps=6",
         *[arg for pair in no_dropout for arg in ("--set", pair)],
@@ -103,7 +103,7 @@ def test_config_overrides_are_typed_and_checked():
     assert config.optim.schedule == "cosine" and config.optim.warmup_steps == 1000 and config.run.global_batch == 128
     with pytest.raises(ValueError, match="unknown field 'lrr'"):
         apply_overrides(config, ["optim.lrr=1"])
-    with pytest.raises(ValueError, match="optim.lr must be > 0, got -1.0"):
+    with pytest.raises(ValueError, match=r"OptimConfig.lr must be > 0, got -1.0"):
         apply_overrides(config, ["optim.lr=-1"])
     with pytest.raises(ValueError, match="run.steps: cannot read 'many'"):
         apply_overrides(config, ["run.steps=many"])

@@ -71,7 +71,7 @@ class FeatureCache:
 
     def __getitem__(self, index: int) -> np.ndarray:
         start, stop = int(self.offsets[index]), int(self.offsets[index + 1])
-        return np.asarray(self._map()[start:stop], dtype=np.float32)
+        return np.array(self._map()[start:stop], dtype=np.float32)  # a copy: the map is read-only
 
     @classmethod
     def open(cls, directory: Path, expected_fingerprint: str, frames: int) -> FeatureCache | None:
