@@ -131,3 +131,35 @@ def test_malformed_files_name_the_file_and_the_problem(tmp_path, episodes):
         open_source("lerobot", str(lerobot))
     with pytest.raises(FileNotFoundError, match="nowhere"):
         open_source("episodes", str(tmp_path / "nowhere"))
+
+
+def test_psi0_train_command_prints_the_config_and_names_what_is_missing(tmp_path, capsys):
+    import json
+
+    from psi0_ros.cli import main
+
+    assert main(["train", "stage2", "--preset", "psi0", "--set", "optim.lr=2e-4", "--print-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["optim"]["lr"] == 2e-4 and printed["data"]["horizon"] == 16
+    assert printed["data"]["action_mode"] == "delta" and printed["model"]["norm_mode"] == "q99"
+    assert main(["train", "stage3", "--set", f"run.output_dir={tmp_path / 'out'}"]) == 2
+    assert "data.root is empty" in capsys.readouterr().out
+    assert main(["train", "stage3", "--preset", "nope"]) == 2
+    assert "unknown stage3 preset 'nope'" in capsys.readouterr().out
+
+
+def test_end_to_end_option_trains_the_vlm_too(episodes, tmp_path):
+    from safetensors.torch import load_file
+
+    out = tmp_path / "e2e"
+    result = run_stage(_stage3(out, episodes, "model.train_vlm=true", "run.steps=2"))
+    assert len(result.losses) == 2 and not (out / "feature_cache").exists()
+    before, after = (
+        load_file(str(out / "tiny_vlm" / "model.safetensors")),
+        load_file(str(out / "vlm" / "model.safetensors")),
+    )
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed  # the VLM's weights moved
+    from psi0_ros.policy.checkpoint import read_config
+
+    assert read_config(out / "checkpoint")[1] is not None
