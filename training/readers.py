@@ -31,6 +31,7 @@ from training.video import DatasetError, VideoReader
 LEROBOT_VERSION = "v2.1"
 HE_G1_JOINTS = 28  # Humanoid Everyday G1: 14 hand + 14 arm joints
 _OPEN_LIMIT = 2  # episodes (or video files) a reader keeps open per process
+EPISODE_SUFFIX = ".hdf5"  # what `psi0 convert` names episode files (DESIGN §5)
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class HDF5EpisodeSource(EpisodeSource):
 
     def __init__(self, root: Path, camera: str = ""):
         super().__init__()
-        from psi0_ros.data.hdf5 import EPISODE_SUFFIX, is_temp_file, read_episode
+        from psi0_ros.data.hdf5 import is_temp_file, read_episode
 
         self._read = read_episode
         root = self._require(root, "episode directory")
