@@ -74,3 +74,31 @@ def test_motion_along_the_cameras_own_axes_shows_up_on_those_axes():
     assert np.abs(left[:, 9:]).max() > 1e-3  # the fingertips swing with the wrist rotation
     assert not actions[frames - 2 :].any()  # no future frame: zero rows
     np.testing.assert_allclose(actions[:, 24:], 0.0, atol=1e-6)  # the right hand does not move
+
+
+def test_humanoid_everyday_hand_actions_follow_the_same_layout(tmp_path):
+    from training.he_hands import HEHandSource, he_hand_actions_48d
+    from training.synthetic import write_humanoid_everyday
+
+    frames = []
+    for t in range(5):  # left wrist: +1 cm/frame along x and +0.02 rad/frame yaw; right hand still
+        frames.append(
+            {
+                "action": {
+                    "wrists": {
+                        "left": {"xyz": [0.01 * t, 0.2, 0.1], "rpy": [0.3, -0.2, 0.02 * t]},
+                        "right": {"xyz": [0.0, -0.2, 0.1], "rpy": [0.0, 0.0, 0.0]},
+                    },
+                    "hands": {"left_thumb": {"xyz": [0.0, 0.003 * t, 0.0]}},
+                }
+            }
+        )
+    actions = he_hand_actions_48d(frames, tmp_path / "data.json")
+    np.testing.assert_allclose(actions[:4, 0:3], [[0.01, 0, 0]] * 4, atol=1e-7)
+    # R(t+1) R(t)^T of an added yaw after fixed roll/pitch is a rotation about the world z axis.
+    np.testing.assert_allclose(actions[:4, 3:6], [[0, 0, 0.02]] * 4, atol=1e-6)
+    np.testing.assert_allclose(actions[:4, 9:12], [[0, 0.003, 0]] * 4, atol=1e-7)  # thumb tip
+    assert not actions[:, 12:24].any() and not actions[:, 24:].any() and not actions[4].any()
+    source = HEHandSource(write_humanoid_everyday(tmp_path / "he", episodes=2, frames=6))
+    assert len(source.episodes) == 2 and source.episodes[0].actions.shape == (5, 48)
+    assert source.image(1, 2).shape == (48, 64, 3) and source.episodes[0].instruction == "pick up the red cup"

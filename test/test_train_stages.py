@@ -29,7 +29,16 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     synthetic.write_episodes(episodes, episodes=2, frames=30)
     out = {name: root / name for name in ("stage1", "stage2", "stage3")}
     run_stage(
-        build_config("stage1", "tiny", [f"run.output_dir={out['stage1']}", f"data.egodex={egodex}", "run.steps=30"])
+        build_config(
+            "stage1",
+            "tiny",
+            [
+                f"run.output_dir={out['stage1']}",
+                f"data.egodex={egodex}",
+                f"data.humanoid_everyday={he}",
+                "run.steps=30",
+            ],
+        )
     )
     run_stage(
         build_config(

@@ -1,7 +1,7 @@
 """Stage 1: autoregressive Qwen3-VL training on egocentric human video, actions as FAST tokens.
 
-Per sample: one EgoDex frame (resized to 270x480, no crop) and its language description form the
-prompt (psi0_ros.policy.image_prep's chat format); the answer is
+Per sample: one EgoDex (or Humanoid Everyday, training/he_hands.py) frame, resized to 270x480
+without a crop, and its language description form the prompt (psi0_ros.policy.image_prep's chat format); the answer is
   <|action_start|> <|a_i|>... <|action_end|> <|im_end|>
 where the <|a_i|> are the FAST tokens of the frame's 48-D hand action (chunk 1), normalised with
 per-dimension 1st/99th percentile bounds to [-1, 1] (Psi0's bounds_q99 on EgoDex statistics).
@@ -33,6 +33,7 @@ from training.config import TINY_VLM, OptimConfig, Stage1Config
 from training.egodex import EgoDexSource
 from training.engine import DistInfo, Task, barrier
 from training.fast import ACTION_END, ACTION_START, FastTokenizer, action_token_strings
+from training.he_hands import HEHandSource
 from training.vlm_inputs import VLMInputBuilder, image_token_id
 
 VLM_OUTPUT = "vlm"
@@ -64,7 +65,7 @@ def add_action_tokens(model: nn.Module, tokenizer: Any, fast: FastTokenizer, pad
 class Stage1Samples(torch.utils.data.Dataset):
     def __init__(
         self,
-        source: EgoDexSource,
+        episodes: list[tuple[Any, int]],  # (source, episode index in it), EgoDex and/or HE
         normalized: list[np.ndarray],
         fast: FastTokenizer,
         action_ids: np.ndarray,
@@ -72,7 +73,7 @@ class Stage1Samples(torch.utils.data.Dataset):
         end_ids: list[int],
         builder: VLMInputBuilder,
     ):
-        self.source = source
+        self.episodes = episodes
         self.normalized = normalized
         self.fast = fast
         self.action_ids = action_ids
@@ -91,9 +92,9 @@ class Stage1Samples(torch.utils.data.Dataset):
         frame = int(index - self.starts[episode])
         action = self.normalized[episode][frame][None]  # chunk of 1
         answer = [self.start_id, *self.action_ids[self.fast.encode(action)].tolist(), *self.end_ids]
-        image = self.source.image(episode, frame)
-        sample = self.builder.prompt_ids(image, self.source.episodes[episode].instruction, answer)
-        return sample
+        source, local = self.episodes[episode]
+        image = source.image(local, frame)
+        return self.builder.prompt_ids(image, source.episodes[local].instruction, answer)
 
     def collate(self, samples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         batch = self.builder.collate(samples)
@@ -131,17 +132,24 @@ class Stage1Task(Task):
 
         config = self.config
         data, model_config = config.data, config.model
+        sources: list[Any] = []
+        if data.egodex:
+            sources.append(EgoDexSource(Path(data.egodex), data.frame_stride))
         if data.humanoid_everyday:
-            raise NotImplementedError(
-                "stage 1 on Humanoid Everyday is not implemented yet (its 48-D hand actions need the HE wrist and "
-                "hand keypoints); train on EgoDex (data.egodex)"
-            )
-        if not data.egodex:
-            raise ValueError("data.egodex is empty: pass --set data.egodex=DIR")
-        self.source = EgoDexSource(Path(data.egodex), data.frame_stride)
+            sources.append(HEHandSource(Path(data.humanoid_everyday), data.frame_stride))
+        if not sources:
+            raise ValueError("no stage-1 data: pass --set data.egodex=DIR and/or data.humanoid_everyday=DIR")
+        self.sources = sources
         self.vlm_path = self._vlm_path(dist)
-        self.action_stats = compute_stats([e.actions for e in self.source.episodes])
-        normalized = [normalize_q99(e.actions, self.action_stats) for e in self.source.episodes]
+        # Psi0 normalises both datasets with EgoDex's statistics: those saved with the FAST
+        # tokenizer this run continues from, else the first source's (EgoDex when it is read).
+        saved = Path(model_config.fast_tokenizer) / ACTION_STATS_FILE if model_config.fast_tokenizer else None
+        if saved is not None and saved.is_file():
+            self.action_stats = ArrayStats.from_dict(json.loads(saved.read_text()))
+        else:
+            self.action_stats = compute_stats([e.actions for e in sources[0].episodes])
+        episodes = [(source, i) for source in sources for i in range(len(source.episodes))]
+        normalized = [normalize_q99(source.episodes[i].actions, self.action_stats) for source, i in episodes]
         if model_config.fast_tokenizer:
             self.fast = FastTokenizer.load(Path(model_config.fast_tokenizer))
         else:
@@ -171,7 +179,7 @@ class Stage1Task(Task):
         )
         end_ids = self.tokenizer.convert_tokens_to_ids([ACTION_END, "<|im_end|>"])
         self.samples = Stage1Samples(
-            self.source,
+            episodes,
             normalized,
             self.fast,
             np.asarray(action_ids, dtype=np.int64),

@@ -153,7 +153,8 @@ def write_lerobot(
 def write_humanoid_everyday(
     root: Path, episodes: int = 3, frames: int = 40, size: tuple[int, int] = (48, 64), seed: int = 0
 ) -> Path:
-    """Humanoid Everyday G1 episodes: data.json frames with image, states, action.joint_angles (28)."""
+    """Humanoid Everyday G1 episodes: data.json frames with image, states, action.joint_angles (28)
+    and the wrist / fingertip targets stage 1 reads (action.wrists, action.hands)."""
     root = Path(root)
     rng = np.random.default_rng(seed)
     descriptions = {}
@@ -172,7 +173,21 @@ def write_humanoid_everyday(
                 {
                     "image": name,
                     "states": {"hand_state": state[:14].tolist(), "arm_state": state[14:].tolist(), "robot_type": "g1"},
-                    "action": {"joint_angles": joints[t].tolist()},
+                    "action": {
+                        "joint_angles": joints[t].tolist(),
+                        "wrists": {
+                            side: {
+                                "xyz": (joints[t, k : k + 3] * 0.2).tolist(),
+                                "rpy": joints[t, k + 3 : k + 6].tolist(),
+                            }
+                            for side, k in (("left", 0), ("right", 14))
+                        },
+                        "hands": {
+                            f"{side}_{finger}": {"xyz": (joints[t, k + j : k + j + 3] * 0.1).tolist()}
+                            for side, k in (("left", 0), ("right", 14))
+                            for j, finger in enumerate(("thumb", "index", "middle", "ring_finger", "little_finger"))
+                        },
+                    },
                 }
             )
         (directory / "data.json").write_text(json.dumps(data))
