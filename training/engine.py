@@ -155,8 +155,9 @@ class Task:
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         raise NotImplementedError
 
-    def export(self, module: nn.Module, output_dir: Path) -> Path:
-        """Write the stage's product (rank 0, after the last step); returns its path."""
+    def export(self, module: nn.Module, output_dir: Path, state: dict[str, torch.Tensor] | None = None) -> Path:
+        """Write the stage's product (rank 0, after the last step); returns its path. state: the
+        full state dict gathered from FSDP shards (None: read the module itself)."""
         raise NotImplementedError
 
 
@@ -543,11 +544,9 @@ def _train(task: Task, run: RunConfig, optim: OptimConfig, config: Any, max_step
         metrics.close()
     output = None
     if stop == run.steps:
-        state = _model_state(model, dist, fsdp) if fsdp else None
+        state = _model_state(model, dist, fsdp) if fsdp else None  # a collective: every rank calls it
         if dist.is_main:
-            if state is not None:
-                module.load_state_dict(state)
-            output = task.export(module, output_dir)
+            output = task.export(module, output_dir, state)
             plot_loss(output_dir)
         barrier(dist)
     return TrainResult(

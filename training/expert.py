@@ -352,18 +352,21 @@ class ExpertTask(Task):
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         return model(batch)
 
-    def export(self, module: nn.Module, output_dir: Path) -> Path:
+    def export(self, module: nn.Module, output_dir: Path, state: dict[str, torch.Tensor] | None = None) -> Path:
         trained: ExpertTrainModule = module
+        state = state if state is not None else trained.state_dict()
         vlm_path = self.vlm_path
         if self.config.model.train_vlm:
             vlm_path = output_dir / TRAINED_VLM_DIR
-            trained.vlm.model.save_pretrained(str(vlm_path))
+            vlm_state = {k[len("vlm.model.") :]: v for k, v in state.items() if k.startswith("vlm.model.")}
+            trained.vlm.model.save_pretrained(str(vlm_path), state_dict=vlm_state)
             trained.vlm.tokenizer.save_pretrained(str(vlm_path))
             preprocessor = self.vlm_path / "preprocessor_config.json"
             if preprocessor.is_file():
                 shutil.copy(preprocessor, vlm_path / preprocessor.name)
         expert = ActionExpert(self.policy_config.expert)
-        expert.load_state_dict({k: v.detach().float().cpu() for k, v in trained.expert.state_dict().items()})
+        expert_state = {k[len("expert.") :]: v for k, v in state.items() if k.startswith("expert.")}
+        expert.load_state_dict({k: v.detach().float().cpu() for k, v in expert_state.items()})
         return save_checkpoint(
             output_dir / CHECKPOINT_DIR,
             expert,

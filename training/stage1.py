@@ -211,9 +211,9 @@ class Stage1Task(Task):
         output = model(**batch, use_cache=False)
         return output.loss
 
-    def export(self, module: nn.Module, output_dir: Path) -> Path:
+    def export(self, module: nn.Module, output_dir: Path, state: dict[str, torch.Tensor] | None = None) -> Path:
         target = output_dir / VLM_OUTPUT
-        module.save_pretrained(str(target))
+        module.save_pretrained(str(target), state_dict=state)
         self.tokenizer.save_pretrained(str(target))
         preprocessor = self.vlm_path / "preprocessor_config.json"
         if preprocessor.is_file():
