@@ -99,6 +99,11 @@ def test_stage3_starts_from_the_stage2_blocks_and_its_checkpoint_drives_the_poli
     observation = Observation(state=np.zeros(32, np.float32), image=frame, instruction="pick up the red cup")
     chunk = policy.infer(observation)
     assert chunk.shape == (30, 36) and np.isfinite(chunk).all()
+    # chunk_node's way: no VLM in the process, features from vlm_node (here: this VLM's own).
+    features, mask = policy.encode(frame, "pick up the red cup")
+    served = Policy.from_checkpoint(chain["stage3"] / "checkpoint", load_vlm=False, seed=0)
+    same = served.infer(Observation(state=np.zeros(32, np.float32), vlm_features=features, vlm_mask=mask))
+    np.testing.assert_allclose(same, chunk, atol=1e-5)
     prefix = ActionPrefix(actions=chunk[15:], delay=4)
     following = policy.infer(observation, prefix)
     np.testing.assert_array_equal(following[:4], chunk[15:19])
