@@ -33,12 +33,15 @@ setup(
         "rosbags>=0.10",
         "pillow>=10",
         "tqdm>=4.66",
+        "tokenizers>=0.20",  # FAST action tokenizer (training/fast.py)
+        "matplotlib>=3.8",  # training loss curves
+        "tensorboard>=2.15",  # training metrics
     ],
     extras_require={
         "sim": ["mujoco>=3.2"],
         "lerobot": ["pyarrow>=15", "pandas>=2", "av>=12"],
         "unitree": ["cyclonedds>=0.10"],
-        "dev": ["pytest>=8", "ruff>=0.6", "urdf-parser-py>=0.0.4"],
+        "dev": ["pytest>=8", "ruff>=0.6", "urdf-parser-py>=0.0.4", "scipy>=1.11"],
     },
     entry_points={"console_scripts": ["psi0=psi0_ros.cli:main"]},
 )

@@ -1,0 +1,373 @@
+"""Typed, frozen configuration of the three training stages, with named presets.
+
+A stage config is a tree of frozen dataclasses: `run` (steps, batch, accumulation, precision,
+checkpointing, logging), `optim` (AdamW and the learning-rate schedule), `data` (where the
+datasets are and how samples are cut) and `model` (what is trained, from what). The "psi0"
+presets mirror the reference recipe (shared/RECIPE.md, read from physical-superintelligence-lab/
+Psi0 scripts/train/psi0/*.sh); the "tiny" presets run in seconds on a CPU for tests and the bench.
+
+Overrides come from the command line as dotted keys (`--set optim.lr=3e-4 run.steps=20`), parsed
+by the type of the field they replace; every __post_init__ check quotes the bad value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+SCHEDULES = ("constant", "cosine")
+PRECISIONS = ("auto", "fp32", "bf16")
+PARALLEL = ("ddp", "fsdp")
+CACHE_DTYPES = ("float16", "float32")
+NORM_MODES = ("bounds", "q99")
+ACTION_MODES = ("absolute", "delta")
+TINY_VLM = "tiny"  # model.vlm value: write a random tiny Qwen3-VL locally (tests, bench)
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def _positive_int(owner: str, name: str, value: Any) -> None:
+    _check(isinstance(value, int) and value > 0, f"{owner}.{name} must be a positive int, got {value!r}")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW and the learning-rate schedule (linear warmup, then constant or cosine to 0)."""
+
+    lr: float = 1e-4
+    vision_lr: float | None = None  # stage 1: vision tower and merger train at their own rate
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    schedule: str = "constant"
+    grad_clip: float | None = 1.0  # max global grad norm; None disables clipping
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "betas", tuple(self.betas))
+        _check(self.lr > 0, f"OptimConfig.lr must be > 0, got {self.lr!r}")
+        _check(
+            self.vision_lr is None or self.vision_lr > 0, f"OptimConfig.vision_lr must be > 0, got {self.vision_lr!r}"
+        )
+        _check(
+            len(self.betas) == 2 and all(0.0 <= b < 1.0 for b in self.betas),
+            f"OptimConfig.betas must be two values in [0, 1), got {self.betas!r}",
+        )
+        _check(self.eps > 0, f"OptimConfig.eps must be > 0, got {self.eps!r}")
+        _check(self.weight_decay >= 0, f"OptimConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
+        _check(
+            isinstance(self.warmup_steps, int) and self.warmup_steps >= 0,
+            f"OptimConfig.warmup_steps must be an int >= 0, got {self.warmup_steps!r}",
+        )
+        _check(self.schedule in SCHEDULES, f"OptimConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        _check(
+            self.grad_clip is None or self.grad_clip > 0, f"OptimConfig.grad_clip must be > 0, got {self.grad_clip!r}"
+        )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """The training loop: how long, how big, where the outputs go."""
+
+    output_dir: str = ""  # required: checkpoints, metrics, the final model
+    steps: int = 1000  # optimiser steps
+    global_batch: int = 128  # samples per optimiser step over all processes and accumulation steps
+    grad_accum: int = 1  # micro-batches per optimiser step on each process
+    seed: int = 0
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    parallel: str = "ddp"  # under torchrun: "ddp", or "fsdp" (sharded; stage 1 on CUDA)
+    num_workers: int = 2  # DataLoader worker processes per training process
+    cpu_threads: int = 0  # torch intra-op threads on CPU (0: torch's default); tiny models run best on 1
+    log_every: int = 10  # steps between metric rows
+    save_every: int = 1000  # steps between resumable checkpoints (and one at the end)
+    keep_checkpoints: int = 2  # resumable checkpoints kept on disk (oldest deleted)
+    resume: bool = True  # continue from the newest resumable checkpoint in output_dir
+    progress: bool = True  # progress bar with ETA on rank 0
+    tensorboard: bool = True  # metrics also to TensorBoard (when the tensorboard package is installed)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "global_batch", "grad_accum", "log_every", "save_every", "keep_checkpoints"):
+            _positive_int("RunConfig", name, getattr(self, name))
+        _check(self.precision in PRECISIONS, f"RunConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        _check(self.parallel in PARALLEL, f"RunConfig.parallel must be one of {PARALLEL}, got {self.parallel!r}")
+        _check(
+            isinstance(self.cpu_threads, int) and self.cpu_threads >= 0,
+            f"RunConfig.cpu_threads must be an int >= 0, got {self.cpu_threads!r}",
+        )
+        _check(
+            isinstance(self.num_workers, int) and self.num_workers >= 0,
+            f"RunConfig.num_workers must be an int >= 0, got {self.num_workers!r}",
+        )
+        _check(
+            self.global_batch % self.grad_accum == 0,
+            f"RunConfig.global_batch ({self.global_batch}) must be a multiple of grad_accum ({self.grad_accum})",
+        )
+
+
+@dataclass(frozen=True)
+class Stage1Data:
+    """EgoDex (<root>/part*/<task>/<i>.hdf5 + .mp4) and/or Humanoid Everyday (json + jpg)."""
+
+    egodex: str = ""  # EgoDex root
+    humanoid_everyday: str = ""  # Humanoid Everyday root
+    frame_stride: int = 1  # use every n-th frame
+    image_size: tuple[int, int] = (270, 480)  # (H, W) EgoDex frames are resized to, no crop (RECIPE)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_size", tuple(self.image_size))
+        _positive_int("Stage1Data", "frame_stride", self.frame_stride)
+
+
+@dataclass(frozen=True)
+class Stage1Model:
+    vlm: str = ""  # Hugging Face Qwen3-VL directory to start from, or "tiny"
+    fast_vocab: int = 2048  # BPE vocabulary of the FAST tokenizer
+    fast_scale: float = 100.0  # DCT coefficients are multiplied by this before rounding
+    fast_fit_chunks: int = 100000  # at most this many action chunks to fit FAST on
+    fast_tokenizer: str = ""  # an existing FAST tokenizer directory (fit one when empty)
+    embed_pad_multiple: int = 192  # the resized vocabulary is a multiple of this (reference: 192)
+    gradient_checkpointing: bool = True
+    norm_mode: str = "q99"  # actions are normalised before FAST (bounds_q99, RECIPE)
+
+    def __post_init__(self) -> None:
+        _positive_int("Stage1Model", "fast_vocab", self.fast_vocab)
+        _positive_int("Stage1Model", "embed_pad_multiple", self.embed_pad_multiple)
+        _positive_int("Stage1Model", "fast_fit_chunks", self.fast_fit_chunks)
+        _check(self.fast_scale > 0, f"Stage1Model.fast_scale must be > 0, got {self.fast_scale!r}")
+        _check(
+            self.norm_mode in NORM_MODES, f"Stage1Model.norm_mode must be one of {NORM_MODES}, got {self.norm_mode!r}"
+        )
+
+
+@dataclass(frozen=True)
+class Stage1Config:
+    run: RunConfig = field(default_factory=RunConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: Stage1Data = field(default_factory=Stage1Data)
+    model: Stage1Model = field(default_factory=Stage1Model)
+
+
+@dataclass(frozen=True)
+class ExpertData:
+    """Episodes for the action expert (stages 2 and 3)."""
+
+    format: str = "episodes"  # "episodes" (psi0_ros HDF5), "lerobot" (v2.1), "humanoid_everyday"
+    root: str = ""  # a directory of episodes / a LeRobot dataset / a Humanoid Everyday tree
+    camera: str = ""  # camera name; empty: the only (or first) one
+    horizon: int = 30  # actions per chunk
+    action_mode: str = "absolute"  # "absolute" or "delta" (a[t+1] - a[t] over hands + arms, stage 2)
+    color_jitter: bool = False  # brightness 0.2, contrast/saturation 0.8-1.2, hue 0.05 (stage 3)
+    feature_cache: bool = True  # cache VLM features (memory-mapped) when the VLM is frozen and jitter is off
+    cache_dtype: str = "float16"
+
+    def __post_init__(self) -> None:
+        formats = ("episodes", "lerobot", "humanoid_everyday")
+        _check(self.format in formats, f"ExpertData.format must be one of {formats}, got {self.format!r}")
+        _positive_int("ExpertData", "horizon", self.horizon)
+        _check(
+            self.action_mode in ACTION_MODES,
+            f"ExpertData.action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}",
+        )
+        _check(
+            self.cache_dtype in CACHE_DTYPES,
+            f"ExpertData.cache_dtype must be one of {CACHE_DTYPES}, got {self.cache_dtype!r}",
+        )
+
+
+@dataclass(frozen=True)
+class ExpertModel:
+    """The action expert and what it starts from."""
+
+    expert_preset: str = "psi0"  # psi0_ros.policy.config.EXPERT_PRESETS name (shape of the MM-DiT)
+    vlm: str = ""  # Qwen3-VL directory (stage 1 output), or "tiny"; stage 3 default: init's VLM
+    init: str = ""  # stage 3: the stage-2 checkpoint directory (empty: from scratch)
+    train_vlm: bool = False  # end-to-end: the VLM trains too (then no feature cache)
+    max_delay: int = 0  # training-time RTC: clean prefixes of 0..max_delay-1 actions (0: off)
+    norm_mode: str = "bounds"
+    normalize_state: bool = True
+    num_steps: int = 10  # Euler steps written into the checkpoint's flow config
+    proprio_dropout: float | None = None  # None: the preset's (0.2)
+    obs_dropout: float | None = None  # None: the preset's (0.1)
+    copy_vlm: bool = True  # the output checkpoint holds a copy of the VLM (else a path to it)
+
+    def __post_init__(self) -> None:
+        _check(
+            isinstance(self.max_delay, int) and self.max_delay >= 0,
+            f"ExpertModel.max_delay must be an int >= 0, got {self.max_delay!r}",
+        )
+        _check(
+            self.norm_mode in NORM_MODES, f"ExpertModel.norm_mode must be one of {NORM_MODES}, got {self.norm_mode!r}"
+        )
+        _positive_int("ExpertModel", "num_steps", self.num_steps)
+
+
+@dataclass(frozen=True)
+class ExpertStageConfig:
+    """Stage 2 (post-training, delta actions) and stage 3 (fine-tuning, absolute actions + RTC)."""
+
+    stage: int = 3
+    run: RunConfig = field(default_factory=RunConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: ExpertData = field(default_factory=ExpertData)
+    model: ExpertModel = field(default_factory=ExpertModel)
+
+    def __post_init__(self) -> None:
+        _check(self.stage in (2, 3), f"ExpertStageConfig.stage must be 2 or 3, got {self.stage!r}")
+        _check(
+            self.model.max_delay <= self.data.horizon,
+            f"model.max_delay ({self.model.max_delay}) must not exceed data.horizon ({self.data.horizon})",
+        )
+        _check(
+            not (self.data.action_mode == "delta" and self.model.max_delay > 0),
+            "training-time RTC (model.max_delay > 0) needs absolute actions, got data.action_mode='delta'",
+        )
+
+
+StageConfig = Stage1Config | ExpertStageConfig
+
+_TINY_RUN = RunConfig(
+    steps=30,
+    global_batch=8,
+    seed=0,
+    num_workers=0,
+    cpu_threads=1,
+    log_every=5,
+    save_every=1000,
+    progress=False,
+    tensorboard=True,
+)
+
+PRESETS: dict[str, dict[str, StageConfig]] = {
+    "stage1": {
+        # Reference: scripts/train/psi0/pretrain-egodex-psi0-fast.sh (EgoDex 200k steps; HE 30k from it).
+        "psi0": Stage1Config(
+            run=RunConfig(steps=200_000, global_batch=1024, precision="auto", parallel="fsdp", save_every=5000),
+            optim=OptimConfig(lr=1e-4, vision_lr=1e-5, betas=(0.9, 0.999), weight_decay=0.0, grad_clip=1.0),
+        ),
+        "psi0_he": Stage1Config(
+            run=RunConfig(steps=30_000, global_batch=1024, precision="auto", parallel="fsdp", save_every=5000),
+            optim=OptimConfig(lr=1e-4, vision_lr=1e-5, betas=(0.9, 0.999), weight_decay=0.0, grad_clip=1.0),
+        ),
+        "tiny": Stage1Config(
+            run=dataclasses.replace(_TINY_RUN, steps=40),
+            optim=OptimConfig(lr=2e-3, vision_lr=1e-3),
+            data=Stage1Data(image_size=(64, 64)),
+            model=Stage1Model(vlm=TINY_VLM, fast_vocab=2048, embed_pad_multiple=64, gradient_checkpointing=False),
+        ),
+    },
+    "stage2": {
+        # Reference: scripts/train/psi0/posttrain-he-psi0.sh.
+        "psi0": ExpertStageConfig(
+            stage=2,
+            run=RunConfig(steps=30_000, global_batch=2048, save_every=5000),
+            optim=OptimConfig(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0, grad_clip=1.0),
+            data=ExpertData(format="humanoid_everyday", horizon=16, action_mode="delta"),
+            model=ExpertModel(expert_preset="psi0_stage2", norm_mode="q99", normalize_state=False, max_delay=0),
+        ),
+        "tiny": ExpertStageConfig(
+            stage=2,
+            run=dataclasses.replace(_TINY_RUN, global_batch=16),
+            optim=OptimConfig(lr=3e-3),
+            data=ExpertData(format="humanoid_everyday", horizon=16, action_mode="delta"),
+            model=ExpertModel(
+                expert_preset="tiny", vlm=TINY_VLM, norm_mode="q99", normalize_state=False, max_delay=0, num_steps=4
+            ),
+        ),
+    },
+    "stage3": {
+        # Reference: scripts/train/psi0/finetune-real-psi0.sh.
+        "psi0": ExpertStageConfig(
+            stage=3,
+            run=RunConfig(steps=40_000, global_batch=128, save_every=5000),
+            optim=OptimConfig(
+                lr=1e-4, betas=(0.95, 0.999), eps=1e-8, weight_decay=1e-6, warmup_steps=1000, schedule="cosine"
+            ),
+            data=ExpertData(format="episodes", horizon=30, action_mode="absolute", color_jitter=True),
+            model=ExpertModel(expert_preset="psi0", norm_mode="bounds", normalize_state=True, max_delay=8, num_steps=8),
+        ),
+        "tiny": ExpertStageConfig(
+            stage=3,
+            run=dataclasses.replace(_TINY_RUN, global_batch=16),
+            optim=OptimConfig(lr=3e-3, betas=(0.95, 0.999), weight_decay=1e-6, warmup_steps=3, schedule="cosine"),
+            data=ExpertData(format="episodes", horizon=30, action_mode="absolute", color_jitter=False),
+            model=ExpertModel(
+                expert_preset="tiny", vlm=TINY_VLM, norm_mode="bounds", normalize_state=True, max_delay=8, num_steps=4
+            ),
+        ),
+    },
+}
+
+
+def preset(stage: str, name: str) -> StageConfig:
+    if stage not in PRESETS:
+        raise KeyError(f"unknown stage {stage!r}; known: {sorted(PRESETS)}")
+    if name not in PRESETS[stage]:
+        raise KeyError(f"unknown {stage} preset {name!r}; known: {sorted(PRESETS[stage])}")
+    return PRESETS[stage][name]
+
+
+T = TypeVar("T")
+
+
+def _parse(text: str, current: Any, key: str) -> Any:
+    """A command-line value for a field whose current value is `current`."""
+    if text.lower() in ("none", "null") and not isinstance(current, str):
+        return None
+    if isinstance(current, bool):
+        if text.lower() in ("1", "true", "yes", "on"):
+            return True
+        if text.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"--set {key}: expected true/false, got {text!r}")
+    try:
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float) or current is None and _looks_numeric(text):
+            return float(text)
+        if isinstance(current, tuple):
+            values = json.loads(text) if text.startswith("[") else text.split(",")
+            return tuple(type(current[0])(v) if current else v for v in values)
+    except (ValueError, json.JSONDecodeError):
+        raise ValueError(f"--set {key}: cannot read {text!r} as {type(current).__name__}") from None
+    return text
+
+
+def _looks_numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def apply_overrides(config: T, assignments: list[str]) -> T:
+    """config with each "section.field=value" replaced (values parsed by the field's type)."""
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {assignment!r}")
+        config = _replace_path(config, key.strip().split("."), text.strip(), key)
+    return config
+
+
+def _replace_path(node: Any, path: list[str], text: str, key: str) -> Any:
+    if not dataclasses.is_dataclass(node):
+        raise ValueError(f"--set {key}: {path[0]!r} is not a section")
+    names = {f.name for f in dataclasses.fields(node)}
+    if path[0] not in names:
+        raise ValueError(f"--set {key}: unknown field {path[0]!r} in {type(node).__name__} (fields: {sorted(names)})")
+    current = getattr(node, path[0])
+    if len(path) == 1:
+        if dataclasses.is_dataclass(current):
+            raise ValueError(f"--set {key}: {path[0]!r} is a section; set one of its fields")
+        return dataclasses.replace(node, **{path[0]: _parse(text, current, key)})
+    return dataclasses.replace(node, **{path[0]: _replace_path(current, path[1:], text, key)})
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
