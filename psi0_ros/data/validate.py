@@ -16,9 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from psi0_ros.constants import ACTION_DIM, ACTION_NAMES, STATE_DIM, STATE_PADDED_DIM
-from psi0_ros.data.hdf5 import EPISODE_SUFFIX, SCHEMA_VERSION, is_temp_file, read_attrs
-from psi0_ros.data.streams import NUM_JOINTS
+from psi0_ros.constants import ACTION_NAMES, STATE_DIM, STATE_PADDED_DIM
+from psi0_ros.data.episode_schema import (
+    ARRAYS,
+    ENCODING_ATTR,
+    EPISODE_SUFFIXES,
+    IMAGE_OFFSETS,
+    IMAGES,
+    IMU_ARRAYS,
+    SCHEMA_VERSION,
+    STATE,
+    TIMESTAMPS,
+)
+from psi0_ros.data.hdf5 import is_temp_file, read_attrs
 from psi0_ros.g1 import ALL_JOINTS
 
 GAP_FACTOR = 1.5  # a time step longer than 1.5 control periods is a gap
@@ -74,7 +84,7 @@ def _finite(name: str, array: np.ndarray, report: Report) -> None:
 
 
 def validate_episode(path: Path, decode_all: bool = False) -> Report:
-    """Check one HDF5 episode file against the schema (hdf5.py)."""
+    """Check one HDF5 episode file against the schema (episode_schema.py)."""
     import h5py
     from PIL import Image
 
@@ -100,51 +110,43 @@ def validate_episode(path: Path, decode_all: bool = False) -> Report:
             report.errors.append("action_names attribute is not psi0_ros.constants.ACTION_NAMES")
         for flag in attrs.get("flags", []) or []:
             report.warnings.append(f"flag: {flag}")
-        if "timestamps" not in f:
-            report.errors.append("no /timestamps")
+        if TIMESTAMPS not in f:
+            report.errors.append(f"no /{TIMESTAMPS}")
             return report
-        timestamps = f["timestamps"][()]
+        timestamps = f[TIMESTAMPS][()]
         t = int(timestamps.shape[0])
         report.summary["frames"] = t
         report.summary["duration_s"] = round(float(timestamps[-1] - timestamps[0]), 3) if t else 0.0
         if t == 0:
             report.errors.append("episode has no frames")
-        _finite("timestamps", timestamps, report)
+        _finite(TIMESTAMPS, timestamps, report)
         if fps > 0:
             check_time(timestamps, fps, report)
-        shapes = {
-            "action": (t, ACTION_DIM),
-            "observations/state": (t, STATE_PADDED_DIM),
-            "observations/joint_positions": (t, NUM_JOINTS),
-        }
-        for name in ("observations/joint_velocities", "observations/joint_efforts"):
-            if name in f:
-                shapes[name] = (t, NUM_JOINTS)
-        for name, shape in shapes.items():
-            if name not in f:
-                report.errors.append(f"no /{name}")
+        for spec in ARRAYS + IMU_ARRAYS:
+            if spec.key == TIMESTAMPS:
                 continue
-            array = f[name][()]
-            if array.shape != shape:
-                report.errors.append(f"/{name} has shape {array.shape}, expected {shape}")
+            if spec.key not in f:
+                if spec.required:
+                    report.errors.append(f"no /{spec.key}")
                 continue
-            _finite(f"/{name}", array, report)
-        if "observations/state" in f and f["observations/state"].shape[1:] == (STATE_PADDED_DIM,):
-            padding = f["observations/state"][:, STATE_DIM:]
+            array = f[spec.key][()]
+            if spec in IMU_ARRAYS and array.shape[:1] != (t,):
+                report.errors.append(f"/{spec.key} has {array.shape[0]} rows for {t} frames")
+            elif spec not in IMU_ARRAYS and array.shape != spec.shape(t):
+                report.errors.append(f"/{spec.key} has shape {array.shape}, expected {spec.shape(t)}")
+                continue
+            _finite(f"/{spec.key}", array, report)
+        if STATE in f and f[STATE].shape[1:] == (STATE_PADDED_DIM,):
+            padding = f[STATE][:, STATE_DIM:]
             if np.any(padding != 0):
                 report.errors.append("state padding (dims 32-35) is not zero")
-        if "observations/imu" in f:
-            for name, ds in f["observations/imu"].items():
-                if ds.shape[0] != t:
-                    report.errors.append(f"/observations/imu/{name} has {ds.shape[0]} rows for {t} frames")
-                _finite(f"/observations/imu/{name}", ds[()], report)
-        cameras = f.get("observations/images")
+        cameras = f.get(IMAGES)
         if cameras is None or not len(cameras):
-            report.errors.append("no /observations/images/<camera>")
+            report.errors.append(f"no /{IMAGES}/<camera>")
             return report
         report.summary["cameras"] = {}
         for camera, ds in cameras.items():
-            info: dict[str, Any] = {"encoding": ds.attrs.get("encoding", "?")}
+            info: dict[str, Any] = {"encoding": ds.attrs.get(ENCODING_ATTR, "?")}
             if ds.shape[0] != t:
                 report.errors.append(f"camera {camera}: {ds.shape[0]} frames for {t} ticks")
                 continue
@@ -179,9 +181,9 @@ def validate_episode(path: Path, decode_all: bool = False) -> Report:
                     w, h = next(iter(sizes))
                     info["shape"] = [h, w, 3]
                 info["mean_jpeg_bytes"] = int(np.mean([len(x) for x in frames])) if t else 0
-            offsets = f.get(f"observations/image_offsets/{camera}")
+            offsets = f.get(f"{IMAGE_OFFSETS}/{camera}")
             if offsets is None or offsets.shape != (t,):
-                report.errors.append(f"no /observations/image_offsets/{camera} of shape ({t},)")
+                report.errors.append(f"no /{IMAGE_OFFSETS}/{camera} of shape ({t},)")
             elif t:
                 info["max_offset_s"] = round(float(np.abs(offsets[()]).max()), 4)
             report.summary["cameras"][camera] = info
@@ -240,10 +242,11 @@ def validate_lerobot(root: Path) -> Report:
 
 def validate_bag(path: Path) -> Report:
     """Summarise a bag (topics, counts, rates, episodes) and check the converter's inputs exist."""
+    from psi0_ros.data.bag_schema import expected_types, required_topics
     from psi0_ros.data.bags import BagError, BagReader
     from psi0_ros.data.config import ConvertConfig
-    from psi0_ros.data.convert import expected_types, read_events, required_topics
     from psi0_ros.data.episodes import cut_episodes
+    from psi0_ros.data.planning import read_events
 
     report = Report(str(path), "bag")
     config = ConvertConfig()
@@ -294,14 +297,14 @@ def inspect_paths(paths: Iterable[Path], decode_all: bool = False) -> list[Repor
     for path in map(Path, paths):
         if not path.exists():
             reports.append(Report(str(path), "missing", errors=[f"{path}: no such file or directory"]))
-        elif path.is_file() and path.suffix in (EPISODE_SUFFIX, ".h5"):
+        elif path.is_file() and path.suffix in EPISODE_SUFFIXES:
             reports.append(validate_episode(path, decode_all))
         elif _is_bag(path):
             reports.append(validate_bag(path))
         elif path.is_dir() and (path / "meta" / "info.json").is_file():
             reports.append(validate_lerobot(path))
         elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in (EPISODE_SUFFIX, ".h5") or is_temp_file(p))
+            found = sorted(p for p in path.rglob("*") if p.suffix in EPISODE_SUFFIXES or is_temp_file(p))
             for file in found:
                 if is_temp_file(file):
                     reports.append(Report(str(file), "leftover", warnings=["temporary from an interrupted conversion"]))
