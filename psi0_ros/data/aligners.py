@@ -8,10 +8,12 @@ the clock it aligned on (clock, docs/data.md "Clocks").
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image as PILImage
 
 from psi0_ros.constants import LOWER_BODY_COMMAND_NAMES
 from psi0_ros.data.align import hold, interpolate, nearest, sort_by_time
@@ -19,7 +21,7 @@ from psi0_ros.data.bags import Stamped
 from psi0_ros.data.clocks import choose_times, near, seconds_to_ns
 from psi0_ros.data.config import ConvertConfig
 from psi0_ros.data.episode_schema import IMU_FIELDS
-from psi0_ros.data.jpeg import encode_jpeg_message
+from psi0_ros.data.jpeg import encode_jpeg, encode_jpeg_message
 from psi0_ros.data.streams import (
     ALL_JOINTS,
     NUM_JOINTS,
@@ -249,7 +251,7 @@ class ImuAligner:
 
 
 class CameraAligner:
-    """One camera's Image topic: the nearest frame per tick, stored raw or JPEG-encoded.
+    """One camera's Image or CompressedImage topic: the nearest frame per tick, stored raw or JPEG.
 
     Frames far outside the episode window are never the nearest and are not encoded.
     """
@@ -261,24 +263,45 @@ class CameraAligner:
         self.samples = Samples()
         self.shape: tuple[int, ...] | None = None
         self.clock: str | None = None
+        self.kept_jpeg = False  # frames stored as the recorder compressed them
 
     def add(self, m: Stamped) -> None:
         if not near(m.receive_ns, m.header_ns, self.lo, self.hi):
             return
         msg = m.msg
-        shape = (int(msg.height), int(msg.width), 3)
+        try:
+            if hasattr(msg, "format"):  # sensor_msgs/CompressedImage
+                shape, frame = self._compressed(msg)
+            else:
+                shape = (int(msg.height), int(msg.width), 3)
+                if self.config.image_format == "raw":
+                    frame = image_to_rgb(msg)
+                else:
+                    frame = encode_jpeg_message(msg, self.config.jpeg_quality)
+        except ValueError as err:
+            raise EpisodeError(f"camera {self.name} ({self.topic}): {err}") from err
         if self.shape is None:
             self.shape = shape
         elif self.shape != shape:
             raise EpisodeError(f"camera {self.name} changed size from {self.shape} to {shape}")
-        try:
-            if self.config.image_format == "raw":
-                frame: Any = image_to_rgb(msg)
-            else:
-                frame = encode_jpeg_message(msg, self.config.jpeg_quality)
-        except ValueError as err:
-            raise EpisodeError(f"camera {self.name} ({self.topic}): {err}") from err
         self.samples.add(m, frame)
+
+    def _compressed(self, msg: Any) -> tuple[tuple[int, int, int], Any]:
+        """A CompressedImage: its JPEG bytes as they are when the episode stores JPEG (no
+        decode, no re-encode), else decoded to RGB (raw storage, or PNG re-encoded as JPEG)."""
+        data = bytes(msg.data)
+        try:
+            with PILImage.open(io.BytesIO(data)) as image:  # reads the header only
+                width, height, kind, mode = image.width, image.height, image.format, image.mode
+                if self.config.image_format == "jpeg" and kind == "JPEG" and mode == "RGB":
+                    self.kept_jpeg = True
+                    return (height, width, 3), data
+                rgb = np.asarray(image.convert("RGB"))
+        except (OSError, SyntaxError) as err:  # Pillow's errors for data that is no image
+            raise ValueError(f"undecodable {msg.format!r} CompressedImage: {err}") from err
+        if self.config.image_format == "raw":
+            return rgb.shape, rgb
+        return rgb.shape, encode_jpeg(rgb, self.config.jpeg_quality)
 
     def align(self, ticks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(index of the frame per tick, frame stamp - tick [ns], valid) per tick."""

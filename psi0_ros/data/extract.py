@@ -18,7 +18,7 @@ from psi0_ros.data.aligners import (
     LowerBodyCommandAligner,
     UpperBodyCommandAligner,
 )
-from psi0_ros.data.bag_schema import event_topics, expected_types, required_topics
+from psi0_ros.data.bag_schema import camera_topics, event_topics, expected_types, required_topics
 from psi0_ros.data.bags import BagReader
 from psi0_ros.data.cdr import decode_imu, decode_joint_state
 from psi0_ros.data.clocks import NS_PER_S, READ_MARGIN_BEFORE_NS, READ_MARGIN_NS, TAIL_NS, seconds_to_ns
@@ -61,7 +61,8 @@ class _Extraction:
         self.lower = LowerBodyCommandAligner(config.lower_body_command_topic, config)
         self.imu = ImuAligner(config.imu_topic, config)
         self.cameras = {
-            name: CameraAligner(name, topic, config, span.start_ns, span.stop_ns) for name, topic in config.cameras
+            name: CameraAligner(name, topic, config, span.start_ns, span.stop_ns)
+            for name, topic in camera_topics(config, reader.topics())
         }
         self.camera_info: dict[str, dict[str, Any]] = {}
         self.flags: list[str] = list(span.flags)
@@ -73,10 +74,10 @@ class _Extraction:
     def _read(self) -> None:
         config, reader = self.config, self.reader
         present = reader.topics()
-        missing = [t for t in required_topics(config) if t not in present]
+        missing = [t for t in required_topics(config, present) if t not in present]
         if missing:
             raise EpisodeError(f"bag has no {', '.join(missing)} topic (required)")
-        types = expected_types(config)
+        types = expected_types(config, present)
         topics = [t for t in types if t in present and t not in event_topics(config)]
         for topic in topics:
             reader.check_type(topic, types[topic])
@@ -196,6 +197,13 @@ class _Extraction:
         if count:
             self.flags.append(f"{name}: {count} of {mask.size} ticks, {what}")
 
+    def _image_format(self) -> str:
+        if self.config.image_format == "raw":
+            return "raw"
+        kept = [c.topic for c in self.cameras.values() if c.kept_jpeg]
+        encoded = f"jpeg q{self.config.jpeg_quality}"
+        return encoded + (f"; JPEG bytes as recorded from {', '.join(kept)}" if kept else "")
+
     def _clocks(self) -> dict[str, str]:
         aligners = [self.joints, self.upper, self.lower, self.imu, *self.cameras.values()]
         return {a.topic: a.clock for a in aligners if a.clock is not None}
@@ -209,7 +217,7 @@ class _Extraction:
             f"{c.lower_body_command_topic} (gap flag > {c.command_timeout_s} s)",
             "images": f"nearest frame (flag > {c.image_tolerance_s} s)",
             "imu": f"sample-and-hold of {c.imu_topic}",
-            "image_format": c.image_format if c.image_format == "raw" else f"jpeg q{c.jpeg_quality}",
+            "image_format": self._image_format(),
             "clocks": self._clocks(),
         }
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from psi0_ros.data.bag_schema import expected_types
 from psi0_ros.data.bags import BagError, BagReader, find_bags, unique_bag_names
-from psi0_ros.data.clocks import choose_times
+from psi0_ros.data.clocks import CLOCK_AHEAD_NS, NS_PER_S, choose_times
 from psi0_ros.data.config import ConvertConfig
 from psi0_ros.data.episode_schema import EPISODE_SUFFIX
 from psi0_ros.data.episodes import EpisodeSpan, Event, EventType, cut_episodes
@@ -25,6 +25,12 @@ STATUS_ERROR = "error"
 STATUS_DISCARDED = "discarded"
 STATUS_SKIPPED = "skipped"
 STATUSES = (STATUS_OK, STATUS_ERROR, STATUS_DISCARDED, STATUS_SKIPPED)
+
+# EpisodeEvents are published transient-local: a recorder started later receives the last events
+# of earlier sessions again, right at its start. An event stamped more than CLOCK_AHEAD_NS before
+# the recording's first message, on the wall clock (no more than REPLAY_MAX_AGE_NS before it;
+# older stamps are another clock, e.g. sim time), is such a replay and cuts no episode.
+REPLAY_MAX_AGE_NS = 30 * 24 * 3600 * NS_PER_S  # 30 days
 
 
 @dataclass
@@ -53,17 +59,36 @@ class EpisodeJob:
     output: Path
 
 
-def read_events(reader: BagReader, config: ConvertConfig) -> tuple[list[Event], list[tuple[int, str]]]:
-    """The bag's EpisodeEvents on the alignment clock, and the instruction messages (t, text)."""
+@dataclass
+class BagEvents:
+    events: list[Event]  # on the alignment clock, replays dropped
+    instructions: list[tuple[int, str]]  # (t, text)
+    replayed: int  # events dropped as replays of earlier sessions (see REPLAY_MAX_AGE_NS)
+    read: int  # EpisodeEvent messages the reader returned
+
+
+def read_events(reader: BagReader, config: ConvertConfig) -> BagEvents:
+    """The bag's EpisodeEvents and instructions."""
     present = reader.topics()
     topics = [t for t in (config.events_topic, config.instruction_topic) if t in present]
     for topic in topics:
         reader.check_type(topic, expected_types(config)[topic])
     raw_events: list[tuple[int, int, Any]] = []
     instructions: list[tuple[int, str]] = []
+    seen: set[tuple[int, int, int, str]] = set()
+    replayed = read = 0
+    recording_start = reader.start_ns
     for topic, m in reader.read(topics):
         if topic == config.events_topic:
-            raw_events.append((m.receive_ns, m.header_ns, m.msg))
+            read += 1
+            msg = m.msg
+            key = (m.header_ns, int(msg.type), int(msg.episode_index), str(msg.task))
+            age = recording_start - m.header_ns
+            if m.header_ns and (key in seen or CLOCK_AHEAD_NS < age <= REPLAY_MAX_AGE_NS):
+                replayed += 1  # delivered again (transient-local) or from before this recording
+                continue
+            seen.add(key)
+            raw_events.append((m.receive_ns, m.header_ns, msg))
         else:
             instructions.append((m.receive_ns, str(m.msg.data)))
     receive = np.array([r for r, _, _ in raw_events], dtype=np.int64)
@@ -76,7 +101,7 @@ def read_events(reader: BagReader, config: ConvertConfig) -> tuple[list[Event], 
         except ValueError:
             raise BagError(f"{reader.path}: EpisodeEvent with unknown type {msg.type}") from None
         events.append(Event(kind, int(t), int(msg.episode_index), str(msg.task)))
-    return events, instructions
+    return BagEvents(events, instructions, replayed, read)
 
 
 def instruction_for(span: EpisodeSpan, instructions: Sequence[tuple[int, str]]) -> str:
@@ -86,21 +111,63 @@ def instruction_for(span: EpisodeSpan, instructions: Sequence[tuple[int, str]]) 
     return (before[-1:] or during[:1] or [""])[0]
 
 
+@dataclass
+class BagPlan:
+    """What planning found in one bag: its episodes and what the bag itself lost."""
+
+    episodes: list[EpisodeSpan]
+    errors: list[tuple[int | None, str]]  # (episode index or None for the bag, message)
+    instructions: list[tuple[int, str]]
+    replayed_events: int = 0
+    truncated_files: list[str] = field(default_factory=list)
+
+
+def plan_episodes(reader: BagReader, config: ConvertConfig) -> BagPlan:
+    """Cut an open bag into episodes; report storage files its recorder did not finish, the
+    episode such a file cut short, and topics the files hold fewer messages of than declared."""
+    found = read_events(reader, config)
+    events = found.events
+    cut = cut_episodes(events, reader.start_ns, reader.end_ns)
+    errors: list[tuple[int | None, str]] = list(cut.errors)
+    declared = reader.declared_counts().get(config.events_topic, 0)
+    if found.read < declared:
+        errors.append(
+            (
+                None,
+                f"{reader.path}: the bag declares {declared} {config.events_topic} messages, its files hold "
+                f"{found.read}: episodes may be missing",
+            )
+        )
+    truncated = [str(p) for p in reader.truncated_files]
+    episodes = cut.episodes
+    if truncated and events:
+        last = episodes[-1] if episodes else None
+        if last is not None and "no_stop" in last.flags and last.stop_ns == reader.end_ns and not last.discarded:
+            episodes = episodes[:-1]
+            errors.append(
+                (
+                    last.index,
+                    f"episode {last.index} was cut short: the recording ends before its STOP "
+                    f"({', '.join(truncated)} not finished by its recorder); not converted",
+                )
+            )
+    return BagPlan(episodes, errors, found.instructions, found.replayed, truncated)
+
+
 def plan_bag(
     bag: Path, name: str, out_dir: Path, config: ConvertConfig, default_task: str
 ) -> tuple[list[EpisodeJob], list[EpisodeResult]]:
     """Cut one bag into episode jobs; discarded episodes and stray events become results."""
     try:
         with BagReader(bag) as reader:
-            events, instructions = read_events(reader, config)
-            cut = cut_episodes(events, reader.start_ns, reader.end_ns)
+            found = plan_episodes(reader, config)
     except BagError as err:
         return [], [EpisodeResult(str(bag), None, STATUS_ERROR, error=str(err))]
-    for span in cut.episodes:
-        span.task = span.task or instruction_for(span, instructions) or default_task
+    for span in found.episodes:
+        span.task = span.task or instruction_for(span, found.instructions) or default_task
     jobs: list[EpisodeJob] = []
-    results = [EpisodeResult(str(bag), index, STATUS_ERROR, error=message) for index, message in cut.errors]
-    for span in cut.episodes:
+    results = [EpisodeResult(str(bag), index, STATUS_ERROR, error=message) for index, message in found.errors]
+    for span in found.episodes:
         if span.discarded:
             results.append(EpisodeResult(str(bag), span.index, STATUS_DISCARDED, task=span.task))
             continue

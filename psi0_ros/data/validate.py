@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from psi0_ros.constants import ACTION_NAMES, STATE_DIM, STATE_PADDED_DIM
+from psi0_ros.data.bags import is_bag
 from psi0_ros.data.episode_schema import (
     ARRAYS,
     ENCODING_ATTR,
@@ -245,8 +246,7 @@ def validate_bag(path: Path) -> Report:
     from psi0_ros.data.bag_schema import expected_types, required_topics
     from psi0_ros.data.bags import BagError, BagReader
     from psi0_ros.data.config import ConvertConfig
-    from psi0_ros.data.episodes import cut_episodes
-    from psi0_ros.data.planning import read_events
+    from psi0_ros.data.planning import plan_episodes
 
     report = Report(str(path), "bag")
     config = ConvertConfig()
@@ -260,16 +260,15 @@ def validate_bag(path: Path) -> Report:
                 topic: {"type": types[topic], "count": counts[topic], "rate_hz": round(counts[topic] / duration, 2)}
                 for topic in sorted(types)
             }
-            for topic in required_topics(config):
+            for topic in required_topics(config, types):
                 if topic not in types:
                     report.errors.append(f"missing topic {topic} (needed by psi0 convert)")
                 elif counts.get(topic, 0) == 0:
                     report.errors.append(f"topic {topic} has no messages")
-            for topic, expected in expected_types(config).items():
-                if topic in types and types[topic] != expected:
-                    report.errors.append(f"topic {topic} has type {types[topic]}, expected {expected}")
-            events, _ = read_events(reader, config)
-            cut = cut_episodes(events, reader.start_ns, reader.end_ns)
+            for topic, expected in expected_types(config, types).items():
+                if topic in types and types[topic] not in expected:
+                    report.errors.append(f"topic {topic} has type {types[topic]}, expected {' or '.join(expected)}")
+            found = plan_episodes(reader, config)
             report.summary["episodes"] = [
                 {
                     "index": s.index,
@@ -279,16 +278,19 @@ def validate_bag(path: Path) -> Report:
                     "discarded": s.discarded,
                     "flags": s.flags,
                 }
-                for s in cut.episodes
+                for s in found.episodes
             ]
-            report.errors.extend(message for _, message in cut.errors)
+            report.errors.extend(message for _, message in found.errors)
+            report.errors.extend(reader.missing_messages([t for t in types if t != config.events_topic]))
+            for file in found.truncated_files:
+                report.warnings.append(f"{file}: not finished by its recorder; read up to its last complete message")
+            if found.replayed_events:
+                report.warnings.append(
+                    f"{found.replayed_events} replayed EpisodeEvent(s) from before the recording ignored"
+                )
     except BagError as err:
         report.errors.append(str(err))
     return report
-
-
-def _is_bag(path: Path) -> bool:
-    return (path.is_dir() and (path / "metadata.yaml").is_file()) or path.suffix in (".mcap", ".db3")
 
 
 def inspect_paths(paths: Iterable[Path], decode_all: bool = False) -> list[Report]:
@@ -299,7 +301,7 @@ def inspect_paths(paths: Iterable[Path], decode_all: bool = False) -> list[Repor
             reports.append(Report(str(path), "missing", errors=[f"{path}: no such file or directory"]))
         elif path.is_file() and path.suffix in EPISODE_SUFFIXES:
             reports.append(validate_episode(path, decode_all))
-        elif _is_bag(path):
+        elif is_bag(path):
             reports.append(validate_bag(path))
         elif path.is_dir() and (path / "meta" / "info.json").is_file():
             reports.append(validate_lerobot(path))
