@@ -38,7 +38,7 @@ setup(
         "sim": ["mujoco>=3.2"],
         "lerobot": ["pyarrow>=15", "pandas>=2", "av>=12"],
         "unitree": ["cyclonedds>=0.10"],
-        "dev": ["pytest>=8", "ruff>=0.6"],
+        "dev": ["pytest>=8", "ruff>=0.6", "mcap>=1.1"],  # mcap: an independent bag writer for the tests
     },
     entry_points={"console_scripts": ["psi0=psi0_ros.cli:main"]},
 )

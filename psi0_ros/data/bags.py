@@ -311,11 +311,13 @@ class BagReader:
         start_ns: int | None = None,
         stop_ns: int | None = None,
         fast: Mapping[str, Callable[[bytes], Any]] | None = None,
+        topic_start_ns: Mapping[str, int] | None = None,
     ) -> Iterator[tuple[str, Stamped]]:
         """Decoded messages of the given topics in receive-time order, within [start_ns, stop_ns).
 
         fast: per topic a decoder returning an object with a stamp_ns attribute, or None to
         fall back to the full rosbags decoding (see cdr.py).
+        topic_start_ns: a later start for some topics (their earlier messages are not decoded).
         """
         wanted = set(topics)
         conns = [c for c in self.connections_all if c.topic in wanted]
@@ -324,7 +326,10 @@ class BagReader:
         decoders = {c.id: self.decoder(c) for c in conns}
         shortcuts = {c.id: fast[c.topic] for c in conns if fast and c.topic in fast}
         try:
+            later = {c.id: topic_start_ns[c.topic] for c in conns if topic_start_ns and c.topic in topic_start_ns}
             for conn, receive_ns, raw in self._raw(conns, start_ns, stop_ns):
+                if later and receive_ns < later.get(conn.id, receive_ns):
+                    continue
                 shortcut = shortcuts.get(conn.id)
                 if shortcut is not None:
                     sample = shortcut(raw)
@@ -348,13 +353,16 @@ class BagReader:
         self, conns: Sequence[Connection], start_ns: int | None, stop_ns: int | None
     ) -> Iterator[tuple[Connection, int, bytes]]:
         """Raw messages of the connections from every storage file, merged in time order."""
+
+        def stream(storage: Any, local: dict[int, Connection]) -> Iterator[tuple[int, Connection, bytes]]:
+            for cid, stamp, raw in storage.messages(local, start_ns, stop_ns):
+                yield stamp, local[cid], raw
+
         streams = []
         for storage in self.storages:
             local = {self._source[c.id][1]: c for c in conns if self._source[c.id][0] is storage}
             if local:
-                streams.append(
-                    ((stamp, local[cid], raw) for cid, stamp, raw in storage.messages(local, start_ns, stop_ns))
-                )
+                streams.append(stream(storage, local))
         for stamp, conn, raw in heapq.merge(*streams, key=lambda item: item[0]):
             yield conn, stamp, raw
 

@@ -4,7 +4,6 @@ stream has a value; flags for gaps)."""
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
@@ -89,20 +88,22 @@ class _Extraction:
             **{camera.topic: camera for camera in self.cameras.values()},
         }
         info_topic = config.camera_info_topic
-        # The commands in force at START may be older than the episode: read them back
-        # lookback_s; everything else only from a margin before START.
+        # The commands in force at START may be older than the episode: they are read back
+        # lookback_s; everything else only from a margin before START. One read covers both, so
+        # each storage chunk is read once per episode.
         before = self.span.start_ns - READ_MARGIN_BEFORE_NS
         after = self.span.stop_ns + READ_MARGIN_NS
-        commands = [t for t in (config.upper_body_command_topic, config.lower_body_command_topic) if t in topics]
-        lookback = reader.read(commands, start_ns=before - seconds_to_ns(config.lookback_s), stop_ns=before)
+        commands = {t for t in (config.upper_body_command_topic, config.lower_body_command_topic) if t in topics}
         fast = {config.joint_states_topic: decode_joint_state, config.imu_topic: decode_imu}
-        window = reader.read(topics, start_ns=before, stop_ns=after, fast=fast)
+        lookback = before - seconds_to_ns(config.lookback_s)
+        not_commands = {t: before for t in topics if t not in commands}
+        window = reader.read(topics, start_ns=lookback, stop_ns=after, fast=fast, topic_start_ns=not_commands)
         # The read stops early once every stream has stamps past STOP + TAIL_NS: the receive-time
         # margin is only needed while some stream still lags behind.
         streaming = {t for t in topics if t != info_topic}
         done_after = self.span.stop_ns + TAIL_NS
         finished: set[str] = set()
-        for topic, m in itertools.chain(lookback, window):
+        for topic, m in window:
             if (m.header_ns or m.receive_ns) > done_after and m.receive_ns > self.span.stop_ns:
                 finished.add(topic)
                 if finished >= streaming:
