@@ -208,7 +208,12 @@ class BagReader:
 
     @property
     def truncated_files(self) -> list[Path]:
-        return [s.path for s in self.storages if s.truncated]
+        """Storage files their recorder did not finish: cut off, or the last file of a bag
+        directory without metadata.yaml (rosbag2 writes it when the recording ends)."""
+        files = [s.path for s in self.storages if s.truncated]
+        if self.path.is_dir() and not (self.path / METADATA).is_file() and self.files[-1] not in files:
+            files.append(self.files[-1])
+        return files
 
     def _time_ranges(self) -> list[tuple[int, int]]:
         return [s.time_range for s in self.storages if s.time_range is not None]

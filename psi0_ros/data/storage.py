@@ -88,7 +88,7 @@ class SqliteStorage:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.connections: list[Connection] = []
-        self.truncated = False  # set when an unfinished transaction was rolled back
+        self.truncated = False  # an unfinished transaction rolled back, or the file never closed
         self._db: sqlite3.Connection | None = None
         self._copy: tempfile.TemporaryDirectory | None = None
         self.time_range: tuple[int, int] | None = None
@@ -147,6 +147,8 @@ class SqliteStorage:
                     self,
                 )
             )
+        if "metadata" in tables and db.execute("SELECT COUNT(*) FROM metadata").fetchone()[0] == 0:
+            self.truncated = True  # rosbag2 (and rosbags) fill this table when they close the file
         low, high = db.execute("SELECT MIN(timestamp), MAX(timestamp) FROM messages").fetchone()
         if low is not None:
             self.time_range = (int(low), int(high))
