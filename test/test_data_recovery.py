@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import h5py
@@ -138,3 +139,56 @@ def test_disk_full_recording_keeps_complete_episodes(source, tmp_path, storage):
     by_index = _assert_first_episode_recovered(bag, reference, tmp_path / "out")
     if 1 in by_index:  # its START made it to disk before the limit: it is named as cut short
         assert by_index[1].status == "error" and "cut short" in by_index[1].error
+
+
+@pytest.fixture(scope="module")
+def many_episodes(tmp_path_factory) -> Path:
+    bag = tmp_path_factory.mktemp("many") / "many"
+    episodes = tuple(SyntheticEpisode(0.2 + 1.2 * i, 1.2 + 1.2 * i, task=f"task {i}") for i in range(12))
+    write_synthetic_bag(bag, SyntheticBag(duration_s=14.8, episodes=episodes, width=320, height=240))
+    return bag
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_stops_convert_with_a_summary_and_no_partial_files(many_episodes, tmp_path, jobs):
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "psi0_ros.cli", "convert", str(many_episodes), "-o", str(out), "-j", jobs]
+    child = subprocess.Popen([*args, "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while child.poll() is None and not (out.is_dir() and any(out.glob("*.hdf5"))):
+            time.sleep(0.01)
+        child.send_signal(signal.SIGINT)  # what Ctrl-C delivers
+        stdout, stderr = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    assert child.returncode == 130, stdout + stderr
+    assert "Traceback" not in stderr, stderr
+    assert "interrupted:" in stdout and "not converted (interrupted)" in stdout
+    files = sorted(p.name for p in out.iterdir())
+    assert files and all(name.endswith(".hdf5") and not name.startswith(".") for name in files)  # no temporaries
+    assert len(files) < 12
+    converted = [line for line in stdout.splitlines() if line.startswith("ok ")]
+    assert len(converted) == len(files)  # the summary lists exactly what finished
+    assert all(report.valid for report in inspect_paths([out])), [r.to_dict() for r in inspect_paths([out])]
+
+
+def test_a_file_size_limit_is_reported_in_plain_words(source, tmp_path):
+    rec, _ = source
+
+    def limit() -> None:  # the default SIGXFSZ disposition: Python itself turns it into EFBIG
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "psi0_ros.cli", "convert", str(rec), "-o", str(out), "-j", "2", "--no-progress"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=limit,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr  # not a signal (no crash)
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error")]
+    assert len(errors) == 2 and all("File too large" in e and "file-size limit" in e for e in errors), errors
+    assert "RuntimeError" not in result.stdout and not any(out.iterdir())

@@ -12,13 +12,19 @@ and the summary says what happened to each.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterable
 from pathlib import Path
 
 from psi0_ros.data.config import ConvertConfig
+from psi0_ros.data.hdf5 import read_episode
 from psi0_ros.data.jobs import ConversionSummary, HDF5Sink, default_workers, run_jobs
-from psi0_ros.data.planning import STATUS_OK, EpisodeResult, plan
+from psi0_ros.data.planning import STATUS_OK, EpisodeJob, EpisodeResult, plan
+
+
+def _names(jobs: list[EpisodeJob]) -> list[str]:
+    return [f"{Path(job.bag).name} episode {job.span.index}" for job in jobs]
 
 
 def _in_order(results: list[EpisodeResult]) -> list[EpisodeResult]:
@@ -39,9 +45,34 @@ def convert_bags(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     bags, jobs, results = plan(paths, out_dir, config, default_task)
-    results.extend(run_jobs(jobs, config, HDF5Sink(overwrite), workers or default_workers(), progress))
+    since_ns = time.time_ns()
+    done = run_jobs(jobs, config, HDF5Sink(overwrite), workers or default_workers(), progress)
+    results.extend(done.results)
+    # A worker may finish its file in the instant between Ctrl-C and its stop: that file is
+    # complete (written under a temporary name, then renamed) and is reported as converted.
+    for job in list(done.interrupted):
+        if job.output.is_file() and job.output.stat().st_mtime_ns >= since_ns:
+            episode = read_episode(job.output, images=False)
+            results.append(
+                EpisodeResult(
+                    str(job.bag),
+                    job.span.index,
+                    STATUS_OK,
+                    output=str(job.output),
+                    frames=episode.num_frames,
+                    task=str(episode.attrs.get("task", "")),
+                    outcome=str(episode.attrs.get("outcome", "")),
+                    flags=list(episode.attrs.get("flags", [])),
+                )
+            )
+            done.interrupted.remove(job)
     return ConversionSummary(
-        str(out_dir), "hdf5", [str(b) for b in bags], _in_order(results), round(time.perf_counter() - started, 3)
+        str(out_dir),
+        "hdf5",
+        [str(b) for b in bags],
+        _in_order(results),
+        round(time.perf_counter() - started, 3),
+        interrupted=_names(done.interrupted),
     )
 
 
@@ -62,7 +93,18 @@ def export_lerobot(
     check_output(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     bags, jobs, results = plan(paths, out_dir, config, default_task)
-    converted = run_jobs(jobs, config, LeRobotSink(out_dir, config.fps, codec), workers or default_workers(), progress)
+    done = run_jobs(jobs, config, LeRobotSink(out_dir, config.fps, codec), workers or default_workers(), progress)
+    if done.interrupted:  # no dataset from part of the episodes: the staged ones are removed
+        shutil.rmtree(out_dir, ignore_errors=True)
+        return ConversionSummary(
+            str(out_dir),
+            "lerobot",
+            [str(b) for b in bags],
+            _in_order(results + done.results),
+            round(time.perf_counter() - started, 3),
+            interrupted=_names(done.interrupted),
+        )
+    converted = done.results
     staged = [Path(r.output) for r in converted if r.status == STATUS_OK and r.output]
     written = finalize(out_dir, staged, config.fps)
     for result in converted:

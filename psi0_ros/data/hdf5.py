@@ -6,8 +6,10 @@ complete and closed, so a reader never sees a partial episode.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +61,30 @@ def write_episode(episode: EpisodeData, path: Path, overwrite: bool = False) -> 
         with h5py.File(temp, "w") as f:
             _write(f, episode)
         os.replace(temp, path)
+    except (OSError, RuntimeError, ValueError) as err:
+        temp.unlink(missing_ok=True)
+        raise _write_error(path, err) from err
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     return path
+
+
+# HDF5 reports a failed write(2) inside its own message: "... errno = 27, error message = 'File too large' ..."
+_HDF5_ERRNO = re.compile(r"errno = (\d+), error message = '([^']*)'")
+
+
+def _write_error(path: Path, err: BaseException) -> OSError:
+    """The cause of a failed episode write in plain words (disk full, file-size limit, ...)."""
+    found = _HDF5_ERRNO.search(str(err))
+    if isinstance(err, OSError) and err.errno:
+        code, text = err.errno, err.strerror or str(err)
+    elif found:
+        code, text = int(found.group(1)), found.group(2)
+    else:
+        return OSError(f"writing {path} failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+    hint = {errno.ENOSPC: " (disk full)", errno.EFBIG: " (over the file-size limit, ulimit -f)"}.get(code, "")
+    return OSError(code, f"writing {path} failed: {text}{hint}")
 
 
 def _check_shapes(e: EpisodeData) -> None:

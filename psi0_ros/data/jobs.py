@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 from psi0_ros.data.aligners import EpisodeError
 from psi0_ros.data.bags import BagError, BagReader
 from psi0_ros.data.config import ConvertConfig
-from psi0_ros.data.episode_schema import EpisodeData
+from psi0_ros.data.episode_schema import TEMP_MARKER, EpisodeData
 from psi0_ros.data.extract import extract_episode
 from psi0_ros.data.hdf5 import write_episode
 from psi0_ros.data.planning import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED, STATUSES, EpisodeJob, EpisodeResult
@@ -60,14 +60,41 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
 
 
+def _stop_worker(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # unwinds write_episode, which removes its temporary file
+
+
+def _worker_init() -> None:
+    """Workers leave Ctrl-C to the parent (which stops them with SIGTERM) and exit cleanly on it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _stop_worker)
+
+
+def _convert_indexed(item: tuple[int, EpisodeJob, ConvertConfig, EpisodeSink]) -> tuple[int, EpisodeResult]:
+    index, job, config, sink = item
+    return index, convert_episode(job, config, sink)
+
+
+@dataclass
+class JobResults:
+    """What run_jobs finished, in job order, and the jobs a Ctrl-C left undone."""
+
+    results: list[EpisodeResult]
+    interrupted: list[EpisodeJob] = field(default_factory=list)
+
+
 def run_jobs(
     jobs: Sequence[EpisodeJob],
     config: ConvertConfig,
     sink: EpisodeSink,
     workers: int,
     progress: bool = False,
-) -> list[EpisodeResult]:
-    """Convert the jobs, in parallel when workers > 1; results in job order."""
+) -> JobResults:
+    """Convert the jobs, in parallel when workers > 1; results in job order.
+
+    Ctrl-C (KeyboardInterrupt) stops promptly: queued jobs are dropped, running ones are stopped
+    (their temporary files removed) and the finished ones are returned with the undone ones.
+    """
     from tqdm import tqdm
 
     bar = tqdm(total=len(jobs), unit="episode", disable=not progress, file=sys.stderr, desc="convert")
@@ -78,14 +105,32 @@ def run_jobs(
                 results[i] = convert_episode(job, config, sink)
                 bar.update(1)
         else:
-            with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=_pool_context()) as pool:
-                futures = {pool.submit(convert_episode, job, config, sink): i for i, job in enumerate(jobs)}
-                for future in as_completed(futures):
-                    results[futures[future]] = future.result()
+            pool = _pool_context().Pool(min(workers, len(jobs)), initializer=_worker_init)
+            try:
+                items = [(i, job, config, sink) for i, job in enumerate(jobs)]
+                for i, result in pool.imap_unordered(_convert_indexed, items):
+                    results[i] = result
                     bar.update(1)
+                pool.close()
+            except BaseException:
+                pool.terminate()  # SIGTERM: a running episode removes its temporary and exits
+                raise
+            finally:
+                pool.join()
+    except KeyboardInterrupt:
+        pass
     finally:
         bar.close()
-    return [r for r in results if r is not None]
+    undone = [job for job, result in zip(jobs, results, strict=True) if result is None]
+    for job in undone:
+        remove_temporaries(job.output)
+    return JobResults([r for r in results if r is not None], undone)
+
+
+def remove_temporaries(output: Path) -> None:
+    """Temporaries of an episode file left by any process (a worker stopped mid-write)."""
+    for temp in output.parent.glob(f".{output.name}{TEMP_MARKER}*"):
+        temp.unlink(missing_ok=True)
 
 
 def default_workers() -> int:
@@ -100,6 +145,7 @@ class ConversionSummary:
     episodes: list[EpisodeResult]
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    interrupted: list[str] = field(default_factory=list)  # episodes a Ctrl-C left unconverted
 
     @property
     def counts(self) -> dict[str, int]:
@@ -114,7 +160,7 @@ class ConversionSummary:
 
     @property
     def ok(self) -> bool:
-        return self.counts[STATUS_ERROR] == 0
+        return self.counts[STATUS_ERROR] == 0 and not self.interrupted
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -125,5 +171,6 @@ class ConversionSummary:
             "frames": self.frames,
             "seconds": self.seconds,
             **self.extra,
+            **({"interrupted": self.interrupted} if self.interrupted else {}),
             "episodes": [asdict(r) for r in self.episodes],
         }
