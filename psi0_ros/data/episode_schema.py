@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from psi0_ros.constants import ACTION_DIM, STATE_NAMES, STATE_PADDED_DIM
-from psi0_ros.data.streams import NUM_JOINTS, STATE_PAD_NAMES
+from psi0_ros.constants import ACTION_DIM, ACTION_NAMES, STATE_NAMES, STATE_PADDED_DIM
+from psi0_ros.data.streams import NUM_JOINTS, STATE_PAD_NAMES, TORSO_RPY_JOINTS
+from psi0_ros.g1 import ALL_JOINTS, JOINT_SPECS
 
 SCHEMA_VERSION = 1
 ROBOT = "unitree_g1_29dof_dex3"
@@ -98,6 +99,51 @@ ROOT_ATTRS = (
     "source_bags",
 )
 JSON_ATTRS = ("flags", "alignment", "trimmed", "source_bags")
+
+
+# --- Plausible values (what `psi0 inspect` checks) -----------------------------------------------
+# Joint angles [rad] (measured, commanded, and the torso roll/pitch/yaw of the state, which are the
+# waist joints) lie within the URDF limits of psi0_ros/g1.py, give or take JOINT_LIMIT_MARGIN_RAD:
+# a PD-tracked joint overshoots a limit by a few hundredths of a rad (0.028 rad measured in the
+# sim, issue 10), a sensor a little more; a value past the margin is a corrupt or misassigned one.
+JOINT_LIMIT_MARGIN_RAD = 0.1
+# The lower-body command and the torso height are no joints: physical bounds that no G1 command
+# or pose comes near, so only garbage exceeds them (the safety layer's own, tighter, limits are
+# in control/lower_body.py).
+LOWER_BODY_PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "torso_roll": (-np.pi, np.pi),  # rad
+    "torso_pitch": (-np.pi, np.pi),  # rad
+    "torso_yaw": (-np.pi, np.pi),  # rad
+    "torso_height": (0.0, 1.5),  # m, pelvis above the floor (the G1 stands about 0.75 m)
+    "vx": (-3.0, 3.0),  # m/s (the G1's top walking speed is about 2 m/s)
+    "vy": (-3.0, 3.0),  # m/s
+    "vyaw": (-2 * np.pi, 2 * np.pi),  # rad/s
+    "target_yaw": (-100.0, 100.0),  # rad: a heading that is wrapped never gets near 16 turns
+}
+
+
+def plausible_range(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) float64 per name of an action or state layout: joint limits widened by
+    JOINT_LIMIT_MARGIN_RAD, LOWER_BODY_PLAUSIBLE for the rest, unbounded for others (padding)."""
+    low, high = np.full(len(names), -np.inf), np.full(len(names), np.inf)
+    torso_joint = dict(zip(("torso_roll", "torso_pitch", "torso_yaw"), TORSO_RPY_JOINTS, strict=True))
+    for i, name in enumerate(names):
+        joint = JOINT_SPECS.get(name) or (JOINT_SPECS[torso_joint[name]] if name in torso_joint else None)
+        if joint is not None:
+            low[i], high[i] = joint.lower - JOINT_LIMIT_MARGIN_RAD, joint.upper + JOINT_LIMIT_MARGIN_RAD
+        elif name in LOWER_BODY_PLAUSIBLE:
+            low[i], high[i] = LOWER_BODY_PLAUSIBLE[name]
+    return low, high
+
+
+def plausible_ranges() -> dict[str, tuple[np.ndarray, np.ndarray, tuple[str, ...]]]:
+    """dataset key -> (low, high, column names) for the datasets whose values `psi0 inspect` bounds."""
+    ranges = {
+        ACTION: (*plausible_range(ACTION_NAMES), ACTION_NAMES),
+        STATE: (*plausible_range(STATE_FULL_NAMES), STATE_FULL_NAMES),
+        JOINT_POSITIONS: (*plausible_range(ALL_JOINTS), ALL_JOINTS),
+    }
+    return ranges
 
 
 @dataclass

@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from psi0_ros.constants import ACTION_NAMES
 from psi0_ros.data.episode_schema import (
     ACTION,
     ARRAYS,
+    CHECKSUM_ATTR,
     ENCODING_ATTR,
     IMAGE_OFFSETS,
     IMAGES,
@@ -99,19 +101,45 @@ def _check_shapes(e: EpisodeData) -> None:
             raise ValueError(f"camera {camera} has {len(frames)} frames for {t} ticks")
 
 
+def array_crc32(array: np.ndarray) -> int:
+    """CRC-32 of an array's bytes in C order (the CHECKSUM_ATTR of a numeric dataset)."""
+    return zlib.crc32(np.ascontiguousarray(array).tobytes())
+
+
+def frames_crc32(frames: Any) -> int:
+    """CRC-32 of JPEG frames, one after the other (the CHECKSUM_ATTR of a vlen image dataset)."""
+    crc = 0
+    for frame in frames:
+        crc = zlib.crc32(bytes(frame), crc)
+    return crc
+
+
+def dataset_crc32(ds: h5py.Dataset) -> int:
+    """The checksum of a dataset as stored (reads its bytes, decodes no image)."""
+    if ds.dtype.kind == "O":
+        return frames_crc32(ds[()])
+    return array_crc32(ds[()])
+
+
+def _create(f: h5py.File, key: str, array: np.ndarray, **options: Any) -> h5py.Dataset:
+    ds = f.create_dataset(key, data=array, **options)
+    ds.attrs[CHECKSUM_ATTR] = array_crc32(array)
+    return ds
+
+
 def _write(f: h5py.File, e: EpisodeData) -> None:
     for spec in ARRAYS:
         array = e.arrays()[spec.key]
         if array is not None:
-            f.create_dataset(spec.key, data=array.astype(spec.dtype))
+            _create(f, spec.key, array.astype(spec.dtype))
     if e.imu is not None:
         for name, array in e.imu.items():
-            f.create_dataset(f"{IMU}/{name}", data=array.astype(np.float64))
+            _create(f, f"{IMU}/{name}", array.astype(np.float64))
     images = f.create_group(IMAGES)
-    offsets = f.create_group(IMAGE_OFFSETS)
+    f.create_group(IMAGE_OFFSETS)
     for camera, frames in e.images.items():
         if isinstance(frames, np.ndarray):
-            ds = images.create_dataset(camera, data=frames, chunks=(1,) + frames.shape[1:])
+            ds = _create(f, f"{IMAGES}/{camera}", frames, chunks=(1,) + frames.shape[1:])
             ds.attrs[ENCODING_ATTR] = "raw"
         else:
             ds = images.create_dataset(camera, (len(frames),), dtype=h5py.vlen_dtype(np.uint8))
@@ -121,9 +149,10 @@ def _write(f: h5py.File, e: EpisodeData) -> None:
             if len(frames):
                 ds.id.write(h5py.h5s.ALL, h5py.h5s.ALL, column)
             ds.attrs[ENCODING_ATTR] = "jpeg"
+            ds.attrs[CHECKSUM_ATTR] = frames_crc32(frames)
         for key, value in e.camera_info.get(camera, {}).items():
             ds.attrs[key] = value
-        offsets.create_dataset(camera, data=e.image_offsets[camera].astype(np.float32))
+        _create(f, f"{IMAGE_OFFSETS}/{camera}", e.image_offsets[camera].astype(np.float32))
     attrs = {
         "schema_version": SCHEMA_VERSION,
         "robot": ROBOT,
@@ -172,7 +201,9 @@ def read_episode(path: Path, images: bool = True) -> EpisodeData:
         frames: dict[str, Any] = {}
         infos: dict[str, dict[str, Any]] = {}
         for camera, ds in f[IMAGES].items():
-            infos[camera] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ds.attrs.items()}
+            infos[camera] = {
+                k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ds.attrs.items() if k != CHECKSUM_ATTR
+            }
             if not images:
                 continue
             if ds.attrs.get(ENCODING_ATTR) == "raw":

@@ -20,6 +20,7 @@ from psi0_ros.constants import ACTION_NAMES, STATE_DIM, STATE_PADDED_DIM
 from psi0_ros.data.bags import is_bag
 from psi0_ros.data.episode_schema import (
     ARRAYS,
+    CHECKSUM_ATTR,
     ENCODING_ATTR,
     EPISODE_SUFFIXES,
     IMAGE_OFFSETS,
@@ -28,8 +29,9 @@ from psi0_ros.data.episode_schema import (
     SCHEMA_VERSION,
     STATE,
     TIMESTAMPS,
+    plausible_ranges,
 )
-from psi0_ros.data.hdf5 import is_temp_file, read_attrs
+from psi0_ros.data.hdf5 import dataset_crc32, is_temp_file, read_attrs
 from psi0_ros.g1 import ALL_JOINTS
 
 GAP_FACTOR = 1.5  # a time step longer than 1.5 control periods is a gap
@@ -82,6 +84,45 @@ def _finite(name: str, array: np.ndarray, report: Report) -> None:
     if bad.any():
         rows = np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))
         report.errors.append(f"{name}: {int(bad.sum())} NaN/inf value(s), first at row {int(rows[0])}")
+
+
+def _check_ranges(f: Any, frames: int, report: Report) -> None:
+    """Joint angles within the URDF limits, the rest within physical bounds (episode_schema)."""
+    for key, (low, high, names) in plausible_ranges().items():
+        if key not in f or f[key].shape != (frames, len(names)):
+            continue  # missing or misshapen: reported by the shape checks
+        values = f[key][()].astype(np.float64)
+        bad = np.isfinite(values) & ((values < low) | (values > high))
+        if bad.any():
+            rows, columns = np.nonzero(bad)
+            column = int(columns[0])
+            report.errors.append(
+                f"/{key}: {int(bad.sum())} value(s) outside the plausible range, first {names[column]} = "
+                f"{values[rows[0], column]:.6g} at row {int(rows[0])} (range [{low[column]:.4g}, {high[column]:.4g}])"
+            )
+
+
+def _check_checksums(f: Any, report: Report) -> None:
+    """Every dataset's bytes against the CRC-32 stored when it was written (no image decoding)."""
+    unchecked: list[str] = []
+    mismatched: list[str] = []
+
+    def visit(name: str, item: Any) -> None:
+        if not hasattr(item, "dtype"):
+            return  # a group
+        stored = item.attrs.get(CHECKSUM_ATTR)
+        if stored is None:
+            unchecked.append(name)
+        elif int(stored) != dataset_crc32(item):
+            mismatched.append(name)
+
+    f.visititems(visit)
+    for name in mismatched:
+        report.errors.append(f"/{name}: bytes differ from the checksum written with the file (corrupted)")
+    if unchecked:
+        report.warnings.append(
+            f"{len(unchecked)} dataset(s) without a checksum (written before checksums), e.g. /{unchecked[0]}"
+        )
 
 
 def validate_episode(path: Path, decode_all: bool = False) -> Report:
@@ -137,6 +178,8 @@ def validate_episode(path: Path, decode_all: bool = False) -> Report:
                 report.errors.append(f"/{spec.key} has shape {array.shape}, expected {spec.shape(t)}")
                 continue
             _finite(f"/{spec.key}", array, report)
+        _check_ranges(f, t, report)
+        _check_checksums(f, report)
         if STATE in f and f[STATE].shape[1:] == (STATE_PADDED_DIM,):
             padding = f[STATE][:, STATE_DIM:]
             if np.any(padding != 0):
