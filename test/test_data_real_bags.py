@@ -213,6 +213,10 @@ def test_split_bag_without_metadata_reads_as_one_bag_in_file_order(source, tmp_p
     _assert_same(tmp_path / "out", reference)
     report = inspect_paths([tmp_path / "rec"])[0]
     assert report.kind == "bag" and report.valid, report.to_dict()
+    # A directory above it: inspect finds the bag (and the converted episodes) as convert would.
+    reports = inspect_paths([tmp_path])
+    assert [r.path for r in reports if r.kind == "bag"] == [str(tmp_path / "rec")]
+    assert len([r for r in reports if r.kind == "episode"]) == 2 and all(r.valid for r in reports)
 
 
 def test_raw_sqlite3_bag_converts_like_the_reference(source, tmp_path):

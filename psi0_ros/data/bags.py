@@ -49,7 +49,7 @@ def find_bags(paths: Iterable[Path | str]) -> list[Path]:
             else:
                 raise BagError(f"{path}: not a rosbag2 bag (expected a directory, {METADATA}, .mcap or .db3)")
             continue
-        bags = _bags_under(path)
+        bags = bags_under(path)
         if not bags:
             raise BagError(f"{path}: no rosbag2 bag found (no {METADATA}, .mcap or .db3 below it)")
         found.extend(bags)
@@ -60,7 +60,7 @@ def find_bags(paths: Iterable[Path | str]) -> list[Path]:
     return unique
 
 
-def _bags_under(directory: Path) -> list[Path]:
+def bags_under(directory: Path) -> list[Path]:
     """Bags at or below a directory: one with metadata.yaml or storage files is one bag."""
     if (directory / METADATA).is_file():
         return [directory]
@@ -68,7 +68,7 @@ def _bags_under(directory: Path) -> list[Path]:
         return [directory]  # storage files without metadata.yaml: one bag, read in split order
     bags: list[Path] = []
     for child in sorted(p for p in directory.iterdir() if p.is_dir()):
-        bags.extend(_bags_under(child))
+        bags.extend(bags_under(child))
     return bags
 
 
@@ -76,7 +76,7 @@ def is_bag(path: Path) -> bool:
     """Whether path is itself a bag as find_bags() takes it (not a directory of bags)."""
     if path.is_file():
         return path.name == METADATA or path.suffix in STORAGE_SUFFIXES
-    return path.is_dir() and _bags_under(path) == [path]
+    return path.is_dir() and bags_under(path) == [path]
 
 
 def bag_name(bag: Path) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from psi0_ros.constants import ACTION_NAMES, STATE_DIM, STATE_PADDED_DIM
-from psi0_ros.data.bags import is_bag
+from psi0_ros.data.bags import bags_under, is_bag
 from psi0_ros.data.episode_schema import (
     ARRAYS,
     CHECKSUM_ATTR,
@@ -355,7 +355,9 @@ def inspect_paths(paths: Iterable[Path], decode_all: bool = False) -> list[Repor
                     reports.append(Report(str(file), "leftover", warnings=["temporary from an interrupted conversion"]))
                 else:
                     reports.append(validate_episode(file, decode_all))
-            if not found:
+            bags = bags_under(path)  # the bags `psi0 convert` would find below it
+            reports.extend(validate_bag(bag) for bag in bags)
+            if not found and not bags:
                 reports.append(Report(str(path), "missing", errors=[f"{path}: no episode files, bag or dataset"]))
         else:
             reports.append(Report(str(path), "unknown", errors=[f"{path}: not an episode file, bag or dataset"]))
