@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     except (FileExistsError, OSError) as err:
         print(f"psi0 convert: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # before any episode started (finding and planning the bags)
+        print("psi0 convert: interrupted before any episode was converted", file=sys.stderr)
+        return 130
     for result in summary.episodes:
         index = "-" if result.episode_index is None else result.episode_index
         line = f"{result.status:<9} {Path(result.bag).name} episode {index}"

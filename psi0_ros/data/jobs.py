@@ -60,14 +60,10 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
 
 
-def _stop_worker(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds write_episode, which removes its temporary file
-
-
 def _worker_init() -> None:
-    """Workers leave Ctrl-C to the parent (which stops them with SIGTERM) and exit cleanly on it."""
+    """Workers leave Ctrl-C to the parent, which stops them (Pool.terminate) and removes what a
+    stopped worker left half-written (remove_temporaries)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _stop_worker)
 
 
 def _convert_indexed(item: tuple[int, EpisodeJob, ConvertConfig, EpisodeSink]) -> tuple[int, EpisodeResult]:
@@ -93,7 +89,7 @@ def run_jobs(
     """Convert the jobs, in parallel when workers > 1; results in job order.
 
     Ctrl-C (KeyboardInterrupt) stops promptly: queued jobs are dropped, running ones are stopped
-    (their temporary files removed) and the finished ones are returned with the undone ones.
+    and their temporary files removed; the finished ones are returned with the undone ones.
     """
     from tqdm import tqdm
 
@@ -113,7 +109,7 @@ def run_jobs(
                     bar.update(1)
                 pool.close()
             except BaseException:
-                pool.terminate()  # SIGTERM: a running episode removes its temporary and exits
+                pool.terminate()  # SIGTERM to the workers: a running episode stops where it is
                 raise
             finally:
                 pool.join()

@@ -57,8 +57,9 @@ class ChunkInfo:
     start_ns: int
     end_ns: int
     compression: str | None
-    in_order: bool  # log times never decrease in record order (known from an index or a scan)
+    in_order: bool | None  # log times never decrease in record order (None: not looked up yet)
     channels: set[int] = field(default_factory=set)  # empty: unknown (read it for every channel)
+    index_offsets: dict[int, int] = field(default_factory=dict)  # channel -> its MessageIndex record
 
 
 @dataclass(frozen=True)
@@ -257,8 +258,8 @@ class McapFile:
             compression, o = _string(body, o)
             compressed_size = _u64(body, o)
             records_at = chunk_offset + RECORD_PREFIX + CHUNK_HEADER + 4 + len(compression.encode()) + 8
-            in_order = bool(offsets) and self._chunk_in_order(offsets)
-            info = ChunkInfo(records_at, compressed_size, start, end, compression, in_order, set(offsets))
+            in_order = None if offsets else False  # looked up from the message indexes when read
+            info = ChunkInfo(records_at, compressed_size, start, end, compression, in_order, set(offsets), offsets)
             self.chunks.append(info)
         self.chunks.sort(key=lambda c: c.offset)
         # Statistics: message_count u64, schema_count u16, channel/attachment/metadata/chunk
@@ -422,14 +423,14 @@ class McapFile:
         hi = (1 << 63) if stop_ns is None else stop_ns
         wanted = set(channels)
         todo = [
-            c
-            for c in self.chunks
-            if c.start_ns < hi and c.end_ns >= lo and (not c.channels or c.channels & wanted or not c.in_order)
+            c for c in self.chunks if c.start_ns < hi and c.end_ns >= lo and (not c.channels or c.channels & wanted)
         ]
         todo.sort(key=lambda c: (c.start_ns, c.offset))
         pending: list[tuple[int, int, RawMessage]] = []  # (log time, arrival, message) heap
         arrival = 0
         for i, chunk in enumerate(todo):
+            if chunk.in_order is None:
+                chunk.in_order = self._chunk_in_order(chunk.index_offsets)
             later_start = min((c.start_ns for c in todo[i + 1 :]), default=1 << 63)
             for op, body in self._records(chunk, True, wanted, lo, hi):
                 if op != OP_MESSAGE:
