@@ -41,7 +41,8 @@ setup(
         "sim": ["mujoco>=3.2"],
         "lerobot": ["pyarrow>=15", "pandas>=2", "av>=12"],
         "unitree": ["cyclonedds>=0.10"],
-        "dev": ["pytest>=8", "ruff>=0.6", "urdf-parser-py>=0.0.4", "scipy>=1.11"],
+        # mcap: an independent bag writer for the tests; scipy: reference numerics; urdf-parser-py: ROS's URDF parser
+        "dev": ["pytest>=8", "ruff>=0.6", "urdf-parser-py>=0.0.4", "scipy>=1.11", "mcap>=1.1"],
     },
     entry_points={"console_scripts": ["psi0=psi0_ros.cli:main"]},
 )

@@ -184,7 +184,7 @@ def test_a_camera_gap_flags_the_episode_and_keeps_the_nearest_frame(tmp_path):
 
 
 def test_clock_choice_keeps_header_stamps_of_a_lagging_recorder():
-    from psi0_ros.data.convert import choose_times
+    from psi0_ros.data.clocks import choose_times
 
     config = ConvertConfig()
     header = np.arange(0, 3_000_000_000, 33_333_333, dtype=np.int64) + 1_700_000_000 * 10**9

@@ -98,3 +98,40 @@ def test_a_directory_with_leftovers_and_a_bad_bag(converted, tmp_path):
     result = _inspect(broken_bag)
     assert result.returncode == 1 and "missing topic /psi0/lower_body_command" in result.stdout
     assert _inspect(tmp_path / "nothing_here").returncode == 1
+
+
+def test_implausible_values_written_with_valid_checksums_fail(converted, tmp_path):
+    """Actions overwritten with 12345 rad (and written properly, checksums and all) are not OK."""
+    from psi0_ros.data.hdf5 import read_episode, write_episode
+
+    _, episode = converted
+    data = read_episode(episode)
+    data.action[:] = 12345.0
+    broken = write_episode(data, tmp_path / "implausible.hdf5")
+    report = validate_episode(broken)
+    assert not report.valid
+    assert any("/action" in e and "outside the plausible range" in e and "12345" in e for e in report.errors)
+    assert not any("checksum" in e for e in report.errors)  # the file itself is intact
+    data = read_episode(episode)
+    data.joint_positions[5, 3] = 3.5  # a knee far past its URDF limit
+    report = validate_episode(write_episode(data, tmp_path / "knee.hdf5"))
+    assert any("/observations/joint_positions" in e and "row 5" in e for e in report.errors), report.errors
+
+
+def test_flipped_bytes_are_found_by_the_checksums(converted, tmp_path):
+    """A flipped low mantissa byte leaves every value finite and plausible: only the CRC sees it;
+    a flipped byte inside a JPEG frame is found without decoding the frames."""
+    _, episode = converted
+    copy = tmp_path / episode.name
+    shutil.copy(episode, copy)
+    with h5py.File(copy, "r") as f:
+        offset = f["observations/joint_positions"].id.get_offset()
+    raw = bytearray(copy.read_bytes())
+    raw[offset + 8 * 10] ^= 0x01  # least significant byte of one float64
+    copy.write_bytes(bytes(raw))
+    report = validate_episode(copy)
+    assert not report.valid, report.to_dict()
+    assert report.errors == [
+        "/observations/joint_positions: bytes differ from the checksum written with the file (corrupted)"
+    ]
+    assert validate_episode(episode).valid and not validate_episode(episode).warnings[1:]

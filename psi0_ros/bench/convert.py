@@ -69,7 +69,8 @@ def read_bag(path: Path) -> tuple[float, int, int]:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     from psi0_ros.data.config import ConvertConfig
-    from psi0_ros.data.convert import convert_bags, default_workers
+    from psi0_ros.data.convert import convert_bags
+    from psi0_ros.data.jobs import default_workers
     from psi0_ros.data.synthetic import StreamSpec, SyntheticBag, SyntheticEpisode, write_synthetic_bag
 
     if args.episodes < 1 or args.seconds <= 0 or args.repeat < 1:

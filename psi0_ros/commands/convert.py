@@ -52,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"psi0 convert: --jobs must be >= 1, got {args.jobs}", file=sys.stderr)
         return 2
     progress = not args.no_progress
+    # Ctrl-C stops the conversion (run_jobs returns what finished); a second one is not needed.
     try:
         if args.format == "lerobot":
             summary = export_lerobot(
@@ -62,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     except (FileExistsError, OSError) as err:
         print(f"psi0 convert: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # before any episode started (finding and planning the bags)
+        print("psi0 convert: interrupted before any episode was converted", file=sys.stderr)
+        return 130
     for result in summary.episodes:
         index = "-" if result.episode_index is None else result.episode_index
         line = f"{result.status:<9} {Path(result.bag).name} episode {index}"
@@ -72,12 +76,17 @@ def run(args: argparse.Namespace) -> int:
         elif result.error:
             line += f": {result.error.splitlines()[0]}"
         print(line)
+    for name in summary.interrupted:
+        print(f"{'stopped':<9} {name}: not converted (interrupted)")
     counts = summary.counts
     print(
         f"{counts['ok']} converted, {counts['error']} failed, {counts['discarded']} discarded, "
         f"{counts['skipped']} skipped; {summary.frames} frames in {summary.seconds:.1f} s"
+        + (f"; interrupted: {len(summary.interrupted)} not converted" if summary.interrupted else "")
     )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
+    if summary.interrupted:
+        return 130  # the shell's code for a command ended by SIGINT
     return 0 if summary.ok else 1

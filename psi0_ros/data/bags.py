@@ -1,22 +1,26 @@
 """Finding rosbag2 bags and decoding their messages with `rosbags` (no ROS 2 install needed).
 
 A bag is a directory with metadata.yaml and one or more storage files (mcap or sqlite3; several
-files when `ros2 bag record` split it), or a bare .mcap/.db3 file (e.g. what a killed recorder
-left without metadata.yaml). Every failure is a BagError naming the bag and the cause.
+files when `ros2 bag record` split it), a directory of storage files without metadata.yaml (a
+recorder that never finished: its files are read as one bag, in split order), or a bare
+.mcap/.db3 file. Storage files are read by storage.py, which recovers what killed recorders
+leave. Every failure is a BagError naming the bag and the cause.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import heapq
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
+import yaml
 from rosbags.interfaces import Connection, MessageDefinitionFormat
-from rosbags.rosbag2 import Reader
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from psi0_ros.data.storage import StorageError, open_storage
 from psi0_ros.data.typestore import shared_typestore
 
 STORAGE_SUFFIXES = (".mcap", ".db3")
@@ -45,7 +49,7 @@ def find_bags(paths: Iterable[Path | str]) -> list[Path]:
             else:
                 raise BagError(f"{path}: not a rosbag2 bag (expected a directory, {METADATA}, .mcap or .db3)")
             continue
-        bags = _bags_under(path)
+        bags = bags_under(path)
         if not bags:
             raise BagError(f"{path}: no rosbag2 bag found (no {METADATA}, .mcap or .db3 below it)")
         found.extend(bags)
@@ -56,15 +60,23 @@ def find_bags(paths: Iterable[Path | str]) -> list[Path]:
     return unique
 
 
-def _bags_under(directory: Path) -> list[Path]:
+def bags_under(directory: Path) -> list[Path]:
+    """Bags at or below a directory: one with metadata.yaml or storage files is one bag."""
     if (directory / METADATA).is_file():
         return [directory]
+    if any(p.is_file() and p.suffix in STORAGE_SUFFIXES for p in directory.iterdir()):
+        return [directory]  # storage files without metadata.yaml: one bag, read in split order
     bags: list[Path] = []
-    # Storage files directly here without metadata.yaml: read each file on its own.
-    bags.extend(sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in STORAGE_SUFFIXES))
     for child in sorted(p for p in directory.iterdir() if p.is_dir()):
-        bags.extend(_bags_under(child))
+        bags.extend(bags_under(child))
     return bags
+
+
+def is_bag(path: Path) -> bool:
+    """Whether path is itself a bag as find_bags() takes it (not a directory of bags)."""
+    if path.is_file():
+        return path.name == METADATA or path.suffix in STORAGE_SUFFIXES
+    return path.is_dir() and bags_under(path) == [path]
 
 
 def bag_name(bag: Path) -> str:
@@ -100,67 +112,156 @@ def header_stamp_ns(msg: Any) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
+def storage_files(bag: Path) -> tuple[list[Path], dict[str, Any] | None]:
+    """The storage files of a bag in recording order, and its metadata.yaml content (or None).
+
+    Without metadata.yaml, a directory's storage files are one bag split by the recorder
+    (name_0, name_1, ... in numeric order); a file is a bag of its own.
+    """
+    if bag.is_file():
+        return [bag], None
+    metadata_path = bag / METADATA
+    if metadata_path.is_file():
+        try:
+            info = yaml.safe_load(metadata_path.read_text())["rosbag2_bagfile_information"]
+            files = [bag / PurePath(name).name for name in info["relative_file_paths"]]
+        except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
+            raise BagError(f"{metadata_path}: unreadable rosbag2 metadata: {type(err).__name__}: {err}") from err
+        missing = [str(f) for f in files if not f.is_file()]
+        if missing:
+            raise BagError(f"{bag}: storage file(s) named in {METADATA} are missing: {missing}")
+        return files, info
+    files = sorted((p for p in bag.iterdir() if p.is_file() and p.suffix in STORAGE_SUFFIXES), key=_split_order)
+    if not files:
+        raise BagError(f"{bag}: no {METADATA} and no .mcap/.db3 storage file")
+    return files, None
+
+
+def _split_order(path: Path) -> tuple[str, int, str]:
+    """rosbag2 names split files <bag>_<n>.<ext>: order by the name, then n as a number."""
+    stem, _, number = path.stem.rpartition("_")
+    if stem and number.isdigit():
+        return stem, int(number), path.suffix
+    return path.stem, -1, path.suffix
+
+
 class BagReader:
-    """An open bag: topics, types and decoding. Use as a context manager."""
+    """An open bag (all its storage files, read as one in time order). Use as a context manager.
+
+    Connections keep their storage file's own fields but get bag-wide ids. truncated_files lists
+    the storage files a recorder did not finish (read up to their last complete message).
+    """
 
     def __init__(self, path: Path, typestore: Typestore | None = None) -> None:
         self.path = Path(path)
         self._typestore = typestore or shared_typestore()
-        self._reader: Reader | None = None
+        self._storages: list[Any] | None = None
+        self._connections: list[Connection] = []
+        self._source: dict[int, tuple[Any, int]] = {}  # bag-wide id -> (storage, its own id)
         self._decoders: dict[int, Callable[[bytes], Any]] = {}
+        self._declared: dict[str, int] = {}
+        self.files: list[Path] = []
 
     def __enter__(self) -> BagReader:
         try:
-            reader = Reader(self.path)
-            reader.open()
-        except Exception as err:  # rosbags raises ReaderError, sqlite3 errors, OSError, KeyError ...
-            raise BagError(f"{self.path}: cannot open bag: {type(err).__name__}: {err}") from err
-        self._reader = reader
+            self.files, info = storage_files(self.path)
+        except BagError as err:
+            raise BagError(f"{self.path}: cannot open bag: {err}") from err
+        mode = str((info or {}).get("compression_mode", "") or "").lower()
+        if mode not in ("", "none"):
+            raise BagError(
+                f"{self.path}: cannot open bag: compressed rosbag2 bags (compression_mode {mode}) are not "
+                "supported; decompress it with `ros2 bag convert` or record with storage-level compression"
+            )
+        self._storages = []
+        try:
+            for file in self.files:
+                self._storages.append(open_storage(file))
+        except (StorageError, OSError) as err:
+            self.__exit__()
+            raise BagError(f"{self.path}: cannot open bag: {err}") from err
+        for storage in self._storages:
+            for conn in storage.connections:
+                bag_id = len(self._connections) + 1
+                self._connections.append(conn._replace(id=bag_id))
+                self._source[bag_id] = (storage, conn.id)
+        for entry in (info or {}).get("topics_with_message_count", []) or []:
+            topic = entry["topic_metadata"]["name"]
+            self._declared[topic] = self._declared.get(topic, 0) + int(entry["message_count"])
+        if not info:  # an MCAP file's own statistics say how many messages it holds
+            for storage in self._storages:
+                if getattr(storage, "file", None) is not None and storage.file.indexed:
+                    for conn in storage.connections:
+                        self._declared[conn.topic] = self._declared.get(conn.topic, 0) + conn.msgcount
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._reader is not None:
-            try:
-                self._reader.close()
-            finally:
-                self._reader = None
+        for storage in self._storages or []:
+            storage.close()
+        self._storages = None
 
     @property
-    def reader(self) -> Reader:
-        if self._reader is None:
+    def storages(self) -> list[Any]:
+        if self._storages is None:
             raise BagError(f"{self.path}: bag is not open")
-        return self._reader
+        return self._storages
+
+    @property
+    def truncated_files(self) -> list[Path]:
+        """Storage files their recorder did not finish: cut off, or the last file of a bag
+        directory without metadata.yaml (rosbag2 writes it when the recording ends)."""
+        files = [s.path for s in self.storages if s.truncated]
+        if self.path.is_dir() and not (self.path / METADATA).is_file() and self.files[-1] not in files:
+            files.append(self.files[-1])
+        return files
+
+    def _time_ranges(self) -> list[tuple[int, int]]:
+        return [s.time_range for s in self.storages if s.time_range is not None]
 
     @property
     def start_ns(self) -> int:
-        return int(self.reader.start_time)
+        ranges = self._time_ranges()
+        return min(r[0] for r in ranges) if ranges else 0
 
     @property
     def end_ns(self) -> int:
-        return int(self.reader.end_time)
+        ranges = self._time_ranges()
+        return max(r[1] for r in ranges) + 1 if ranges else 0  # one past the last message
+
+    @property
+    def connections_all(self) -> list[Connection]:
+        self.storages  # noqa: B018 - raises when closed
+        return list(self._connections)
 
     def topics(self) -> dict[str, str]:
         """topic -> message type of every connection (the first type where a topic has several)."""
         result: dict[str, str] = {}
-        for conn in self.reader.connections:
+        for conn in self.connections_all:
             result.setdefault(conn.topic, conn.msgtype)
         return result
 
     def message_counts(self) -> dict[str, int]:
+        """Messages per topic that the storage files hold (what a full read returns)."""
         counts: dict[str, int] = {}
-        for conn in self.reader.connections:
+        for conn in self.connections_all:
             counts[conn.topic] = counts.get(conn.topic, 0) + int(conn.msgcount)
         return counts
 
-    def connections(self, topic: str) -> list[Connection]:
-        return [c for c in self.reader.connections if c.topic == topic]
+    def declared_counts(self) -> dict[str, int]:
+        """Messages per topic that the bag says it holds (metadata.yaml, or an MCAP's statistics)."""
+        return dict(self._declared)
 
-    def check_type(self, topic: str, expected: str) -> list[Connection]:
-        """The connections of a topic, after checking they carry the expected type."""
+    def connections(self, topic: str) -> list[Connection]:
+        return [c for c in self.connections_all if c.topic == topic]
+
+    def check_type(self, topic: str, expected: str | Collection[str]) -> list[Connection]:
+        """The connections of a topic, after checking they carry the (or one of the) expected type(s)."""
+        accepted = {expected} if isinstance(expected, str) else set(expected)
         conns = self.connections(topic)
-        wrong = sorted({c.msgtype for c in conns if c.msgtype != expected})
+        wrong = sorted({c.msgtype for c in conns if c.msgtype not in accepted})
         if wrong:
-            raise BagError(f"{self.path}: topic {topic} has type {', '.join(wrong)}; expected {expected}")
+            want = " or ".join(sorted(accepted))
+            raise BagError(f"{self.path}: topic {topic} has type {', '.join(wrong)}; expected {want}")
         return conns
 
     def decoder(self, conn: Connection) -> Callable[[bytes], Any]:
@@ -176,19 +277,32 @@ class BagReader:
 
     def _store_for(self, conn: Connection) -> Typestore:
         known = conn.msgtype in self._typestore.types
-        if known and (not conn.digest or conn.digest == self._typestore.hash_rihs01(conn.msgtype)):
-            return self._typestore
-        # Unknown here, or recorded with another definition: use the definition stored in the bag.
+        bag_store: Typestore | None = None
+        parse_error: Exception | None = None
         if conn.msgdef.format == MessageDefinitionFormat.MSG and conn.msgdef.data:
-            store = get_typestore(Stores.EMPTY)
             try:
-                store.register(get_types_from_msg(conn.msgdef.data, conn.msgtype))
-                store.get_msgdef(conn.msgtype)
+                bag_store = get_typestore(Stores.EMPTY)
+                bag_store.register(get_types_from_msg(conn.msgdef.data, conn.msgtype))
+                bag_store.get_msgdef(conn.msgtype)
             except Exception as err:
-                raise BagError(
-                    f"{self.path}: topic {conn.topic}: cannot parse the bag's definition of {conn.msgtype}: {err}"
-                ) from err
-            return store
+                bag_store, parse_error = None, err
+        if known:
+            ours = self._typestore.hash_rihs01(conn.msgtype)
+            digest = conn.digest
+            if not digest and bag_store is not None:  # no hash recorded: hash the bag's own definition
+                try:
+                    digest = bag_store.hash_rihs01(conn.msgtype)
+                except Exception:
+                    digest = ""
+            if not digest or digest == ours:
+                return self._typestore
+        # Unknown here, or recorded with another definition: use the definition stored in the bag.
+        if bag_store is not None:
+            return bag_store
+        if parse_error is not None:
+            raise BagError(
+                f"{self.path}: topic {conn.topic}: cannot parse the bag's definition of {conn.msgtype}: {parse_error}"
+            ) from parse_error
         if known:
             return self._typestore  # only the hash differs and the bag has no definition: trust the name
         raise BagError(
@@ -202,19 +316,25 @@ class BagReader:
         start_ns: int | None = None,
         stop_ns: int | None = None,
         fast: Mapping[str, Callable[[bytes], Any]] | None = None,
+        topic_start_ns: Mapping[str, int] | None = None,
     ) -> Iterator[tuple[str, Stamped]]:
         """Decoded messages of the given topics in receive-time order, within [start_ns, stop_ns).
 
         fast: per topic a decoder returning an object with a stamp_ns attribute, or None to
         fall back to the full rosbags decoding (see cdr.py).
+        topic_start_ns: a later start for some topics (their earlier messages are not decoded).
         """
-        conns = [c for c in self.reader.connections if c.topic in set(topics)]
+        wanted = set(topics)
+        conns = [c for c in self.connections_all if c.topic in wanted]
         if not conns:
             return
         decoders = {c.id: self.decoder(c) for c in conns}
         shortcuts = {c.id: fast[c.topic] for c in conns if fast and c.topic in fast}
         try:
-            for conn, receive_ns, raw in self.reader.messages(conns, start=start_ns, stop=stop_ns):
+            later = {c.id: topic_start_ns[c.topic] for c in conns if topic_start_ns and c.topic in topic_start_ns}
+            for conn, receive_ns, raw in self._raw(conns, start_ns, stop_ns):
+                if later and receive_ns < later.get(conn.id, receive_ns):
+                    continue
                 shortcut = shortcuts.get(conn.id)
                 if shortcut is not None:
                     sample = shortcut(raw)
@@ -233,3 +353,41 @@ class BagReader:
             raise
         except Exception as err:
             raise BagError(f"{self.path}: read failed: {type(err).__name__}: {err}") from err
+
+    def _raw(
+        self, conns: Sequence[Connection], start_ns: int | None, stop_ns: int | None
+    ) -> Iterator[tuple[Connection, int, bytes]]:
+        """Raw messages of the connections from every storage file, merged in time order."""
+
+        def stream(storage: Any, local: dict[int, Connection]) -> Iterator[tuple[int, Connection, bytes]]:
+            for cid, stamp, raw in storage.messages(local, start_ns, stop_ns):
+                yield stamp, local[cid], raw
+
+        streams = []
+        for storage in self.storages:
+            local = {self._source[c.id][1]: c for c in conns if self._source[c.id][0] is storage}
+            if local:
+                streams.append(stream(storage, local))
+        for stamp, conn, raw in heapq.merge(*streams, key=lambda item: item[0]):
+            yield conn, stamp, raw
+
+    def count_messages(self, topics: Sequence[str] | None = None) -> dict[str, int]:
+        """Messages per topic that a full read returns (reads every message, decodes none)."""
+        conns = [c for c in self.connections_all if topics is None or c.topic in topics]
+        counts = {c.topic: 0 for c in conns}
+        try:
+            for conn, _, _ in self._raw(conns, None, None):
+                counts[conn.topic] += 1
+        except Exception as err:
+            raise BagError(f"{self.path}: read failed: {type(err).__name__}: {err}") from err
+        return counts
+
+    def missing_messages(self, topics: Sequence[str] | None = None) -> list[str]:
+        """One line per topic for which a full read returns fewer messages than the bag declares."""
+        declared = self.declared_counts()
+        read = self.count_messages(topics)
+        return [
+            f"{self.path}: topic {topic}: the bag declares {declared[topic]} messages, its files hold {count}"
+            for topic, count in sorted(read.items())
+            if topic in declared and count < declared[topic]
+        ]

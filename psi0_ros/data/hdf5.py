@@ -1,28 +1,16 @@
-"""The episode file (shared/DESIGN.md §5): one HDF5 file per episode on the control grid.
+"""The episode file's writer and reader (layout: episode_schema.py).
 
-    /timestamps                         (T,)      float64  s since the episode's START
-    /action                             (T, 36)   float32  command in force (constants.ACTION_NAMES)
-    /observations/state                 (T, 36)   float32  32-D state zero-padded (streams.build_state)
-    /observations/joint_positions       (T, 43)   float64  rad, psi0_ros.g1.ALL_JOINTS order
-    /observations/joint_velocities      (T, 43)   float64  rad/s (when every joint_states has them)
-    /observations/joint_efforts         (T, 43)   float64  N·m (when every joint_states has them)
-    /observations/imu/orientation       (T, 4)    float64  xyzw (when the bag has /imu/data)
-    /observations/imu/angular_velocity  (T, 3)    float64  rad/s
-    /observations/imu/linear_acceleration (T, 3)  float64  m/s^2
-    /observations/images/<camera>       (T,) vlen uint8 JPEG bytes, or (T, H, W, 3) uint8 raw
-    /observations/image_offsets/<camera> (T,)     float32  s, frame stamp - tick (alignment error)
-
-Root attributes: schema_version, robot, fps, task, episode_index, outcome, joint_names,
-action_names, state_names, source_bags, start_time_ns, flags (JSON list), alignment (JSON),
-converter. A file is written as a hidden temporary next to its destination and renamed only
-after it is complete and closed, so a reader never sees a partial episode.
+A file is written as a hidden temporary next to its destination and renamed only after it is
+complete and closed, so a reader never sees a partial episode.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-from dataclasses import dataclass, field
+import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -30,40 +18,28 @@ import h5py
 import numpy as np
 
 import psi0_ros
-from psi0_ros.constants import ACTION_DIM, ACTION_NAMES, STATE_NAMES, STATE_PADDED_DIM
-from psi0_ros.data.streams import NUM_JOINTS, STATE_PAD_NAMES
+from psi0_ros.constants import ACTION_NAMES
+from psi0_ros.data.episode_schema import (
+    ACTION,
+    ARRAYS,
+    CHECKSUM_ATTR,
+    ENCODING_ATTR,
+    IMAGE_OFFSETS,
+    IMAGES,
+    IMU,
+    JOINT_EFFORTS,
+    JOINT_POSITIONS,
+    JOINT_VELOCITIES,
+    JSON_ATTRS,
+    ROBOT,
+    SCHEMA_VERSION,
+    STATE,
+    STATE_FULL_NAMES,
+    TEMP_MARKER,
+    TIMESTAMPS,
+    EpisodeData,
+)
 from psi0_ros.g1 import ALL_JOINTS
-
-SCHEMA_VERSION = 1
-ROBOT = "unitree_g1_29dof_dex3"
-EPISODE_SUFFIX = ".hdf5"
-TEMP_MARKER = ".tmp-"
-IMU_FIELDS = {"orientation": 4, "angular_velocity": 3, "linear_acceleration": 3}
-STATE_FULL_NAMES: tuple[str, ...] = STATE_NAMES + STATE_PAD_NAMES  # 36
-
-
-@dataclass
-class EpisodeData:
-    """One aligned episode in memory, exactly what the file holds (T ticks)."""
-
-    timestamps: np.ndarray  # (T,) float64 s since START
-    action: np.ndarray  # (T, 36) float32
-    state: np.ndarray  # (T, 36) float32
-    joint_positions: np.ndarray  # (T, 43) float64
-    images: dict[str, Any]  # camera -> list of T JPEG bytes, or (T, H, W, 3) uint8
-    image_offsets: dict[str, np.ndarray]  # camera -> (T,) float32 s
-    joint_velocities: np.ndarray | None = None
-    joint_efforts: np.ndarray | None = None
-    imu: dict[str, np.ndarray] | None = None  # IMU_FIELDS name -> (T, n)
-    camera_info: dict[str, dict[str, Any]] = field(default_factory=dict)
-    attrs: dict[str, Any] = field(default_factory=dict)  # task, episode_index, outcome, flags, ...
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.timestamps.shape[0])
-
-    def image_encoding(self, camera: str) -> str:
-        return "raw" if isinstance(self.images[camera], np.ndarray) else "jpeg"
 
 
 def temp_path_for(path: Path) -> Path:
@@ -87,47 +63,84 @@ def write_episode(episode: EpisodeData, path: Path, overwrite: bool = False) -> 
         with h5py.File(temp, "w") as f:
             _write(f, episode)
         os.replace(temp, path)
+    except (OSError, RuntimeError, ValueError) as err:
+        temp.unlink(missing_ok=True)
+        raise _write_error(path, err) from err
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
     return path
 
 
+# HDF5 reports a failed write(2) inside its own message: "... errno = 27, error message = 'File too large' ..."
+_HDF5_ERRNO = re.compile(r"errno = (\d+), error message = '([^']*)'")
+
+
+def _write_error(path: Path, err: BaseException) -> OSError:
+    """The cause of a failed episode write in plain words (disk full, file-size limit, ...)."""
+    found = _HDF5_ERRNO.search(str(err))
+    if isinstance(err, OSError) and err.errno:
+        code, text = err.errno, err.strerror or str(err)
+    elif found:
+        code, text = int(found.group(1)), found.group(2)
+    else:
+        return OSError(f"writing {path} failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+    hint = {errno.ENOSPC: " (disk full)", errno.EFBIG: " (over the file-size limit, ulimit -f)"}.get(code, "")
+    return OSError(code, f"writing {path} failed: {text}{hint}")
+
+
 def _check_shapes(e: EpisodeData) -> None:
     t = e.num_frames
-    expected = {
-        "action": (e.action, (t, ACTION_DIM)),
-        "state": (e.state, (t, STATE_PADDED_DIM)),
-        "joint_positions": (e.joint_positions, (t, NUM_JOINTS)),
-    }
-    for name, (array, shape) in expected.items():
-        if array.shape != shape:
-            raise ValueError(f"episode {name} has shape {array.shape}, expected {shape}")
+    for spec in ARRAYS:
+        array = e.arrays()[spec.key]
+        if array is not None and array.shape != spec.shape(t):
+            name = spec.key.rsplit("/", 1)[-1]
+            raise ValueError(f"episode {name} has shape {array.shape}, expected {spec.shape(t)}")
     for camera, frames in e.images.items():
         if len(frames) != t:
             raise ValueError(f"camera {camera} has {len(frames)} frames for {t} ticks")
 
 
+def array_crc32(array: np.ndarray) -> int:
+    """CRC-32 of an array's bytes in C order (the CHECKSUM_ATTR of a numeric dataset)."""
+    return zlib.crc32(np.ascontiguousarray(array).tobytes())
+
+
+def frames_crc32(frames: Any) -> int:
+    """CRC-32 of JPEG frames, one after the other (the CHECKSUM_ATTR of a vlen image dataset)."""
+    crc = 0
+    for frame in frames:
+        crc = zlib.crc32(bytes(frame), crc)
+    return crc
+
+
+def dataset_crc32(ds: h5py.Dataset) -> int:
+    """The checksum of a dataset as stored (reads its bytes, decodes no image)."""
+    if ds.dtype.kind == "O":
+        return frames_crc32(ds[()])
+    return array_crc32(ds[()])
+
+
+def _create(f: h5py.File, key: str, array: np.ndarray, **options: Any) -> h5py.Dataset:
+    ds = f.create_dataset(key, data=array, **options)
+    ds.attrs[CHECKSUM_ATTR] = array_crc32(array)
+    return ds
+
+
 def _write(f: h5py.File, e: EpisodeData) -> None:
-    f.create_dataset("timestamps", data=e.timestamps.astype(np.float64))
-    f.create_dataset("action", data=e.action.astype(np.float32))
-    obs = f.create_group("observations")
-    obs.create_dataset("state", data=e.state.astype(np.float32))
-    obs.create_dataset("joint_positions", data=e.joint_positions.astype(np.float64))
-    if e.joint_velocities is not None:
-        obs.create_dataset("joint_velocities", data=e.joint_velocities.astype(np.float64))
-    if e.joint_efforts is not None:
-        obs.create_dataset("joint_efforts", data=e.joint_efforts.astype(np.float64))
+    for spec in ARRAYS:
+        array = e.arrays()[spec.key]
+        if array is not None:
+            _create(f, spec.key, array.astype(spec.dtype))
     if e.imu is not None:
-        imu = obs.create_group("imu")
         for name, array in e.imu.items():
-            imu.create_dataset(name, data=array.astype(np.float64))
-    images = obs.create_group("images")
-    offsets = obs.create_group("image_offsets")
+            _create(f, f"{IMU}/{name}", array.astype(np.float64))
+    images = f.create_group(IMAGES)
+    f.create_group(IMAGE_OFFSETS)
     for camera, frames in e.images.items():
         if isinstance(frames, np.ndarray):
-            ds = images.create_dataset(camera, data=frames, chunks=(1,) + frames.shape[1:])
-            ds.attrs["encoding"] = "raw"
+            ds = _create(f, f"{IMAGES}/{camera}", frames, chunks=(1,) + frames.shape[1:])
+            ds.attrs[ENCODING_ATTR] = "raw"
         else:
             ds = images.create_dataset(camera, (len(frames),), dtype=h5py.vlen_dtype(np.uint8))
             column = np.empty(len(frames), dtype=object)
@@ -135,10 +148,11 @@ def _write(f: h5py.File, e: EpisodeData) -> None:
                 column[i] = np.frombuffer(jpeg, dtype=np.uint8)
             if len(frames):
                 ds.id.write(h5py.h5s.ALL, h5py.h5s.ALL, column)
-            ds.attrs["encoding"] = "jpeg"
+            ds.attrs[ENCODING_ATTR] = "jpeg"
+            ds.attrs[CHECKSUM_ATTR] = frames_crc32(frames)
         for key, value in e.camera_info.get(camera, {}).items():
             ds.attrs[key] = value
-        offsets.create_dataset(camera, data=e.image_offsets[camera].astype(np.float32))
+        _create(f, f"{IMAGE_OFFSETS}/{camera}", e.image_offsets[camera].astype(np.float32))
     attrs = {
         "schema_version": SCHEMA_VERSION,
         "robot": ROBOT,
@@ -160,9 +174,6 @@ def _attr_value(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return np.array(value, dtype=h5py.string_dtype())
     return value
-
-
-JSON_ATTRS = ("flags", "alignment", "trimmed", "source_bags")
 
 
 def read_attrs(f: h5py.File) -> dict[str, Any]:
@@ -187,27 +198,46 @@ def read_attrs(f: h5py.File) -> dict[str, Any]:
 def read_episode(path: Path, images: bool = True) -> EpisodeData:
     """Load an episode file (images as JPEG bytes lists or raw arrays; skipped if images=False)."""
     with h5py.File(path, "r") as f:
-        obs = f["observations"]
         frames: dict[str, Any] = {}
         infos: dict[str, dict[str, Any]] = {}
-        for camera, ds in obs["images"].items():
-            infos[camera] = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ds.attrs.items()}
+        for camera, ds in f[IMAGES].items():
+            infos[camera] = {
+                k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ds.attrs.items() if k != CHECKSUM_ATTR
+            }
             if not images:
                 continue
-            if ds.attrs.get("encoding") == "raw":
+            if ds.attrs.get(ENCODING_ATTR) == "raw":
                 frames[camera] = ds[()]
             else:
                 frames[camera] = [bytes(x) for x in ds[()]]
+        arrays = {spec.key: f[spec.key][()] if spec.key in f else None for spec in ARRAYS}
         return EpisodeData(
-            timestamps=f["timestamps"][()],
-            action=f["action"][()],
-            state=obs["state"][()],
-            joint_positions=obs["joint_positions"][()],
+            timestamps=arrays[TIMESTAMPS],
+            action=arrays[ACTION],
+            state=arrays[STATE],
+            joint_positions=arrays[JOINT_POSITIONS],
             images=frames,
-            image_offsets={c: d[()] for c, d in obs["image_offsets"].items()},
-            joint_velocities=obs["joint_velocities"][()] if "joint_velocities" in obs else None,
-            joint_efforts=obs["joint_efforts"][()] if "joint_efforts" in obs else None,
-            imu={k: d[()] for k, d in obs["imu"].items()} if "imu" in obs else None,
+            image_offsets={c: d[()] for c, d in f[IMAGE_OFFSETS].items()},
+            joint_velocities=arrays[JOINT_VELOCITIES],
+            joint_efforts=arrays[JOINT_EFFORTS],
+            imu={k: d[()] for k, d in f[IMU].items()} if IMU in f else None,
             camera_info=infos,
             attrs=read_attrs(f),
         )
+
+
+def read_action_state(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(T, 36) actions and (T, S) states of an episode file, as float64 (for training statistics).
+
+    Raises FileNotFoundError for a missing file and ValueError naming a missing dataset.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"episode file not found: {path}")
+    out = []
+    with h5py.File(path, "r") as f:
+        for key in (ACTION, STATE):
+            if key not in f:
+                raise ValueError(f"episode {path} has no /{key}")
+            out.append(np.asarray(f[key], dtype=np.float64))
+    return out[0], out[1]

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from psi0_ros.constants import ACTION_NAMES
-from psi0_ros.data.hdf5 import ROBOT, STATE_FULL_NAMES, EpisodeData
+from psi0_ros.data.episode_schema import ROBOT, STATE_FULL_NAMES, EpisodeData
 from psi0_ros.g1 import ALL_JOINTS
 
 CODEBASE_VERSION = "v2.1"

@@ -20,7 +20,7 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from psi0_ros.constants import (
-    ACTION_UPPER_BODY,
+    LOWER_BODY_COMMAND_NAMES,
     TOPIC_CAMERA_INFO,
     TOPIC_EPISODE_EVENTS,
     TOPIC_IMAGE,
@@ -33,7 +33,7 @@ from psi0_ros.constants import (
 from psi0_ros.data.episodes import EventType
 from psi0_ros.data.streams import LOWER_BODY_FIELDS, NUM_JOINTS, UPPER_BODY_NAMES
 from psi0_ros.data.typestore import make_typestore
-from psi0_ros.g1 import ALL_JOINTS, table
+from psi0_ros.g1 import ALL_JOINTS, JOINT_SPECS, table
 
 BAG_START_NS = 1_700_000_000_000_000_000
 _FREQ = np.linspace(0.3, 1.2, NUM_JOINTS)  # Hz, one per joint
@@ -111,6 +111,19 @@ def command_values(seq: int, width: int) -> np.ndarray:
     """The seq-th command of a stream: width values, multiples of 1/1024 (exact in float32)."""
     k = np.arange(width)
     return np.round(np.sin(0.05 * seq + 0.3 * k) * 512.0) / 1024.0
+
+
+def plausible_command(seq: int, names: tuple[str, ...]) -> np.ndarray:
+    """command_values() spread over 80 % of each named value's plausible range (joint limits,
+    episode_schema.LOWER_BODY_PLAUSIBLE), still multiples of 1/1024 (exact in float32)."""
+    from psi0_ros.data.episode_schema import JOINT_LIMIT_MARGIN_RAD, plausible_range
+
+    low, high = plausible_range(names)
+    joint = np.array([name in JOINT_SPECS for name in names])
+    low = np.where(joint, low + JOINT_LIMIT_MARGIN_RAD, low)
+    high = np.where(joint, high - JOINT_LIMIT_MARGIN_RAD, high)
+    unit = command_values(seq, len(names)) * 2.0  # in [-1, 1]
+    return np.round(((low + high) / 2.0 + 0.8 * (high - low) / 2.0 * unit) * 1024.0) / 1024.0
 
 
 class SceneRenderer:
@@ -214,9 +227,8 @@ def write_synthetic_bag(path: Path, spec: SyntheticBag) -> SyntheticRecord:
                 linear_acceleration_covariance=np.zeros(9),
             )
             add(TOPIC_IMU, imu_type, msg, int(stamp), spec.imu.latency_s, yaw)
-    width_upper = ACTION_UPPER_BODY.stop - ACTION_UPPER_BODY.start
     for seq, stamp in enumerate(_jittered_times(spec.upper_body, start, stop, rng)):
-        values = command_values(seq, width_upper)
+        values = plausible_command(seq, UPPER_BODY_NAMES)
         msg = T[js_type](
             header=header(int(stamp)),
             name=list(UPPER_BODY_NAMES),
@@ -227,7 +239,7 @@ def write_synthetic_bag(path: Path, spec: SyntheticBag) -> SyntheticRecord:
         add(TOPIC_UPPER_BODY_COMMAND, js_type, msg, int(stamp), spec.upper_body.latency_s, values)
     lb_type = "psi0_ros/msg/LowerBodyCommand"
     for seq, stamp in enumerate(_jittered_times(spec.lower_body, start, stop, rng)):
-        values = command_values(seq + 1000, len(LOWER_BODY_FIELDS))
+        values = plausible_command(seq + 1000, LOWER_BODY_COMMAND_NAMES)
         msg = T[lb_type](
             header=header(int(stamp)), **{f: float(v) for f, v in zip(LOWER_BODY_FIELDS, values, strict=True)}
         )

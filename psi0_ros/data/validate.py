@@ -16,9 +16,22 @@ from typing import Any
 
 import numpy as np
 
-from psi0_ros.constants import ACTION_DIM, ACTION_NAMES, STATE_DIM, STATE_PADDED_DIM
-from psi0_ros.data.hdf5 import EPISODE_SUFFIX, SCHEMA_VERSION, is_temp_file, read_attrs
-from psi0_ros.data.streams import NUM_JOINTS
+from psi0_ros.constants import ACTION_NAMES, STATE_DIM, STATE_PADDED_DIM
+from psi0_ros.data.bags import bags_under, is_bag
+from psi0_ros.data.episode_schema import (
+    ARRAYS,
+    CHECKSUM_ATTR,
+    ENCODING_ATTR,
+    EPISODE_SUFFIXES,
+    IMAGE_OFFSETS,
+    IMAGES,
+    IMU_ARRAYS,
+    SCHEMA_VERSION,
+    STATE,
+    TIMESTAMPS,
+    plausible_ranges,
+)
+from psi0_ros.data.hdf5 import dataset_crc32, is_temp_file, read_attrs
 from psi0_ros.g1 import ALL_JOINTS
 
 GAP_FACTOR = 1.5  # a time step longer than 1.5 control periods is a gap
@@ -73,8 +86,47 @@ def _finite(name: str, array: np.ndarray, report: Report) -> None:
         report.errors.append(f"{name}: {int(bad.sum())} NaN/inf value(s), first at row {int(rows[0])}")
 
 
+def _check_ranges(f: Any, frames: int, report: Report) -> None:
+    """Joint angles within the URDF limits, the rest within physical bounds (episode_schema)."""
+    for key, (low, high, names) in plausible_ranges().items():
+        if key not in f or f[key].shape != (frames, len(names)):
+            continue  # missing or misshapen: reported by the shape checks
+        values = f[key][()].astype(np.float64)
+        bad = np.isfinite(values) & ((values < low) | (values > high))
+        if bad.any():
+            rows, columns = np.nonzero(bad)
+            column = int(columns[0])
+            report.errors.append(
+                f"/{key}: {int(bad.sum())} value(s) outside the plausible range, first {names[column]} = "
+                f"{values[rows[0], column]:.6g} at row {int(rows[0])} (range [{low[column]:.4g}, {high[column]:.4g}])"
+            )
+
+
+def _check_checksums(f: Any, report: Report) -> None:
+    """Every dataset's bytes against the CRC-32 stored when it was written (no image decoding)."""
+    unchecked: list[str] = []
+    mismatched: list[str] = []
+
+    def visit(name: str, item: Any) -> None:
+        if not hasattr(item, "dtype"):
+            return  # a group
+        stored = item.attrs.get(CHECKSUM_ATTR)
+        if stored is None:
+            unchecked.append(name)
+        elif int(stored) != dataset_crc32(item):
+            mismatched.append(name)
+
+    f.visititems(visit)
+    for name in mismatched:
+        report.errors.append(f"/{name}: bytes differ from the checksum written with the file (corrupted)")
+    if unchecked:
+        report.warnings.append(
+            f"{len(unchecked)} dataset(s) without a checksum (written before checksums), e.g. /{unchecked[0]}"
+        )
+
+
 def validate_episode(path: Path, decode_all: bool = False) -> Report:
-    """Check one HDF5 episode file against the schema (hdf5.py)."""
+    """Check one HDF5 episode file against the schema (episode_schema.py)."""
     import h5py
     from PIL import Image
 
@@ -100,51 +152,45 @@ def validate_episode(path: Path, decode_all: bool = False) -> Report:
             report.errors.append("action_names attribute is not psi0_ros.constants.ACTION_NAMES")
         for flag in attrs.get("flags", []) or []:
             report.warnings.append(f"flag: {flag}")
-        if "timestamps" not in f:
-            report.errors.append("no /timestamps")
+        if TIMESTAMPS not in f:
+            report.errors.append(f"no /{TIMESTAMPS}")
             return report
-        timestamps = f["timestamps"][()]
+        timestamps = f[TIMESTAMPS][()]
         t = int(timestamps.shape[0])
         report.summary["frames"] = t
         report.summary["duration_s"] = round(float(timestamps[-1] - timestamps[0]), 3) if t else 0.0
         if t == 0:
             report.errors.append("episode has no frames")
-        _finite("timestamps", timestamps, report)
+        _finite(TIMESTAMPS, timestamps, report)
         if fps > 0:
             check_time(timestamps, fps, report)
-        shapes = {
-            "action": (t, ACTION_DIM),
-            "observations/state": (t, STATE_PADDED_DIM),
-            "observations/joint_positions": (t, NUM_JOINTS),
-        }
-        for name in ("observations/joint_velocities", "observations/joint_efforts"):
-            if name in f:
-                shapes[name] = (t, NUM_JOINTS)
-        for name, shape in shapes.items():
-            if name not in f:
-                report.errors.append(f"no /{name}")
+        for spec in ARRAYS + IMU_ARRAYS:
+            if spec.key == TIMESTAMPS:
                 continue
-            array = f[name][()]
-            if array.shape != shape:
-                report.errors.append(f"/{name} has shape {array.shape}, expected {shape}")
+            if spec.key not in f:
+                if spec.required:
+                    report.errors.append(f"no /{spec.key}")
                 continue
-            _finite(f"/{name}", array, report)
-        if "observations/state" in f and f["observations/state"].shape[1:] == (STATE_PADDED_DIM,):
-            padding = f["observations/state"][:, STATE_DIM:]
+            array = f[spec.key][()]
+            if spec in IMU_ARRAYS and array.shape[:1] != (t,):
+                report.errors.append(f"/{spec.key} has {array.shape[0]} rows for {t} frames")
+            elif spec not in IMU_ARRAYS and array.shape != spec.shape(t):
+                report.errors.append(f"/{spec.key} has shape {array.shape}, expected {spec.shape(t)}")
+                continue
+            _finite(f"/{spec.key}", array, report)
+        _check_ranges(f, t, report)
+        _check_checksums(f, report)
+        if STATE in f and f[STATE].shape[1:] == (STATE_PADDED_DIM,):
+            padding = f[STATE][:, STATE_DIM:]
             if np.any(padding != 0):
                 report.errors.append("state padding (dims 32-35) is not zero")
-        if "observations/imu" in f:
-            for name, ds in f["observations/imu"].items():
-                if ds.shape[0] != t:
-                    report.errors.append(f"/observations/imu/{name} has {ds.shape[0]} rows for {t} frames")
-                _finite(f"/observations/imu/{name}", ds[()], report)
-        cameras = f.get("observations/images")
+        cameras = f.get(IMAGES)
         if cameras is None or not len(cameras):
-            report.errors.append("no /observations/images/<camera>")
+            report.errors.append(f"no /{IMAGES}/<camera>")
             return report
         report.summary["cameras"] = {}
         for camera, ds in cameras.items():
-            info: dict[str, Any] = {"encoding": ds.attrs.get("encoding", "?")}
+            info: dict[str, Any] = {"encoding": ds.attrs.get(ENCODING_ATTR, "?")}
             if ds.shape[0] != t:
                 report.errors.append(f"camera {camera}: {ds.shape[0]} frames for {t} ticks")
                 continue
@@ -179,9 +225,9 @@ def validate_episode(path: Path, decode_all: bool = False) -> Report:
                     w, h = next(iter(sizes))
                     info["shape"] = [h, w, 3]
                 info["mean_jpeg_bytes"] = int(np.mean([len(x) for x in frames])) if t else 0
-            offsets = f.get(f"observations/image_offsets/{camera}")
+            offsets = f.get(f"{IMAGE_OFFSETS}/{camera}")
             if offsets is None or offsets.shape != (t,):
-                report.errors.append(f"no /observations/image_offsets/{camera} of shape ({t},)")
+                report.errors.append(f"no /{IMAGE_OFFSETS}/{camera} of shape ({t},)")
             elif t:
                 info["max_offset_s"] = round(float(np.abs(offsets[()]).max()), 4)
             report.summary["cameras"][camera] = info
@@ -240,10 +286,10 @@ def validate_lerobot(root: Path) -> Report:
 
 def validate_bag(path: Path) -> Report:
     """Summarise a bag (topics, counts, rates, episodes) and check the converter's inputs exist."""
+    from psi0_ros.data.bag_schema import expected_types, required_topics
     from psi0_ros.data.bags import BagError, BagReader
     from psi0_ros.data.config import ConvertConfig
-    from psi0_ros.data.convert import expected_types, read_events, required_topics
-    from psi0_ros.data.episodes import cut_episodes
+    from psi0_ros.data.planning import plan_episodes
 
     report = Report(str(path), "bag")
     config = ConvertConfig()
@@ -257,16 +303,15 @@ def validate_bag(path: Path) -> Report:
                 topic: {"type": types[topic], "count": counts[topic], "rate_hz": round(counts[topic] / duration, 2)}
                 for topic in sorted(types)
             }
-            for topic in required_topics(config):
+            for topic in required_topics(config, types):
                 if topic not in types:
                     report.errors.append(f"missing topic {topic} (needed by psi0 convert)")
                 elif counts.get(topic, 0) == 0:
                     report.errors.append(f"topic {topic} has no messages")
-            for topic, expected in expected_types(config).items():
-                if topic in types and types[topic] != expected:
-                    report.errors.append(f"topic {topic} has type {types[topic]}, expected {expected}")
-            events, _ = read_events(reader, config)
-            cut = cut_episodes(events, reader.start_ns, reader.end_ns)
+            for topic, expected in expected_types(config, types).items():
+                if topic in types and types[topic] not in expected:
+                    report.errors.append(f"topic {topic} has type {types[topic]}, expected {' or '.join(expected)}")
+            found = plan_episodes(reader, config)
             report.summary["episodes"] = [
                 {
                     "index": s.index,
@@ -276,16 +321,19 @@ def validate_bag(path: Path) -> Report:
                     "discarded": s.discarded,
                     "flags": s.flags,
                 }
-                for s in cut.episodes
+                for s in found.episodes
             ]
-            report.errors.extend(message for _, message in cut.errors)
+            report.errors.extend(message for _, message in found.errors)
+            report.errors.extend(reader.missing_messages([t for t in types if t != config.events_topic]))
+            for file in found.truncated_files:
+                report.warnings.append(f"{file}: not finished by its recorder; read up to its last complete message")
+            if found.replayed_events:
+                report.warnings.append(
+                    f"{found.replayed_events} replayed EpisodeEvent(s) from before the recording ignored"
+                )
     except BagError as err:
         report.errors.append(str(err))
     return report
-
-
-def _is_bag(path: Path) -> bool:
-    return (path.is_dir() and (path / "metadata.yaml").is_file()) or path.suffix in (".mcap", ".db3")
 
 
 def inspect_paths(paths: Iterable[Path], decode_all: bool = False) -> list[Report]:
@@ -294,20 +342,22 @@ def inspect_paths(paths: Iterable[Path], decode_all: bool = False) -> list[Repor
     for path in map(Path, paths):
         if not path.exists():
             reports.append(Report(str(path), "missing", errors=[f"{path}: no such file or directory"]))
-        elif path.is_file() and path.suffix in (EPISODE_SUFFIX, ".h5"):
+        elif path.is_file() and path.suffix in EPISODE_SUFFIXES:
             reports.append(validate_episode(path, decode_all))
-        elif _is_bag(path):
+        elif is_bag(path):
             reports.append(validate_bag(path))
         elif path.is_dir() and (path / "meta" / "info.json").is_file():
             reports.append(validate_lerobot(path))
         elif path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix in (EPISODE_SUFFIX, ".h5") or is_temp_file(p))
+            found = sorted(p for p in path.rglob("*") if p.suffix in EPISODE_SUFFIXES or is_temp_file(p))
             for file in found:
                 if is_temp_file(file):
                     reports.append(Report(str(file), "leftover", warnings=["temporary from an interrupted conversion"]))
                 else:
                     reports.append(validate_episode(file, decode_all))
-            if not found:
+            bags = bags_under(path)  # the bags `psi0 convert` would find below it
+            reports.extend(validate_bag(bag) for bag in bags)
+            if not found and not bags:
                 reports.append(Report(str(path), "missing", errors=[f"{path}: no episode files, bag or dataset"]))
         else:
             reports.append(Report(str(path), "unknown", errors=[f"{path}: not an episode file, bag or dataset"]))

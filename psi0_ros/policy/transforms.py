@@ -32,9 +32,6 @@ from psi0_ros.constants import (
 )
 
 STATS_SCHEMA_VERSION = 1
-# HDF5 dataset paths inside an episode file (DESIGN §5).
-EPISODE_ACTION_KEY = "/action"
-EPISODE_STATE_KEY = "/observations/state"
 
 
 def pad_state(state: np.ndarray) -> np.ndarray:
@@ -281,24 +278,16 @@ def stats_from_reference(data: dict[str, Any], action_key: str = "action", state
 
 
 def stats_from_episodes(paths: Sequence[Path]) -> NormStats:
-    """Statistics of /action and /observations/state over episode files (DESIGN §5)."""
-    import h5py
+    """Statistics of the actions and states of episode files (DESIGN §5), read by the data reader."""
+    from psi0_ros.data.hdf5 import read_action_state
 
     actions, states = [], []
     for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"episode file not found: {path}")
-        with h5py.File(path, "r") as episode:
-            for key, sink, dim in ((EPISODE_ACTION_KEY, actions, ACTION_DIM), (EPISODE_STATE_KEY, states, None)):
-                if key not in episode:
-                    raise ValueError(f"episode {path} has no {key}")
-                data = np.asarray(episode[key], dtype=np.float64)
-                if key == EPISODE_STATE_KEY:
-                    data = pad_state(data).astype(np.float64)
-                elif data.ndim != 2 or data.shape[1] != dim:
-                    raise ValueError(f"episode {path}: {key} must be (T, {dim}), got {data.shape}")
-                sink.append(data)
+        action, state = read_action_state(Path(path))
+        if action.ndim != 2 or action.shape[1] != ACTION_DIM:
+            raise ValueError(f"episode {path}: action must be (T, {ACTION_DIM}), got {action.shape}")
+        actions.append(action)
+        states.append(pad_state(state).astype(np.float64))
     if not actions:
         raise ValueError("no episode files given")
     return NormStats(action=compute_stats(actions), state=compute_stats(states))
