@@ -87,9 +87,7 @@ def run_mode(mode: str, latency_ms: float, ticks: int, seed: int = 0, threads: i
     from psi0_ros.policy.interface import ActionPrefix, Observation
 
     policy = _tiny_policy(mode, seed)
-    scheduler = RTCScheduler(
-        SchedulerConfig(mode=mode, max_delay=policy.config.flow.max_delay), horizon=policy.horizon
-    )
+    scheduler = RTCScheduler(SchedulerConfig(mode=mode, max_delay=policy.config.flow.max_delay), horizon=policy.horizon)
     rng = np.random.default_rng(seed)
     features = rng.standard_normal((8, policy.config.expert.vlm_dim)).astype(np.float32)
     position = np.zeros(ACTION_UPPER_BODY.stop, dtype=np.float64)  # the follower's arm/hand joints
@@ -122,7 +120,7 @@ def summarise(
 ) -> dict[str, Any]:
     first = min(commanded) if commanded else ticks
     missed = sum(1 for t in range(first, ticks) if t not in commanded)
-    step_at = dict(zip(range(first + 1, ticks), _steps_by_tick(commanded, first, ticks)))
+    step_at = dict(zip(range(first + 1, ticks), _steps_by_tick(commanded, first, ticks), strict=False))
     steps = [s for s in step_at.values() if s is not None]
     jumps = []
     for item in delivered[1:]:
@@ -159,14 +157,14 @@ def _steps_by_tick(commanded: dict[int, np.ndarray], first: int, ticks: int) -> 
 def _tiny_policy(mode: str, seed: int) -> Any:
     import dataclasses
 
+    import torch
+
     from psi0_ros.control.scheduler import POLICY_RTC_MODE
     from psi0_ros.policy.config import FlowConfig, PolicyConfig, RTCConfig, expert_preset
     from psi0_ros.policy.interface import Policy
     from psi0_ros.policy.mmdit import ActionExpert
     from psi0_ros.policy.tiny import randomize_modulation, synthetic_stats
     from psi0_ros.policy.transforms import Normalizer
-
-    import torch
 
     config = PolicyConfig(
         expert=expert_preset("tiny", horizon=30),
@@ -193,4 +191,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             for latency in latencies:
                 rows.append(run_mode(mode, latency, args.ticks, args.seed, args.threads))
                 bar.update(1)
-    return {"control_rate_hz": CONTROL_RATE_HZ, "min_execution_horizon": SchedulerConfig().min_execution_horizon, "rows": rows}
+    return {
+        "control_rate_hz": CONTROL_RATE_HZ,
+        "min_execution_horizon": SchedulerConfig().min_execution_horizon,
+        "rows": rows,
+    }

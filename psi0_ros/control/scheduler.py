@@ -59,6 +59,20 @@ def tick_at(time_s: float, rate_hz: float) -> int:
     return int(math.floor(time_s * rate_hz + 1e-9))
 
 
+# A control timer that wakes late runs the ticks it missed, at most this many, in one burst (the
+# bridge keeps only the newest target, so a burst is harmless); older ones count as skipped.
+MAX_CATCH_UP_TICKS = 5
+
+
+def catch_up_ticks(next_tick: int | None, now_tick: int, limit: int = MAX_CATCH_UP_TICKS) -> list[int]:
+    """Ticks to run now: next_tick..now_tick, at most the last `limit` of them ([] if none is due)."""
+    if next_tick is None:
+        return [now_tick]
+    if now_tick < next_tick:
+        return []
+    return list(range(max(next_tick, now_tick - limit + 1), now_tick + 1))
+
+
 def tick_time(tick: int, rate_hz: float) -> float:
     """Start time of a tick [s]."""
     return tick / rate_hz
