@@ -36,7 +36,7 @@ from psi0_ros.constants import (  # noqa: E402
 from psi0_ros.ros_messages import action_chunk_array, stamp_tick  # noqa: E402
 
 RATE = 30.0
-NORMAL_CHUNKS = 40
+NORMAL_CHUNKS = 80  # >= 4 ticks apart (min_execution_horizon 4): a window of 10+ s
 SLOW_CHUNKS = 4  # 0.15 s extra: below the execution horizon (12 ticks of queue at the request)
 STALL_CHUNKS = 3  # 1.2 s extra: beyond the trained max delay and the queue
 DELAYS = [0.0] * NORMAL_CHUNKS + [0.15] * SLOW_CHUNKS + [1.2] * STALL_CHUNKS + [0.0]
@@ -134,6 +134,7 @@ def test_deploy_graph_live(checkpoint, tmp_path):
         "vlm_node:torch_threads=1",
         "chunk_node:min_execution_horizon=4",  # tiny horizon 16: 12 queued actions at each request
         "chunk_node:features_timeout_s=2.0",
+        "chunk_node:diagnostics_rate_hz=4.0",
         f"chunk_node:debug.inference_delay_s={DELAYS}",
         "robot_bridge_node:sim.scene=empty",
     ]

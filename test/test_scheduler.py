@@ -168,8 +168,8 @@ def test_temporal_ensemble_averages_overlapping_predictions():
 
 
 def test_bench_rows_rtc_versus_naive_with_the_tiny_policy():
-    rtc = run_mode("rtc_guidance", 200, ticks=90)
-    sync = run_mode("sync", 200, ticks=90)
+    rtc = run_mode("rtc_guidance", 200, ticks=60)
+    sync = run_mode("sync", 200, ticks=60)
     assert rtc["missed_ticks"] == 0
     assert sync["missed_ticks"] > 0
     for row in (rtc, sync):
