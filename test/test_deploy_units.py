@@ -157,6 +157,9 @@ def test_chunk_node_input_checks(chunk_node):
     wrong = vlm_features_message(np.zeros((4, 8), np.float32), np.ones(4, bool), "go", 1, stamp)
     node._on_features(wrong)  # feature_dim 8 != the expert's 64
     assert node.counters["features_rejected"] == 1 and node._observation()[1] == "no_features"
+    old = Time(sec=stamp.sec - 5, nanosec=stamp.nanosec)  # a frozen camera: the newest image is 5 s old
+    node._on_features(vlm_features_message(np.zeros((4, 64), np.float32), np.ones(4, bool), "go", 2, old))
+    assert node._observation()[1] == "stale_features"
     node._on_features(vlm_features_message(np.zeros((4, 64), np.float32), np.ones(4, bool), "go", 2, stamp))
     assert node._observation()[1] == "stale_joint_states"
     joints = JointState(name=list(ALL_JOINTS), position=[0.0] * len(ALL_JOINTS))
