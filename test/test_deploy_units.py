@@ -175,3 +175,35 @@ def test_chunk_node_input_checks(chunk_node):
     assert node._observation()[1] == "no_features"
     node._on_features(vlm_features_message(np.zeros((4, 64), np.float32), np.ones(4, bool), "go", 3, stamp))
     assert node.counters["features_old_instruction"] == 1 and node._observation()[1] == "no_features"
+
+
+def test_psi0_deploy_dry_run_and_bad_checkpoint(tmp_path, capsys):
+    from psi0_ros.cli import main
+    from psi0_ros.policy.tiny import write_tiny_checkpoint
+
+    with pytest.raises(SystemExit, match="no checkpoint at"):
+        main(["deploy", "--checkpoint", str(tmp_path / "missing")])
+    ckpt = write_tiny_checkpoint(tmp_path / "ckpt", with_vlm=False)
+    assert main(["deploy", "--checkpoint", str(ckpt), "--dry-run", "--param", "chunk_node:mode=sync"]) == 0
+    out = capsys.readouterr().out
+    assert "robot_bridge_node, vlm_node, chunk_node" in out and "'mode': 'sync'" in out
+    with pytest.raises(SystemExit, match="NODE:NAME=VALUE"):
+        main(["deploy", "--checkpoint", str(ckpt), "--param", "mode=sync"])
+
+
+def test_psi0_bench_rtc_writes_rows(tmp_path):
+    import json
+
+    from psi0_ros.cli import main
+
+    out = tmp_path / "rtc.json"
+    assert main(["bench", "rtc", "--json", str(out), "--modes", "sync,naive_async", "--latencies-ms", "0,300"]) == 0
+    rows = json.loads(out.read_text())["results"]["rows"]
+    assert [(r["mode"], r["latency_ms"]) for r in rows] == [
+        ("sync", 0.0),
+        ("sync", 300.0),
+        ("naive_async", 0.0),
+        ("naive_async", 300.0),
+    ]
+    by = {(r["mode"], r["latency_ms"]): r for r in rows}
+    assert by[("sync", 300.0)]["missed_ticks"] > 0 and by[("naive_async", 300.0)]["missed_ticks"] == 0

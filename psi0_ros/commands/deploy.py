@@ -99,11 +99,11 @@ def _run_composed(nodes: list[Any], args: argparse.Namespace) -> int:
             )
             overrides = [Parameter(name, value=value) for name, value in spec.params.items()]
             made.append(node_class(parameter_overrides=overrides, namespace=args.namespace or None))
+        if args.duration:  # counted from the moment every node is up
+            signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+            signal.setitimer(signal.ITIMER_REAL, args.duration)
         return made
 
-    if args.duration:
-        signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
-        signal.setitimer(signal.ITIMER_REAL, args.duration)
     return spin_nodes(make_nodes)
 
 
