@@ -259,7 +259,14 @@ class ChunkNode(Node):
             ACTION_NAMES,
             stamp,
         )
-        self._chunk_pub.publish(msg)
+        if not self.context.ok():
+            return  # shutting down (Ctrl-C invalidates the context before the nodes are destroyed)
+        try:
+            self._chunk_pub.publish(msg)
+        except Exception:  # rclpy raises RCLError when the context went away during the publish
+            if self.context.ok():
+                raise
+            return
         self._rates["chunks"].add(time.monotonic())
         if record.measured_delay >= self.scheduler.config.max_delay:
             self.get_logger().warning(

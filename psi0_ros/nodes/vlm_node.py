@@ -115,7 +115,14 @@ class VLMNode(Node):
             self.latencies_s = (self.latencies_s + [time.perf_counter() - start])[-200:]
             self._seq += 1
             out = vlm_features_message(features, mask, instruction, self._seq, msg.header.stamp, self.wire_dtype)
-            self._pub.publish(out)
+            if not self.context.ok():
+                return  # shutting down (Ctrl-C invalidates the context before the node is destroyed)
+            try:
+                self._pub.publish(out)
+            except Exception:  # rclpy raises RCLError when the context went away during the publish
+                if self.context.ok():
+                    raise
+                return
             self._rate.add(time.monotonic())
             self.counters["features_published"] += 1
 
