@@ -146,7 +146,7 @@ def chunk_node(tmp_path):
 def test_chunk_node_input_checks(chunk_node):
     from builtin_interfaces.msg import Time
     from sensor_msgs.msg import JointState
-    from std_msgs.msg import String
+    from std_msgs.msg import Bool, String
 
     from psi0_ros.ros_messages import vlm_features_message
 
@@ -170,6 +170,9 @@ def test_chunk_node_input_checks(chunk_node):
     node._on_joints(joints)
     observation, reason = node._observation()
     assert reason == "" and observation[0].state.shape == (36,)
+    node._on_estop(Bool(data=True))
+    assert node._observation()[1] == "estop"
+    node._on_estop(Bool(data=False))
     # A new instruction: features computed under the old one are dropped, and never used again.
     node._on_instruction(String(data="wave"))
     assert node._observation()[1] == "no_features"
@@ -207,3 +210,30 @@ def test_psi0_bench_rtc_writes_rows(tmp_path):
     ]
     by = {(r["mode"], r["latency_ms"]): r for r in rows}
     assert by[("sync", 300.0)]["missed_ticks"] > 0 and by[("naive_async", 300.0)]["missed_ticks"] == 0
+
+
+def test_deploy_stop_escalates_on_a_second_ctrl_c():
+    import subprocess
+    import sys
+
+    from psi0_ros.commands.deploy import _stop_all
+
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGINT, lambda *a: None); print('up', flush=True); time.sleep(60)"
+    )
+    polite = "import time\ntry:\n    print('up', flush=True); time.sleep(60)\nexcept KeyboardInterrupt:\n    pass"
+    processes = []
+    for name, code in (("stubborn", stubborn), ("polite", polite)):
+        process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "up"
+        processes.append((name, process))
+    calls = []
+
+    def interrupts() -> int:  # Ctrl-C count: the second press comes after 40 polls (~2 s)
+        calls.append(1)
+        return 1 if len(calls) <= 40 else 2
+
+    _stop_all(processes, grace_s=600.0, interrupts=interrupts)
+    assert len(calls) == 41  # returned at the second press, not after the 600 s grace
+    codes = {name: p.returncode for name, p in processes}
+    assert codes == {"stubborn": -15, "polite": 0}
