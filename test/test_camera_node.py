@@ -17,7 +17,7 @@ import pytest
 
 from psi0_ros.camera import fit_frame
 
-FRAMES = 24
+FRAMES = 150  # 5 s at 30 fps: time for this test's subscriber to match before the clip ends
 
 
 def test_fit_frame_covers_then_crops():
