@@ -137,6 +137,9 @@ def test_deploy_graph_live(checkpoint, tmp_path):
         "chunk_node:diagnostics_rate_hz=4.0",
         f"chunk_node:debug.inference_delay_s={DELAYS}",
         "robot_bridge_node:sim.scene=empty",
+        # Software rendering at 30 Hz starves the other nodes of a loaded 2-core machine; the VLM
+        # runs on the newest frame anyway.
+        "robot_bridge_node:sim.camera_rate_hz=5.0",
     ]
     command = [sys.executable, "-m", "psi0_ros.cli", "deploy", "--checkpoint", str(checkpoint)]
     command += ["--instruction", "pick up the can"] + [a for p in params for a in ("--param", p)]
@@ -158,7 +161,11 @@ def test_deploy_graph_live(checkpoint, tmp_path):
         first = min(commands)
         slow_start = by_id[NORMAL_CHUNKS][1]
         missing = [t for t in range(first, slow_start) if t not in commands]
-        assert not missing, f"{len(missing)} ticks without a command, first at {missing[:5]}"
+        rtc_counters = [d[4] for d in diagnostics if d[1] == "chunk_node: rtc"]
+        assert not missing, (
+            f"{len(missing)} ticks without a command, {missing[:3]}..{missing[-1:]} (first {first}); "
+            f"chunk_node says: {rtc_counters[-1] if rtc_counters else None}"
+        )
         assert slow_start - first >= 10 * RATE, "the gap-free window covers less than 10 s"
         # Frozen prefixes equal what ran.
         checked = 0
