@@ -31,11 +31,11 @@ def _chunk(chunk_id: int, start_tick: int, base: float):
 
 
 def test_executor_runs_late_duplicate_older_and_lost_chunks():
+    from psi0_ros.msg import ActionChunk, LowerBodyCommand
     from sensor_msgs.msg import JointState
 
     from psi0_ros.constants import TOPIC_ACTION_CHUNK, TOPIC_LOWER_BODY_COMMAND, TOPIC_UPPER_BODY_COMMAND
     from psi0_ros.control.scheduler import tick_at
-    from psi0_ros.msg import ActionChunk, LowerBodyCommand
     from psi0_ros.nodes.qos import CONTROL
     from psi0_ros.ros_messages import stamp_tick
 
