@@ -101,3 +101,43 @@ def test_a_device_that_cannot_open_is_a_clear_error():
     )
     assert result.returncode != 0
     assert "camera device /dev/video97 does not exist" in result.stderr
+
+
+def test_camera_node_relays_a_driver_topic_resized_and_drops_bad_frames():
+    rclpy = pytest.importorskip("rclpy")
+    import io
+
+    from builtin_interfaces.msg import Time
+    from PIL import Image as PILImage
+    from sensor_msgs.msg import CompressedImage, Image
+
+    from psi0_ros.constants import TOPIC_IMAGE
+    from psi0_ros.nodes.qos import LARGE_LATEST
+
+    params = ["-p", "source:=compressed:/driver/image/compressed", "-p", "width:=40", "-p", "height:=30"]
+    proc = subprocess.Popen([sys.executable, "-m", "psi0_ros.nodes.camera_node", "--ros-args", *params])
+    rclpy.init()
+    node = rclpy.create_node("camera_driver")
+    images: list = []
+    node.create_subscription(Image, TOPIC_IMAGE, images.append, LARGE_LATEST)
+    driver = node.create_publisher(CompressedImage, "/driver/image/compressed", LARGE_LATEST)
+    buffer = io.BytesIO()
+    PILImage.fromarray(np.full((60, 100, 3), 200, np.uint8)).save(buffer, format="JPEG")
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not images:
+            rclpy.spin_once(node, timeout_sec=0.1)
+            bad = CompressedImage(format="jpeg", data=b"not a jpeg")
+            bad.header.stamp = Time(sec=1, nanosec=0)
+            driver.publish(bad)
+            good = CompressedImage(format="jpeg", data=buffer.getvalue())
+            good.header.stamp = Time(sec=7, nanosec=5)
+            driver.publish(good)
+        assert images, "nothing relayed from the driver topic"
+    finally:
+        node.destroy_node()
+        rclpy.shutdown()
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+    assert {(m.width, m.height, m.encoding) for m in images} == {(40, 30, "rgb8")}
+    assert {(m.header.stamp.sec, m.header.stamp.nanosec) for m in images} == {(7, 5)}  # the driver's stamp
