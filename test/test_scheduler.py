@@ -7,6 +7,7 @@ does; one test runs the real tiny Policy instead.
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -180,16 +181,22 @@ def test_worker_runs_inference_off_the_tick_thread():
     scheduler = RTCScheduler(SchedulerConfig(), horizon=H)
     threads, landed = [], threading.Event()
 
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    priorities = []
+
     def infer(request):
         threads.append(threading.current_thread().name)
+        priorities.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
         return marked_chunk(request)
 
-    worker = InferenceWorker(scheduler, infer, on_chunk=lambda record: landed.set())
+    worker = InferenceWorker(scheduler, infer, on_chunk=lambda record: landed.set(), niceness=5)
     try:
         scheduler.on_tick(0)
         worker.submit(scheduler.make_request(1))
         assert landed.wait(10.0)
         assert threads == ["psi0-inference"]
+        assert priorities == [min(19, base + 5)]  # the inference thread yields to the control tick
+        assert os.getpriority(os.PRIO_PROCESS, 0) == base  # ... and only that thread
         assert scheduler.on_tick(1).action is not None
     finally:
         worker.stop()

@@ -395,6 +395,7 @@ class InferenceWorker:
         on_chunk: Callable[[ChunkRecord], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
         clock: Callable[[], float] | None = None,
+        niceness: int = 0,
     ):
         import time
 
@@ -408,6 +409,7 @@ class InferenceWorker:
         self._stop = False
         self.latencies_s: deque[float] = deque(maxlen=200)
         self.last_error: BaseException | None = None
+        self.niceness = niceness  # > 0: this thread yields the CPU to the control tick (Linux, per thread)
         self._thread = threading.Thread(target=self._loop, name="psi0-inference", daemon=True)
         self._thread.start()
 
@@ -417,6 +419,13 @@ class InferenceWorker:
             self._wake.notify()
 
     def _loop(self) -> None:
+        if self.niceness > 0:
+            import os
+
+            try:  # lowering one's own priority needs no privilege; Linux applies it to this thread only
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.niceness)
+            except (AttributeError, OSError):
+                pass
         while True:
             with self._wake:
                 while self._pending is None and not self._stop:

@@ -78,6 +78,7 @@ PARAMETERS: tuple[tuple[str, Any, str], ...] = (
     ("device", "cpu", "torch device of the action expert"),
     ("torch_threads", 0, "torch CPU threads (0: torch's default)"),
     ("seed", 0, "noise seed of the sampler"),
+    ("inference_niceness", 5, "nice value of the inference thread: the control tick gets the CPU first"),
     ("diagnostics_rate_hz", 1.0, "/diagnostics publish rate [Hz]"),
     ("debug.inference_delay_s", [0.0], "tests: extra sleep before inference i = value[min(i, len-1)] [s]"),
 )
@@ -123,8 +124,14 @@ class ChunkNode(Node):
         self._observations: dict[int, tuple[Any, float]] = {}  # request id -> (observation, image stamp s)
         self._stamps: dict[int, float] = {}  # chunk id -> image stamp [s]
         delays = DelaySchedule(list(p["debug.inference_delay_s"]))
+        # The 30 Hz tick must not wait for the GIL behind the forward pass (as the bridge does it).
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         self.worker = InferenceWorker(
-            self.scheduler, delays.wrap(self._infer), on_chunk=self._on_chunk, on_error=self._on_error
+            self.scheduler,
+            delays.wrap(self._infer),
+            on_chunk=self._on_chunk,
+            on_error=self._on_error,
+            niceness=int(p["inference_niceness"]),
         )
 
         inputs = MutuallyExclusiveCallbackGroup()
