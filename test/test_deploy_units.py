@@ -23,6 +23,7 @@ def test_catch_up_ticks():
     assert catch_up_ticks(8, 7) == []
     assert catch_up_ticks(5, 7) == [5, 6, 7]
     assert catch_up_ticks(0, 100, limit=5) == [96, 97, 98, 99, 100]
+    assert len(catch_up_ticks(0, 100)) == 15  # at most 0.5 s of ticks
 
 
 def test_deploy_nodes_for_each_backend():

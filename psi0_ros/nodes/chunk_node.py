@@ -202,6 +202,7 @@ class ChunkNode(Node):
             return  # the timer fired twice within one tick
         if self._estop:
             self.scheduler.queue.clear_from(ticks[0])
+        self.counters["late_ticks"] += len(ticks) - 1  # run late, in a burst, after the timer stalled
         for tick in ticks:
             output = self.scheduler.on_tick(tick)
             if output.action is not None and self.output is not None and not self._estop:
