@@ -28,7 +28,7 @@ format: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-BENCHMARKS ?= policy convert sim train
+BENCHMARKS ?= policy convert sim rtc train
 bench: setup
 	for b in $(BENCHMARKS); do $(VENV)/bin/psi0 bench $$b --json bench-results/$$b.json || exit 1; done
 

@@ -1,0 +1,58 @@
+"""The deploy graph on a G1 or the sim: camera, VLM, chunk (RTC), AMO, bridge (DESIGN §2).
+
+    ros2 launch psi0_ros deploy.launch.py checkpoint:=/path/to/ckpt instruction:="pick up the can"
+    ros2 launch psi0_ros deploy.launch.py backend:=unitree checkpoint:=... camera_source:=/dev/video0
+    ros2 launch psi0_ros deploy.launch.py checkpoint:=... rviz:=true namespace:=g1
+
+Nodes and parameters come from psi0_ros.deploy_graph and config/deploy.yaml, exactly what
+`psi0 deploy` (no launch_ros needed) runs. lower_body_node and viz_node join where installed.
+"""
+
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from launch import LaunchDescription
+
+ARGUMENTS = (
+    ("backend", "sim", "sim | unitree"),
+    ("checkpoint", "", "policy checkpoint directory (DESIGN §6)"),
+    ("instruction", "", "language instruction (or publish /psi0/instruction)"),
+    ("rviz", "false", "also start rviz2 with config/psi0.rviz"),
+    ("camera_source", "", "camera_node source: device index/path, video file, topic:NAME ('' = backend's)"),
+    ("namespace", "", "ROS namespace of every node"),
+)
+
+
+def graph_actions(context, *args, **kwargs):
+    from psi0_ros.deploy_graph import deploy_nodes
+    from psi0_ros.paths import share_dir
+
+    value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+    specs = deploy_nodes(value["backend"], value["checkpoint"], value["instruction"], value["camera_source"])
+    namespace = value["namespace"]
+    actions = [
+        Node(
+            package="psi0_ros",
+            executable=spec.name,
+            name=spec.name,
+            namespace=namespace,
+            output="screen",
+            parameters=[spec.params],
+        )
+        for spec in specs
+    ]
+    if value["rviz"].lower() in ("true", "1", "yes"):
+        rviz_config = share_dir() / "config" / "psi0.rviz"
+        arguments = ["-d", str(rviz_config)] if rviz_config.is_file() else []
+        actions.append(
+            Node(package="rviz2", executable="rviz2", name="rviz2", arguments=arguments, namespace=namespace)
+        )
+    return actions
+
+
+def generate_launch_description() -> LaunchDescription:
+    declared = [
+        DeclareLaunchArgument(name, default_value=default, description=text) for name, default, text in ARGUMENTS
+    ]
+    return LaunchDescription([*declared, OpaqueFunction(function=graph_actions)])

@@ -1,0 +1,127 @@
+"""The deploy node graph as data (ROS-free): which nodes run and with which parameters.
+
+One source for launch/deploy.launch.py and `psi0 deploy`: both call deploy_nodes() with the
+same arguments and config/deploy.yaml, so the launch file and the launch_ros-free command run
+the same graph. The bridge's parameters start from config/sim.yaml (backend sim) or
+config/robot_bridge.yaml (backend unitree), overlaid by deploy.yaml's robot_bridge_node section.
+
+Nodes of other issues (lower_body_node: AMO; viz_node: robot_description, /tf, chunk markers)
+join the graph only where their module exists (importlib.util.find_spec), so the graph runs on
+a branch without them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+BACKENDS = ("sim", "unitree")
+OPTIONAL_NODES = ("lower_body_node", "viz_node")
+
+
+@dataclass
+class NodeSpec:
+    name: str  # node name = executable name = module psi0_ros.nodes.<name>
+    params: dict[str, Any] = field(default_factory=dict)  # flat (dotted) parameter names
+
+    @property
+    def module(self) -> str:
+        return f"psi0_ros.nodes.{self.name}"
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def nest(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Dotted names -> nested dicts (the form ROS 2 parameter files use)."""
+    tree: dict[str, Any] = {}
+    for name, value in params.items():
+        node = tree
+        *parents, leaf = name.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return tree
+
+
+def read_sections(path: Path) -> dict[str, dict[str, Any]]:
+    """{node name: flat ros__parameters} of a ROS 2 parameter file."""
+    document = yaml.safe_load(Path(path).read_text()) or {}
+    sections = {}
+    for name, section in document.items():
+        if not isinstance(section, Mapping) or "ros__parameters" not in section:
+            raise ValueError(f"{path}: section {name!r} has no ros__parameters")
+        sections[str(name).lstrip("/")] = flatten(section["ros__parameters"] or {})
+    return sections
+
+
+def module_exists(name: str) -> bool:
+    return importlib.util.find_spec(f"psi0_ros.nodes.{name}") is not None
+
+
+def deploy_nodes(
+    backend: str = "sim",
+    checkpoint: str = "",
+    instruction: str = "",
+    camera_source: str = "",
+    config: Path | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> list[NodeSpec]:
+    """The nodes of the deploy graph with their complete parameter sets.
+
+    camera_source: "" keeps the backend's camera (the sim renders one; on the robot
+    camera_node's configured source), otherwise a device index/path, a video file or
+    topic:<name> for camera_node. overrides: {node: {param: value}} applied last."""
+    from psi0_ros.paths import config_path
+
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    sections = read_sections(config or config_path("deploy.yaml"))
+    base = "sim.yaml" if backend == "sim" else "robot_bridge.yaml"
+    bridge = read_sections(config_path(base)).get("robot_bridge_node", {})
+    bridge.update(sections.get("robot_bridge_node", {}))
+    bridge["backend"] = backend
+    kinematic = backend == "sim" and bridge.get("sim.base_mode", "kinematic") == "kinematic"
+    bridge["lower_body_input"] = "command" if kinematic else "targets"
+
+    nodes = [NodeSpec("robot_bridge_node", bridge)]
+    use_camera_node = backend == "unitree" or bool(camera_source)
+    if use_camera_node:
+        camera = dict(sections.get("camera_node", {}))
+        if camera_source:
+            camera["source"] = camera_source
+        nodes.append(NodeSpec("camera_node", camera))
+        if backend == "sim":
+            bridge["sim.camera_mode"] = "off"  # one publisher of the camera topic
+    vlm = dict(sections.get("vlm_node", {}))
+    chunk = dict(sections.get("chunk_node", {}))
+    if checkpoint:
+        vlm["checkpoint"] = chunk["checkpoint"] = checkpoint
+    if instruction:
+        vlm["instruction"] = instruction
+    nodes += [NodeSpec("vlm_node", vlm), NodeSpec("chunk_node", chunk)]
+    if not kinematic and module_exists("lower_body_node"):
+        nodes.append(NodeSpec("lower_body_node", dict(sections.get("lower_body_node", {}))))
+    if module_exists("viz_node"):
+        nodes.append(NodeSpec("viz_node", dict(sections.get("viz_node", {}))))
+    for spec in nodes:
+        spec.params.update((overrides or {}).get(spec.name, {}))
+    return nodes
+
+
+def params_file_document(spec: NodeSpec) -> dict[str, Any]:
+    """A ROS 2 parameter file for one node process (matches the node in any namespace)."""
+    return {"/**": {"ros__parameters": nest(spec.params)}}

@@ -1,0 +1,101 @@
+"""chunk_executor_node: runs /psi0/action_chunk on the robot's machine when chunk_node runs on
+another one (chunk_node publish_commands: false), one command per control tick (DESIGN §2).
+
+Each chunk's start_tick is in the shared time base (ROS time x control rate): rows that land in
+the past are dropped, a duplicate or older chunk_id is ignored, and when chunks stop coming the
+queue runs on until it is empty, holds (velocities zeroed) for hold_ticks, then the command
+stream stops and the bridge's watchdog holds the robot. Same queue code as chunk_node
+(psi0_ros.control.scheduler).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from std_msgs.msg import Bool
+
+from psi0_ros.constants import CONTROL_RATE_HZ, TOPIC_ACTION_CHUNK, TOPIC_DIAGNOSTICS, TOPIC_ESTOP
+from psi0_ros.control.scheduler import RTCScheduler, SchedulerConfig, catch_up_ticks, tick_at
+from psi0_ros.msg import ActionChunk
+from psi0_ros.nodes.command_output import CommandOutput
+from psi0_ros.nodes.qos import CONTROL, LATCHED
+from psi0_ros.ros_messages import action_chunk_array
+
+NODE_NAME = "chunk_executor_node"
+
+
+class ChunkExecutorNode(Node):
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+
+        def param(name: str, default: Any, text: str) -> Any:
+            return self.declare_parameter(name, default, ParameterDescriptor(description=text)).value
+
+        self.rate_hz = float(param("control_rate_hz", CONTROL_RATE_HZ, "control ticks per second"))
+        hold = int(param("hold_ticks", 15, "ticks of safe hold after the queue runs dry; then silence"))
+        topic = str(param("chunk_topic", TOPIC_ACTION_CHUNK, "ActionChunk topic to execute"))
+        self.scheduler = RTCScheduler(SchedulerConfig(hold_ticks=hold, min_execution_horizon=1), horizon=1 << 16)
+        self.counters: Counter[str] = Counter()
+        self._estop = False
+        group = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(ActionChunk, topic, self._on_chunk, CONTROL, callback_group=group)
+        self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, LATCHED, callback_group=group)
+        self.output = CommandOutput(self)
+        self._diag_pub = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, CONTROL)
+        self.create_timer(1.0 / self.rate_hz, self._on_tick, callback_group=group)
+        self.create_timer(1.0, self._publish_diagnostics, callback_group=group)
+
+    def _now_tick(self) -> int:
+        return tick_at(self.get_clock().now().nanoseconds * 1e-9, self.rate_hz)
+
+    def _on_chunk(self, msg: ActionChunk) -> None:
+        try:
+            actions = action_chunk_array(msg)
+            if abs(msg.control_rate_hz - self.rate_hz) > 1e-6:
+                raise ValueError(f"chunk rate {msg.control_rate_hz} Hz != this executor's {self.rate_hz} Hz")
+            result = self.scheduler.accept_chunk(int(msg.chunk_id), int(msg.start_tick), actions)
+        except ValueError as err:
+            self.counters["chunks_rejected"] += 1
+            self.get_logger().warning(f"dropped chunk: {err}", throttle_duration_sec=2.0)
+            return
+        if not result.accepted:
+            self.get_logger().info(f"ignored chunk {msg.chunk_id}: {result.reason}", throttle_duration_sec=2.0)
+
+    def _on_estop(self, msg: Bool) -> None:
+        self._estop = bool(msg.data)
+
+    def _on_tick(self) -> None:
+        ticks = catch_up_ticks(self.scheduler.next_tick, self._now_tick())
+        if ticks and self._estop:
+            self.scheduler.queue.clear_from(ticks[0])
+        for tick in ticks:
+            output = self.scheduler.on_tick(tick)
+            if output.action is not None and not self._estop:
+                self.output.publish(output.tick, output.action, self.rate_hz)
+
+    def _publish_diagnostics(self) -> None:
+        counters = self.scheduler.stats.counters
+        status = DiagnosticStatus(name=f"{NODE_NAME}: queue", level=DiagnosticStatus.OK, message="running")
+        if counters["stopped"]:
+            status.level, status.message = DiagnosticStatus.WARN, "no chunk to run: command stream stopped"
+        values = {"queue_depth": self.scheduler.depth(), **counters, **self.counters}
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(array)
+
+
+def main(args: list[str] | None = None) -> int:
+    from psi0_ros.nodes.runtime import spin_nodes
+
+    return spin_nodes(lambda: [ChunkExecutorNode()], args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,346 @@
+"""chunk_node: the MM-DiT action expert behind the RTC scheduler (DESIGN §2).
+
+Subscribes /psi0/vlm_features, /joint_states, /psi0/instruction (latched) and /psi0/estop;
+publishes /psi0/action_chunk per inference and, every control tick (30 Hz),
+/psi0/upper_body_command and /psi0/lower_body_command (publish_commands: false leaves the
+commands to chunk_executor_node on the robot's machine). /diagnostics: rates, inference latency
+p50/p99, delay d, queue depth, dropped and stale inputs.
+
+Thin shell: psi0_ros.control.scheduler decides, psi0_ros.control.chunk_runner builds the
+observation and the policy. Inference runs on the scheduler's worker thread, never on the
+control timer. Inputs that must not be inferred on (stale or mismatched features, NaN joint
+states, estop) start no inference: the queue runs on, then holds, then the stream stops.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Bool, String
+
+from psi0_ros.constants import (
+    ACTION_NAMES,
+    CONTROL_RATE_HZ,
+    TOPIC_ACTION_CHUNK,
+    TOPIC_DIAGNOSTICS,
+    TOPIC_ESTOP,
+    TOPIC_INSTRUCTION,
+    TOPIC_JOINT_STATES,
+    TOPIC_VLM_FEATURES,
+)
+from psi0_ros.control.chunk_runner import (
+    DelaySchedule,
+    RateCounter,
+    check_state,
+    deploy_state,
+    joint_positions,
+    load_serving_policy,
+    percentiles_ms,
+)
+from psi0_ros.control.scheduler import (
+    ChunkRecord,
+    InferenceRequest,
+    InferenceWorker,
+    RTCScheduler,
+    SchedulerConfig,
+    catch_up_ticks,
+    tick_at,
+)
+from psi0_ros.msg import ActionChunk, VLMFeatures
+from psi0_ros.nodes.command_output import CommandOutput
+from psi0_ros.nodes.qos import CONTROL, LARGE_LATEST, LATCHED
+from psi0_ros.ros_messages import action_chunk_message, vlm_features_arrays
+
+NODE_NAME = "chunk_node"
+PARAMETERS: tuple[tuple[str, Any, str], ...] = (
+    ("checkpoint", "", "checkpoint directory (DESIGN §6); the model is built from its own config.json"),
+    ("mode", "rtc", "rtc | rtc_guidance | sync | naive_async | temporal_ensemble"),
+    ("num_steps", 0, "Euler steps per chunk (0: the checkpoint's)"),
+    ("guidance_beta", 0.0, "rtc_guidance: clip of the guidance weight (0: the checkpoint's)"),
+    ("min_execution_horizon", 0, "actions of a chunk that run before the next inference (0: horizon // 2; Psi0 15)"),
+    ("delay_window", 6, "delay d = max of this many recent measured delays [ticks] (Psi0: 6)"),
+    ("initial_delay", 6, "delay estimate before any measurement [ticks] (Psi0: 6)"),
+    ("hold_ticks", 15, "ticks of safe hold (last pose, velocities 0) after the queue runs dry; then silence"),
+    ("control_rate_hz", CONTROL_RATE_HZ, "control ticks per second (Psi0: 30)"),
+    ("features_timeout_s", 1.0, "VLM features older than this (by their image stamp) start no inference"),
+    ("joint_states_timeout_s", 0.5, "joint states older than this start no inference"),
+    ("publish_commands", True, "publish the per-tick commands here (false: chunk_executor_node does)"),
+    ("device", "cpu", "torch device of the action expert"),
+    ("torch_threads", 0, "torch CPU threads (0: torch's default)"),
+    ("seed", 0, "noise seed of the sampler"),
+    ("inference_niceness", 5, "nice value of the inference thread: the control tick gets the CPU first"),
+    ("diagnostics_rate_hz", 1.0, "/diagnostics publish rate [Hz]"),
+    ("debug.inference_delay_s", [0.0], "tests: extra sleep before inference i = value[min(i, len-1)] [s]"),
+)
+
+
+class ChunkNode(Node):
+    def __init__(self, **node_kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **node_kwargs)
+        for name, default, text in PARAMETERS:
+            self.declare_parameter(name, default, ParameterDescriptor(description=text))
+        p = {name: self.get_parameter(name).value for name, _, _ in PARAMETERS}
+        if not p["checkpoint"]:
+            raise ValueError("chunk_node: parameter 'checkpoint' is empty; give a checkpoint directory")
+        if p["torch_threads"] > 0:
+            import torch
+
+            torch.set_num_threads(int(p["torch_threads"]))
+        self.rate_hz = float(p["control_rate_hz"])
+        self.policy = load_serving_policy(
+            p["checkpoint"], p["mode"], int(p["num_steps"]), float(p["guidance_beta"]), p["device"], int(p["seed"])
+        )
+        horizon = self.policy.horizon
+        self.scheduler = RTCScheduler(
+            SchedulerConfig(
+                mode=p["mode"],
+                min_execution_horizon=int(p["min_execution_horizon"]) or max(1, horizon // 2),
+                max_delay=self.policy.config.flow.max_delay,
+                delay_window=int(p["delay_window"]),
+                initial_delay=int(p["initial_delay"]),
+                hold_ticks=int(p["hold_ticks"]),
+            ),
+            horizon,
+        )
+        self.features_timeout_s = float(p["features_timeout_s"])
+        self.joints_timeout_s = float(p["joint_states_timeout_s"])
+        self.counters: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._features: tuple[float, np.ndarray, np.ndarray, str, int] | None = None  # stamp_s, f, mask, instr, seq
+        self._joints: tuple[float, np.ndarray] | None = None  # receive time (ROS clock s), (43,)
+        self._instruction: str | None = None
+        self._estop = False
+        self._rates = {"commands": RateCounter(), "chunks": RateCounter(), "features": RateCounter()}
+        self._observations: dict[int, tuple[Any, float]] = {}  # request id -> (observation, image stamp s)
+        self._stamps: dict[int, float] = {}  # chunk id -> image stamp [s]
+        delays = DelaySchedule(list(p["debug.inference_delay_s"]))
+        # The 30 Hz tick must not wait for the GIL behind the forward pass (as the bridge does it).
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
+        self.worker = InferenceWorker(
+            self.scheduler,
+            delays.wrap(self._infer),
+            on_chunk=self._on_chunk,
+            on_error=self._on_error,
+            niceness=int(p["inference_niceness"]),
+        )
+
+        inputs = MutuallyExclusiveCallbackGroup()
+        control = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(
+            VLMFeatures, TOPIC_VLM_FEATURES, self._on_features, LARGE_LATEST, callback_group=inputs
+        )
+        self.create_subscription(JointState, TOPIC_JOINT_STATES, self._on_joints, CONTROL, callback_group=inputs)
+        self.create_subscription(String, TOPIC_INSTRUCTION, self._on_instruction, LATCHED, callback_group=inputs)
+        self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, LATCHED, callback_group=inputs)
+        self._chunk_pub = self.create_publisher(ActionChunk, TOPIC_ACTION_CHUNK, CONTROL)
+        self._diag_pub = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, CONTROL)
+        self.output = CommandOutput(self) if p["publish_commands"] else None
+        self.create_timer(1.0 / self.rate_hz, self._on_tick, callback_group=control)
+        self.create_timer(1.0 / float(p["diagnostics_rate_hz"]), self._publish_diagnostics, callback_group=inputs)
+        self.get_logger().info(
+            f"{p['mode']} chunks of {horizon} at {self.rate_hz:g} Hz from {p['checkpoint']} "
+            f"({self.policy.config.flow.num_steps} Euler steps, trained max delay {self.policy.config.flow.max_delay})"
+        )
+
+    def _now_s(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # --- inputs ---------------------------------------------------------------------------------
+    def _on_features(self, msg: VLMFeatures) -> None:
+        try:
+            features, mask = vlm_features_arrays(msg)
+            if features.shape[1] != self.policy.config.expert.vlm_dim:
+                raise ValueError(f"feature_dim {features.shape[1]} != the expert's {self.policy.config.expert.vlm_dim}")
+        except ValueError as err:
+            self.counters["features_rejected"] += 1
+            self.get_logger().warning(f"dropped VLM features: {err}", throttle_duration_sec=2.0)
+            return
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        with self._lock:
+            if self._instruction is not None and msg.instruction != self._instruction:
+                self.counters["features_old_instruction"] += 1  # computed under another instruction
+                return
+            self._features = (stamp, features, mask, msg.instruction, int(msg.image_seq))
+        self._rates["features"].add(time.monotonic())
+
+    def _on_joints(self, msg: JointState) -> None:
+        try:
+            positions = joint_positions(list(msg.name), list(msg.position))
+        except ValueError as err:
+            self.counters["joint_states_rejected"] += 1
+            self.get_logger().warning(f"dropped joint state: {err}", throttle_duration_sec=2.0)
+            return
+        with self._lock:
+            self._joints = (self._now_s(), positions)
+
+    def _on_instruction(self, msg: String) -> None:
+        with self._lock:
+            if msg.data != self._instruction:
+                self._instruction = msg.data
+                self._features = None  # features of the old instruction are never used with the new one
+                self.counters["instruction_changes"] += 1
+
+    def _on_estop(self, msg: Bool) -> None:
+        with self._lock:
+            self._estop = bool(msg.data)
+
+    # --- control tick ---------------------------------------------------------------------------
+    def _on_tick(self) -> None:
+        now_tick = tick_at(self._now_s(), self.rate_hz)
+        ticks = catch_up_ticks(self.scheduler.next_tick, now_tick)
+        if not ticks:
+            return  # the timer fired twice within one tick
+        if self._estop:
+            self.scheduler.queue.clear_from(ticks[0])
+        self.counters["late_ticks"] += len(ticks) - 1  # run late, in a burst, after the timer stalled
+        for tick in ticks:
+            output = self.scheduler.on_tick(tick)
+            if output.action is not None and self.output is not None and not self._estop:
+                self.output.publish(output.tick, output.action, self.rate_hz)
+                self._rates["commands"].add(time.monotonic())
+        following = now_tick + 1
+        if not self.scheduler.should_request(following):
+            return
+        observation, reason = self._observation()
+        if observation is None:
+            self.counters[f"no_inference_{reason}"] += 1
+            return
+        request = self.scheduler.make_request(following)
+        self._observations[request.request_id] = observation
+        self.worker.submit(request)
+
+    def _observation(self) -> tuple[Any, str]:
+        from psi0_ros.policy.interface import Observation
+
+        now = self._now_s()
+        with self._lock:
+            features, joints, estop = self._features, self._joints, self._estop
+        if estop:
+            return None, "estop"
+        if features is None:
+            return None, "no_features"
+        if now - features[0] > self.features_timeout_s:
+            return None, "stale_features"
+        if joints is None or now - joints[0] > self.joints_timeout_s:
+            return None, "stale_joint_states"
+        state = deploy_state(joints[1], self.scheduler.last_action)
+        problem = check_state(state)
+        if problem is not None:
+            self.get_logger().warning(f"no inference: {problem}", throttle_duration_sec=2.0)
+            return None, "bad_joint_states"
+        return (Observation(state=state, vlm_features=features[1], vlm_mask=features[2]), features[0]), ""
+
+    def _infer(self, request: InferenceRequest) -> np.ndarray:
+        from psi0_ros.policy.interface import ActionPrefix
+
+        observation, stamp_s = self._observations.pop(request.request_id)
+        prefix = None
+        if request.prefix is not None:
+            prefix = ActionPrefix(request.prefix[: self.policy.horizon].astype(np.float32), request.delay)
+        self._stamps[request.request_id] = stamp_s  # the image the chunk is conditioned on
+        return self.policy.infer(observation, prefix)
+
+    def _on_chunk(self, record: ChunkRecord) -> None:
+        stamp_s = self._stamps.pop(record.chunk_id, None)
+        stamp = None
+        if stamp_s is not None:
+            from builtin_interfaces.msg import Time
+
+            stamp = Time(sec=int(stamp_s), nanosec=int(round((stamp_s % 1.0) * 1e9)) % 1_000_000_000)
+        msg = action_chunk_message(
+            record.chunk_id,
+            record.start_tick,
+            record.actions,
+            record.prefix_length,
+            self.rate_hz,
+            record.inference_s * 1e3,
+            ACTION_NAMES,
+            stamp,
+        )
+        if not self.context.ok():
+            return  # shutting down (Ctrl-C invalidates the context before the nodes are destroyed)
+        try:
+            self._chunk_pub.publish(msg)
+        except Exception:  # rclpy raises RCLError when the context went away during the publish
+            if self.context.ok():
+                raise
+            return
+        self._rates["chunks"].add(time.monotonic())
+        if record.measured_delay >= self.scheduler.config.max_delay:
+            self.get_logger().warning(
+                f"chunk {record.chunk_id} took {record.measured_delay} ticks, beyond the trained max delay "
+                f"{self.scheduler.config.max_delay - 1}: prefix clamped",
+                throttle_duration_sec=2.0,
+            )
+
+    def _on_error(self, err: BaseException) -> None:
+        self.counters["inference_errors"] += 1
+        self.get_logger().error(f"inference failed: {err}", throttle_duration_sec=2.0)
+
+    # --- diagnostics ----------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        array = DiagnosticArray()
+        array.header.stamp = self.get_clock().now().to_msg()
+        array.status = [self.diagnostic_status()]
+        self._diag_pub.publish(array)
+
+    def diagnostic_status(self) -> DiagnosticStatus:
+        now = time.monotonic()
+        counters = self.scheduler.stats.counters
+        p50, p99 = percentiles_ms(list(self.worker.latencies_s))
+        recent = list(self.scheduler.executed)[-self.scheduler.config.hold_ticks - 1 :]
+        holding = bool(recent) and recent[-1][2]
+        status = DiagnosticStatus()
+        status.name = f"{NODE_NAME}: rtc"
+        status.hardware_id = str(self.get_parameter("device").value)
+        estimate = self.scheduler.estimator.estimate
+        trained = self.scheduler.config.max_delay - 1
+        if self.worker.last_error is not None and self.counters["inference_errors"]:
+            status.level, status.message = DiagnosticStatus.ERROR, f"inference failing: {self.worker.last_error}"
+        elif holding:
+            status.level, status.message = DiagnosticStatus.WARN, "queue ran dry: holding (velocities zeroed)"
+        elif estimate > trained and self.scheduler.config.mode == "rtc":
+            status.level = DiagnosticStatus.WARN
+            status.message = f"delay {estimate} ticks beyond the trained max {trained}: prefix clamped"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "running"
+        values: dict[str, object] = {
+            "mode": self.scheduler.config.mode,
+            "command_rate_hz": f"{self._rates['commands'].rate(now):.1f}",
+            "chunk_rate_hz": f"{self._rates['chunks'].rate(now):.2f}",
+            "features_rate_hz": f"{self._rates['features'].rate(now):.2f}",
+            "inference_latency_p50_ms": f"{p50:.1f}",
+            "inference_latency_p99_ms": f"{p99:.1f}",
+            "delay_ticks": estimate,
+            "measured_delay_ticks": self.scheduler.stats.last_measured_delay,
+            "queue_depth": self.scheduler.depth(),
+            "holding": holding,
+        }
+        values.update({k: v for k, v in sorted(counters.items())})
+        values.update({k: v for k, v in sorted(self.counters.items())})
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        return status
+
+    def destroy_node(self) -> None:
+        self.worker.stop()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    from psi0_ros.nodes.runtime import spin_nodes
+
+    return spin_nodes(lambda: [ChunkNode()], args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

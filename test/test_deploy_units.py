@@ -1,0 +1,240 @@
+"""Deploy graph pieces without spinning: the node list (psi0 deploy and the launch file), message
+conversions, state parity with the converter, and chunk_node's input checks."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from psi0_ros.control.chunk_runner import deploy_state, joint_positions
+from psi0_ros.control.scheduler import catch_up_ticks
+from psi0_ros.data.streams import build_state, joint_columns, lower_body_vector
+from psi0_ros.deploy_graph import deploy_nodes, module_exists
+from psi0_ros.g1 import ALL_JOINTS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_catch_up_ticks():
+    assert catch_up_ticks(None, 7) == [7]
+    assert catch_up_ticks(8, 7) == []
+    assert catch_up_ticks(5, 7) == [5, 6, 7]
+    assert catch_up_ticks(0, 100, limit=5) == [96, 97, 98, 99, 100]
+    assert len(catch_up_ticks(0, 100)) == 15  # at most 0.5 s of ticks
+
+
+def test_deploy_nodes_for_each_backend():
+    sim = deploy_nodes("sim", "/ckpt", "pick", overrides={"chunk_node": {"mode": "sync"}})
+    names = [n.name for n in sim]
+    assert names[:3] == ["robot_bridge_node", "vlm_node", "chunk_node"]
+    assert ("lower_body_node" in names) is False  # kinematic sim: the bridge follows the 8-D command
+    assert ("viz_node" in names) == module_exists("viz_node")
+    params = {n.name: n.params for n in sim}
+    assert params["robot_bridge_node"]["lower_body_input"] == "command"
+    assert params["chunk_node"]["checkpoint"] == "/ckpt" and params["chunk_node"]["mode"] == "sync"
+    assert params["vlm_node"]["instruction"] == "pick"
+    robot = [n.name for n in deploy_nodes("unitree", "/ckpt")]
+    assert "camera_node" in robot
+    assert ("lower_body_node" in robot) == module_exists("lower_body_node")
+    with pytest.raises(ValueError, match="backend"):
+        deploy_nodes("gazebo")
+
+
+def test_deploy_yaml_names_only_declared_chunk_node_parameters():
+    from psi0_ros.deploy_graph import read_sections
+    from psi0_ros.nodes import chunk_node
+
+    declared = {name for name, _, _ in chunk_node.PARAMETERS}
+    sections = read_sections(ROOT / "config" / "deploy.yaml")
+    assert set(sections["chunk_node"]) <= declared
+
+
+def test_launch_file_lists_the_graph_nodes():
+    if importlib.util.find_spec("launch_ros") is None:
+        pytest.skip("launch_ros is not installed here (no PyPI wheel); psi0 deploy runs the same graph")
+    from launch_ros.actions import Node
+
+    from launch import LaunchContext
+
+    spec = importlib.util.spec_from_file_location("deploy_launch", ROOT / "launch" / "deploy.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    context = LaunchContext()
+    for action in description.entities:
+        action.visit(context)
+    nodes = module.graph_actions(context)
+    names = [n.node_executable for n in nodes if isinstance(n, Node)]
+    assert names[:3] == ["robot_bridge_node", "vlm_node", "chunk_node"]
+
+
+rclpy = pytest.importorskip("rclpy")
+
+
+def test_state_parity_with_the_converter():
+    from psi0_ros.msg import LowerBodyCommand
+    from sensor_msgs.msg import JointState
+
+    rng = np.random.default_rng(0)
+    msg = JointState()
+    order = rng.permutation(len(ALL_JOINTS))
+    msg.name = [ALL_JOINTS[i] for i in order]
+    msg.position = rng.uniform(-1, 1, len(ALL_JOINTS)).tolist()
+    command = LowerBodyCommand(vx=0.1, vy=0.0, vyaw=0.2, target_yaw=0.3, torso_roll=0.05, torso_pitch=-0.1)
+    command.torso_yaw, command.height = 0.2, 0.7
+    # The converter's path: joint_columns + lower_body_vector + build_state.
+    positions = np.zeros((1, len(ALL_JOINTS)))
+    src, dst = joint_columns(msg.name)
+    positions[0, dst] = np.asarray(msg.position)[src]
+    converted = build_state(positions, lower_body_vector(command)[None])[0]
+    # chunk_node's path: the commanded action's lower-body dims.
+    action = np.zeros(36)
+    action[28:36] = lower_body_vector(command)
+    deployed = deploy_state(joint_positions(msg.name, msg.position), action)
+    np.testing.assert_array_equal(deployed, converted)
+
+
+def test_message_round_trips():
+    from psi0_ros.constants import ACTION_NAMES
+    from psi0_ros.ros_messages import (
+        action_chunk_array,
+        action_chunk_message,
+        stamp_tick,
+        tick_stamp,
+        vlm_features_arrays,
+        vlm_features_message,
+    )
+
+    big = 30 * 1_800_000_000  # ticks of a ROS clock in 2027
+    assert stamp_tick(*tick_stamp(big + 7, 30.0), 30.0) == big + 7
+    actions = np.arange(16 * 36, dtype=np.float32).reshape(16, 36)
+    msg = action_chunk_message(3, big, actions, 5, 30.0, 12.5, ACTION_NAMES)
+    np.testing.assert_array_equal(action_chunk_array(msg), actions)
+    msg.actions = msg.actions[:-1]
+    with pytest.raises(ValueError, match="values for horizon"):
+        action_chunk_array(msg)
+    from builtin_interfaces.msg import Time
+
+    features = np.random.default_rng(0).standard_normal((5, 8)).astype(np.float32)
+    mask = np.array([1, 1, 1, 0, 1], bool)
+    out = vlm_features_message(features, mask, "go", 4, Time(sec=1, nanosec=2))
+    back, back_mask = vlm_features_arrays(out)
+    np.testing.assert_array_equal(back, features)
+    np.testing.assert_array_equal(back_mask, mask)
+    out.attention_mask = bytes(5)
+    with pytest.raises(ValueError, match="no real token"):
+        vlm_features_arrays(out)
+
+
+@pytest.fixture
+def chunk_node(tmp_path):
+    from rclpy.parameter import Parameter
+
+    from psi0_ros.nodes.chunk_node import ChunkNode
+    from psi0_ros.policy.tiny import write_tiny_checkpoint
+
+    ckpt = write_tiny_checkpoint(tmp_path / "ckpt", with_vlm=False)
+    rclpy.init()
+    node = ChunkNode(parameter_overrides=[Parameter("checkpoint", value=str(ckpt))])
+    yield node
+    node.destroy_node()
+    rclpy.shutdown()
+
+
+def test_chunk_node_input_checks(chunk_node):
+    from builtin_interfaces.msg import Time
+    from sensor_msgs.msg import JointState
+    from std_msgs.msg import Bool, String
+
+    from psi0_ros.ros_messages import vlm_features_message
+
+    node = chunk_node
+    assert node._observation() == (None, "no_features")
+    now = node.get_clock().now().nanoseconds
+    stamp = Time(sec=now // 10**9, nanosec=now % 10**9)
+    wrong = vlm_features_message(np.zeros((4, 8), np.float32), np.ones(4, bool), "go", 1, stamp)
+    node._on_features(wrong)  # feature_dim 8 != the expert's 64
+    assert node.counters["features_rejected"] == 1 and node._observation()[1] == "no_features"
+    old = Time(sec=stamp.sec - 5, nanosec=stamp.nanosec)  # a frozen camera: the newest image is 5 s old
+    node._on_features(vlm_features_message(np.zeros((4, 64), np.float32), np.ones(4, bool), "go", 2, old))
+    assert node._observation()[1] == "stale_features"
+    node._on_features(vlm_features_message(np.zeros((4, 64), np.float32), np.ones(4, bool), "go", 2, stamp))
+    assert node._observation()[1] == "stale_joint_states"
+    joints = JointState(name=list(ALL_JOINTS), position=[0.0] * len(ALL_JOINTS))
+    joints.position[20] = float("nan")
+    node._on_joints(joints)
+    assert node._observation()[1] == "bad_joint_states"
+    joints.position[20] = 0.0
+    node._on_joints(joints)
+    observation, reason = node._observation()
+    assert reason == "" and observation[0].state.shape == (36,)
+    node._on_estop(Bool(data=True))
+    assert node._observation()[1] == "estop"
+    node._on_estop(Bool(data=False))
+    # A new instruction: features computed under the old one are dropped, and never used again.
+    node._on_instruction(String(data="wave"))
+    assert node._observation()[1] == "no_features"
+    node._on_features(vlm_features_message(np.zeros((4, 64), np.float32), np.ones(4, bool), "go", 3, stamp))
+    assert node.counters["features_old_instruction"] == 1 and node._observation()[1] == "no_features"
+
+
+def test_psi0_deploy_dry_run_and_bad_checkpoint(tmp_path, capsys):
+    from psi0_ros.cli import main
+    from psi0_ros.policy.tiny import write_tiny_checkpoint
+
+    with pytest.raises(SystemExit, match="no checkpoint at"):
+        main(["deploy", "--checkpoint", str(tmp_path / "missing")])
+    ckpt = write_tiny_checkpoint(tmp_path / "ckpt", with_vlm=False)
+    assert main(["deploy", "--checkpoint", str(ckpt), "--dry-run", "--param", "chunk_node:mode=sync"]) == 0
+    out = capsys.readouterr().out
+    assert "robot_bridge_node, vlm_node, chunk_node" in out and "'mode': 'sync'" in out
+    with pytest.raises(SystemExit, match="NODE:NAME=VALUE"):
+        main(["deploy", "--checkpoint", str(ckpt), "--param", "mode=sync"])
+
+
+def test_psi0_bench_rtc_writes_rows(tmp_path):
+    import json
+
+    from psi0_ros.cli import main
+
+    out = tmp_path / "rtc.json"
+    assert main(["bench", "rtc", "--json", str(out), "--modes", "sync,naive_async", "--latencies-ms", "0,300"]) == 0
+    rows = json.loads(out.read_text())["results"]["rows"]
+    assert [(r["mode"], r["latency_ms"]) for r in rows] == [
+        ("sync", 0.0),
+        ("sync", 300.0),
+        ("naive_async", 0.0),
+        ("naive_async", 300.0),
+    ]
+    by = {(r["mode"], r["latency_ms"]): r for r in rows}
+    assert by[("sync", 300.0)]["missed_ticks"] > 0 and by[("naive_async", 300.0)]["missed_ticks"] == 0
+
+
+def test_deploy_stop_escalates_on_a_second_ctrl_c():
+    import subprocess
+    import sys
+
+    from psi0_ros.commands.deploy import _stop_all
+
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGINT, lambda *a: None); print('up', flush=True); time.sleep(60)"
+    )
+    polite = "import time\ntry:\n    print('up', flush=True); time.sleep(60)\nexcept KeyboardInterrupt:\n    pass"
+    processes = []
+    for name, code in (("stubborn", stubborn), ("polite", polite)):
+        process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        assert process.stdout.readline().strip() == "up"
+        processes.append((name, process))
+    calls = []
+
+    def interrupts() -> int:  # Ctrl-C count: the second press comes after 40 polls (~2 s)
+        calls.append(1)
+        return 1 if len(calls) <= 40 else 2
+
+    _stop_all(processes, grace_s=600.0, interrupts=interrupts)
+    assert len(calls) == 41  # returned at the second press, not after the 600 s grace
+    codes = {name: p.returncode for name, p in processes}
+    assert codes == {"stubborn": -15, "polite": 0}
