@@ -24,7 +24,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from psi0_ros.camera import FrameGrabber, fit_frame
-from psi0_ros.constants import FRAME_HEAD_CAMERA, TOPIC_CAMERA_INFO, TOPIC_DIAGNOSTICS, TOPIC_IMAGE
+from psi0_ros.constants import FRAME_HEAD_CAMERA, TOPIC_CAMERA_INFO, TOPIC_DIAGNOSTICS, TOPIC_IMAGE, relative_topic
 from psi0_ros.image import image_to_rgb, rgb_to_image_fields
 from psi0_ros.nodes.qos import CONTROL, LARGE_LATEST
 
@@ -52,9 +52,9 @@ class CameraNode(Node):
         fov = float(param("horizontal_fov_deg", 90.0, "camera_info: horizontal field of view [deg]"))
         self.counters: Counter[str] = Counter()
         self._last_frame_wall: float | None = None
-        self._image_pub = self.create_publisher(Image, TOPIC_IMAGE, LARGE_LATEST)
-        self._info_pub = self.create_publisher(CameraInfo, TOPIC_CAMERA_INFO, CONTROL)
-        self._diag_pub = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, CONTROL)
+        self._image_pub = self.create_publisher(Image, relative_topic(TOPIC_IMAGE), LARGE_LATEST)
+        self._info_pub = self.create_publisher(CameraInfo, relative_topic(TOPIC_CAMERA_INFO), CONTROL)
+        self._diag_pub = self.create_publisher(DiagnosticArray, relative_topic(TOPIC_DIAGNOSTICS), CONTROL)
         self._info = self._camera_info(fov)
         self.grabber: FrameGrabber | None = None
         self._published_seq = 0

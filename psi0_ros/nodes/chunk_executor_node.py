@@ -20,7 +20,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from std_msgs.msg import Bool
 
-from psi0_ros.constants import CONTROL_RATE_HZ, TOPIC_ACTION_CHUNK, TOPIC_DIAGNOSTICS, TOPIC_ESTOP
+from psi0_ros.constants import CONTROL_RATE_HZ, TOPIC_ACTION_CHUNK, TOPIC_DIAGNOSTICS, TOPIC_ESTOP, relative_topic
 from psi0_ros.control.scheduler import RTCScheduler, SchedulerConfig, catch_up_ticks, tick_at
 from psi0_ros.msg import ActionChunk
 from psi0_ros.nodes.command_output import CommandOutput
@@ -39,15 +39,15 @@ class ChunkExecutorNode(Node):
 
         self.rate_hz = float(param("control_rate_hz", CONTROL_RATE_HZ, "control ticks per second"))
         hold = int(param("hold_ticks", 15, "ticks of safe hold after the queue runs dry; then silence"))
-        topic = str(param("chunk_topic", TOPIC_ACTION_CHUNK, "ActionChunk topic to execute"))
+        topic = str(param("chunk_topic", relative_topic(TOPIC_ACTION_CHUNK), "ActionChunk topic to execute"))
         self.scheduler = RTCScheduler(SchedulerConfig(hold_ticks=hold, min_execution_horizon=1), horizon=1 << 16)
         self.counters: Counter[str] = Counter()
         self._estop = False
         group = MutuallyExclusiveCallbackGroup()
         self.create_subscription(ActionChunk, topic, self._on_chunk, CONTROL, callback_group=group)
-        self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, LATCHED, callback_group=group)
+        self.create_subscription(Bool, relative_topic(TOPIC_ESTOP), self._on_estop, LATCHED, callback_group=group)
         self.output = CommandOutput(self)
-        self._diag_pub = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, CONTROL)
+        self._diag_pub = self.create_publisher(DiagnosticArray, relative_topic(TOPIC_DIAGNOSTICS), CONTROL)
         self.create_timer(1.0 / self.rate_hz, self._on_tick, callback_group=group)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=group)
 

@@ -37,6 +37,7 @@ from psi0_ros.constants import (
     TOPIC_INSTRUCTION,
     TOPIC_JOINT_STATES,
     TOPIC_VLM_FEATURES,
+    relative_topic,
 )
 from psi0_ros.control.chunk_runner import (
     DelaySchedule,
@@ -137,13 +138,17 @@ class ChunkNode(Node):
         inputs = MutuallyExclusiveCallbackGroup()
         control = MutuallyExclusiveCallbackGroup()
         self.create_subscription(
-            VLMFeatures, TOPIC_VLM_FEATURES, self._on_features, LARGE_LATEST, callback_group=inputs
+            VLMFeatures, relative_topic(TOPIC_VLM_FEATURES), self._on_features, LARGE_LATEST, callback_group=inputs
         )
-        self.create_subscription(JointState, TOPIC_JOINT_STATES, self._on_joints, CONTROL, callback_group=inputs)
-        self.create_subscription(String, TOPIC_INSTRUCTION, self._on_instruction, LATCHED, callback_group=inputs)
-        self.create_subscription(Bool, TOPIC_ESTOP, self._on_estop, LATCHED, callback_group=inputs)
-        self._chunk_pub = self.create_publisher(ActionChunk, TOPIC_ACTION_CHUNK, CONTROL)
-        self._diag_pub = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, CONTROL)
+        self.create_subscription(
+            JointState, relative_topic(TOPIC_JOINT_STATES), self._on_joints, CONTROL, callback_group=inputs
+        )
+        self.create_subscription(
+            String, relative_topic(TOPIC_INSTRUCTION), self._on_instruction, LATCHED, callback_group=inputs
+        )
+        self.create_subscription(Bool, relative_topic(TOPIC_ESTOP), self._on_estop, LATCHED, callback_group=inputs)
+        self._chunk_pub = self.create_publisher(ActionChunk, relative_topic(TOPIC_ACTION_CHUNK), CONTROL)
+        self._diag_pub = self.create_publisher(DiagnosticArray, relative_topic(TOPIC_DIAGNOSTICS), CONTROL)
         self.output = CommandOutput(self) if p["publish_commands"] else None
         self.create_timer(1.0 / self.rate_hz, self._on_tick, callback_group=control)
         self.create_timer(1.0 / float(p["diagnostics_rate_hz"]), self._publish_diagnostics, callback_group=inputs)

@@ -20,6 +20,7 @@ from psi0_ros.constants import (
     ACTION_UPPER_BODY,
     TOPIC_LOWER_BODY_COMMAND,
     TOPIC_UPPER_BODY_COMMAND,
+    relative_topic,
 )
 from psi0_ros.data.streams import LOWER_BODY_FIELDS
 from psi0_ros.msg import LowerBodyCommand
@@ -31,8 +32,8 @@ UPPER_BODY_NAMES = list(ACTION_NAMES[ACTION_UPPER_BODY])
 
 class CommandOutput:
     def __init__(self, node: Any) -> None:
-        self._upper = node.create_publisher(JointState, TOPIC_UPPER_BODY_COMMAND, CONTROL)
-        self._lower = node.create_publisher(LowerBodyCommand, TOPIC_LOWER_BODY_COMMAND, CONTROL)
+        self._upper = node.create_publisher(JointState, relative_topic(TOPIC_UPPER_BODY_COMMAND), CONTROL)
+        self._lower = node.create_publisher(LowerBodyCommand, relative_topic(TOPIC_LOWER_BODY_COMMAND), CONTROL)
         self.published: Counter[str] = Counter()
 
     def publish(self, tick: int, action: np.ndarray, rate_hz: float) -> None:

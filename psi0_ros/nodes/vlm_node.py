@@ -24,7 +24,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from psi0_ros.constants import TOPIC_DIAGNOSTICS, TOPIC_IMAGE, TOPIC_INSTRUCTION, TOPIC_VLM_FEATURES
+from psi0_ros.constants import TOPIC_DIAGNOSTICS, TOPIC_IMAGE, TOPIC_INSTRUCTION, TOPIC_VLM_FEATURES, relative_topic
 from psi0_ros.control.chunk_runner import RateCounter, percentiles_ms
 from psi0_ros.image import image_to_rgb
 from psi0_ros.msg import VLMFeatures
@@ -44,7 +44,7 @@ class VLMNode(Node):
 
         checkpoint = param("checkpoint", "", "checkpoint directory whose VLM (and image config) to load")
         self.instruction: str = param("instruction", "", "language instruction until /psi0/instruction has one")
-        image_topic = param("image_topic", TOPIC_IMAGE, "camera image topic (sensor_msgs/Image)")
+        image_topic = param("image_topic", relative_topic(TOPIC_IMAGE), "camera image topic (sensor_msgs/Image)")
         self.wire_dtype = param("dtype", "float32", "VLMFeatures.dtype on the wire: float32 | float16 | bfloat16")
         device = param("device", "cpu", "torch device of the VLM")
         threads = int(param("torch_threads", 0, "torch CPU threads (0: torch's default)"))
@@ -70,9 +70,11 @@ class VLMNode(Node):
         self._seq = 0
         group = MutuallyExclusiveCallbackGroup()
         self.create_subscription(Image, image_topic, self._on_image, LARGE_LATEST, callback_group=group)
-        self.create_subscription(String, TOPIC_INSTRUCTION, self._on_instruction, LATCHED, callback_group=group)
-        self._pub = self.create_publisher(VLMFeatures, TOPIC_VLM_FEATURES, LARGE_LATEST)
-        self._diag_pub = self.create_publisher(DiagnosticArray, TOPIC_DIAGNOSTICS, CONTROL)
+        self.create_subscription(
+            String, relative_topic(TOPIC_INSTRUCTION), self._on_instruction, LATCHED, callback_group=group
+        )
+        self._pub = self.create_publisher(VLMFeatures, relative_topic(TOPIC_VLM_FEATURES), LARGE_LATEST)
+        self._diag_pub = self.create_publisher(DiagnosticArray, relative_topic(TOPIC_DIAGNOSTICS), CONTROL)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=group)
         self._thread = threading.Thread(target=self._loop, name="psi0-vlm", daemon=True)
         self._thread.start()
