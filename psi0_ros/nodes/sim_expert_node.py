@@ -214,12 +214,16 @@ def record_episode(
     started = time.monotonic()
     wanted = [t for t in topics if t != TOPIC_ESTOP]  # nobody presses the estop in a demo
 
-    def make_nodes() -> list:
-        from rclpy.utilities import get_default_context
+    def stop(reason: str) -> None:
+        result.setdefault("stopped_by", reason)
 
-        def stop(reason: str) -> None:
-            result.setdefault("stopped_by", reason)
-            get_default_context().try_shutdown()
+    def until() -> str | None:
+        """spin_nodes polls this: the episode ends when it is finished, timed out or the bag failed."""
+        if recorder.error is not None:
+            stop(f"bag write failed: {recorder.error}")
+        return result.get("stopped_by")
+
+    def make_nodes() -> list:
 
         def finished(outcome: dict[str, Any]) -> None:
             result.update(outcome)
@@ -230,7 +234,7 @@ def record_episode(
         teleop = TeleopRecorderNode(
             [Parameter("task", value=get_task(task).instruction), Parameter("first_episode_index", value=episode)]
         )
-        bag_node = BagRecorderNode(recorder, topics, on_fatal=lambda error: stop(f"bag write failed: {error}"))
+        bag_node = BagRecorderNode(recorder, topics)
 
         def ready() -> bool:
             written = recorder.stats.messages
@@ -252,7 +256,7 @@ def record_episode(
         return [bridge, teleop, bag_node, expert]
 
     try:
-        spin_nodes(make_nodes)
+        spin_nodes(make_nodes, until=until)
     finally:
         timer = result.pop("_timer", None)
         if timer is not None:
