@@ -201,6 +201,9 @@ def test_deploy_graph_live(checkpoint, tmp_path):
             ),
             "the bridge to hold after vlm_node died",
         )
+        # The bridge may already hold from the stall phase: give the features time to go stale
+        # (features_timeout_s) and an inference already running time to land, then count.
+        time.sleep(max(0.0, killed_at + 2.0 + 1.5 - time.monotonic()))
         with watcher.lock:
             count = len(watcher.chunks)
         time.sleep(3.0)  # no new chunk in this window: the features have gone stale
