@@ -53,6 +53,8 @@ def machine_info() -> dict[str, object]:
 def run(args: argparse.Namespace) -> int:
     results = args._bench(args)
     document = {"benchmark": args.benchmark, "machine": machine_info(), "results": results}
+    if isinstance(results, dict) and "rows" in results:
+        document["rows"] = results["rows"]  # table benchmarks (rtc): the rows also at the top level
     text = json.dumps(document, indent=2, sort_keys=False)
     print(text)
     if args.json:

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from psi0_ros.constants import ACTION_DIM, ACTION_NAMES, STATE_NAMES, STATE_PADDED_DIM
-from psi0_ros.data.streams import NUM_JOINTS, STATE_PAD_NAMES, TORSO_RPY_JOINTS
-from psi0_ros.g1 import ALL_JOINTS, JOINT_SPECS
+from psi0_ros.data.streams import NUM_JOINTS, STATE_PAD_NAMES
+from psi0_ros.g1 import ALL_JOINTS, JOINT_SPECS, WAIST_JOINTS
 
 SCHEMA_VERSION = 1
 ROBOT = "unitree_g1_29dof_dex3"
@@ -126,7 +126,9 @@ def plausible_range(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(low, high) float64 per name of an action or state layout: joint limits widened by
     JOINT_LIMIT_MARGIN_RAD, LOWER_BODY_PLAUSIBLE for the rest, unbounded for others (padding)."""
     low, high = np.full(len(names), -np.inf), np.full(len(names), np.inf)
-    torso_joint = dict(zip(("torso_roll", "torso_pitch", "torso_yaw"), TORSO_RPY_JOINTS, strict=True))
+    # A commanded torso roll/pitch/yaw is bounded by the waist joint that carries it out.
+    waist_yaw, waist_roll, waist_pitch = WAIST_JOINTS  # motor order: yaw, roll, pitch
+    torso_joint = {"torso_roll": waist_roll, "torso_pitch": waist_pitch, "torso_yaw": waist_yaw}
     for i, name in enumerate(names):
         joint = JOINT_SPECS.get(name) or (JOINT_SPECS[torso_joint[name]] if name in torso_joint else None)
         if joint is not None:
