@@ -215,11 +215,8 @@ def record_episode(
     wanted = [t for t in topics if t != TOPIC_ESTOP]  # nobody presses the estop in a demo
 
     def make_nodes() -> list:
-        from rclpy.utilities import get_default_context
-
-        def stop(reason: str) -> None:
+        def stop(reason: str) -> None:  # spin_nodes' until (below) ends the spin on it
             result.setdefault("stopped_by", reason)
-            get_default_context().try_shutdown()
 
         def finished(outcome: dict[str, Any]) -> None:
             result.update(outcome)
@@ -230,7 +227,7 @@ def record_episode(
         teleop = TeleopRecorderNode(
             [Parameter("task", value=get_task(task).instruction), Parameter("first_episode_index", value=episode)]
         )
-        bag_node = BagRecorderNode(recorder, topics, on_fatal=lambda error: stop(f"bag write failed: {error}"))
+        bag_node = BagRecorderNode(recorder, topics)
 
         def ready() -> bool:
             written = recorder.stats.messages
@@ -251,8 +248,13 @@ def record_episode(
         result["_timer"] = timer
         return [bridge, teleop, bag_node, expert]
 
+    def stopped() -> str | None:  # the episode's end, a timeout, or a bag write failure
+        if recorder.error is not None:
+            result.setdefault("stopped_by", f"bag write failed: {recorder.error}")
+        return result.get("stopped_by")
+
     try:
-        spin_nodes(make_nodes)
+        spin_nodes(make_nodes, until=stopped)
     finally:
         timer = result.pop("_timer", None)
         if timer is not None:
