@@ -214,9 +214,16 @@ def record_episode(
     started = time.monotonic()
     wanted = [t for t in topics if t != TOPIC_ESTOP]  # nobody presses the estop in a demo
 
+    def stop(reason: str) -> None:
+        result.setdefault("stopped_by", reason)
+
+    def until() -> str | None:
+        """spin_nodes polls this: the episode ends when it is finished, timed out or the bag failed."""
+        if recorder.error is not None:
+            stop(f"bag write failed: {recorder.error}")
+        return result.get("stopped_by")
+
     def make_nodes() -> list:
-        def stop(reason: str) -> None:  # spin_nodes' until (below) ends the spin on it
-            result.setdefault("stopped_by", reason)
 
         def finished(outcome: dict[str, Any]) -> None:
             result.update(outcome)
@@ -248,13 +255,8 @@ def record_episode(
         result["_timer"] = timer
         return [bridge, teleop, bag_node, expert]
 
-    def stopped() -> str | None:  # the episode's end, a timeout, or a bag write failure
-        if recorder.error is not None:
-            result.setdefault("stopped_by", f"bag write failed: {recorder.error}")
-        return result.get("stopped_by")
-
     try:
-        spin_nodes(make_nodes, until=stopped)
+        spin_nodes(make_nodes, until=until)
     finally:
         timer = result.pop("_timer", None)
         if timer is not None:
