@@ -11,11 +11,12 @@ export PYTHONUNBUFFERED = 1
 setup:
 	bash scripts/setup.sh
 
-# The main job: the simulated G1 behind the robot bridge as a live ROS 2 graph, driven by a
-# scripted demo through the real command topics (the policy-driven deploy stack comes next).
-RUN_ARGS ?= --duration 20 --demo
+# The main job (docs/main_job.md): scripted demos on the simulated G1 -> psi0 convert -> stage-3
+# training of a small Psi0 -> closed-loop evaluation through the deploy graph -> runs/demo/report.md.
+# Steps are cached by their inputs: a second run goes straight to evaluation.
+RUN_ARGS ?=
 run: setup
-	$(VENV)/bin/psi0 sim $(RUN_ARGS)
+	$(VENV)/bin/psi0 demo $(RUN_ARGS)
 
 test: setup lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
