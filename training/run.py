@@ -7,10 +7,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from training.cli import add_arguments
 from training.config import ExpertStageConfig, Stage1Config, apply_overrides, preset
 from training.engine import TrainResult, train
-
-STAGES = ("stage1", "stage2", "stage3")
 
 
 def build_config(stage: str, preset_name: str, assignments: Sequence[str] = ()) -> Stage1Config | ExpertStageConfig:
@@ -28,20 +27,6 @@ def run_stage(config: Stage1Config | ExpertStageConfig, max_steps: int | None = 
 
         task = ExpertTask(config)
     return train(task, config.run, config.optim, config, max_steps=max_steps)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("stage", choices=STAGES, help="which stage to train")
-    parser.add_argument("--preset", default="tiny", help="named preset (psi0: the reference recipe; tiny: CPU smoke)")
-    parser.add_argument(
-        "--set",
-        dest="sets",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set run.output_dir=out --set optim.lr=3e-4 (repeatable)",
-    )
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
