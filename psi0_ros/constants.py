@@ -29,7 +29,8 @@ TOPIC_IMU = "/imu/data"
 TOPIC_DIAGNOSTICS = "/diagnostics"
 TOPIC_TF = "/tf"
 TOPIC_TF_STATIC = "/tf_static"
-GLOBAL_TOPICS: frozenset[str] = frozenset({TOPIC_DIAGNOSTICS, TOPIC_TF, TOPIC_TF_STATIC})
+TOPIC_CLOCK = "/clock"  # rosgraph_msgs/Clock: the sim's time (robot_bridge_node publish_clock), as Gazebo's
+GLOBAL_TOPICS: frozenset[str] = frozenset({TOPIC_DIAGNOSTICS, TOPIC_TF, TOPIC_TF_STATIC, TOPIC_CLOCK})
 
 
 def relative_topic(topic: str) -> str:

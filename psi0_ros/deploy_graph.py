@@ -79,12 +79,15 @@ def deploy_nodes(
     camera_source: str = "",
     config: Path | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    sim_time: bool = False,
 ) -> list[NodeSpec]:
     """The nodes of the deploy graph with their complete parameter sets.
 
     camera_source: "" keeps the backend's camera (the sim renders one; on the robot
     camera_node's configured source), otherwise a device index/path, a video file or
-    topic:<name> for camera_node. overrides: {node: {param: value}} applied last."""
+    topic:<name> for camera_node. sim_time (sim backend only): the bridge publishes the sim's
+    time on /clock and every node runs on it (use_sim_time), so control ticks are ticks of
+    simulated time however fast the CPU runs the sim. overrides: {node: {param: value}} applied last."""
     from psi0_ros.paths import config_path
 
     if backend not in BACKENDS:
@@ -117,6 +120,12 @@ def deploy_nodes(
         nodes.append(NodeSpec("lower_body_node", dict(sections.get("lower_body_node", {}))))
     if module_exists("viz_node"):
         nodes.append(NodeSpec("viz_node", dict(sections.get("viz_node", {}))))
+    if sim_time:
+        if backend != "sim":
+            raise ValueError(f"sim_time needs the sim backend; {backend!r} runs on the wall clock")
+        bridge["publish_clock"] = True
+        for spec in nodes:
+            spec.params["use_sim_time"] = True
     for spec in nodes:
         spec.params.update((overrides or {}).get(spec.name, {}))
     return nodes

@@ -32,11 +32,12 @@ require("psi0_ros.msg", "the generated messages (make setup)")
 
 from rcl_interfaces.srv import GetParameters  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 
 from psi0_ros import g1, ros_messages  # noqa: E402
-from psi0_ros.constants import TOPIC_IMAGE, TOPIC_JOINT_STATES, TOPIC_UPPER_BODY_COMMAND  # noqa: E402
-from psi0_ros.nodes.qos import CONTROL, LARGE_LATEST  # noqa: E402
+from psi0_ros.constants import TOPIC_CLOCK, TOPIC_IMAGE, TOPIC_JOINT_STATES, TOPIC_UPPER_BODY_COMMAND  # noqa: E402
+from psi0_ros.nodes.qos import CLOCK, CONTROL, LARGE_LATEST  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 90.0  # s, for any one condition on a loaded 2-core machine
@@ -297,3 +298,29 @@ def test_two_sims_side_by_side_in_two_namespaces(probe):
     finally:
         for node in nodes:
             node.close()
+
+
+def test_the_sim_publishes_its_time_on_clock_and_stamps_with_it(probe):
+    """publish_clock: /clock carries the simulated time (seconds from 0, not the wall epoch) at
+    clock_rate_hz of sim time, and a bridge on use_sim_time stamps its joint states with it."""
+    states = f"/rt_clock{TOPIC_JOINT_STATES}"
+    probe.watch(Clock, TOPIC_CLOCK, CLOCK)
+    probe.watch(JointState, states)
+    node = bridge("-r", "__ns:=/rt_clock", "-p", "publish_clock:=true", "-p", "use_sim_time:=true")
+
+    def seconds(stamp) -> float:
+        return stamp.sec + stamp.nanosec * 1e-9
+
+    try:
+        probe.wait(lambda: probe.count(TOPIC_CLOCK) > 20 and probe.count(states) > 5, "/clock and joint states")
+        first_count, first = probe.count(TOPIC_CLOCK), seconds(probe.get(TOPIC_CLOCK).clock)
+        probe.wait(lambda: probe.count(TOPIC_CLOCK) > first_count + 100, "100 more /clock messages")
+        count, now = probe.count(TOPIC_CLOCK), seconds(probe.get(TOPIC_CLOCK).clock)
+        assert 0.0 < first < now < 1e5, (first, now)  # simulated seconds since the sim started
+        per_message = (now - first) / (count - first_count)
+        assert 0.0075 <= per_message <= 0.016, per_message  # 125 Hz of sim time (best effort may drop a few)
+        stamp = seconds(probe.get(states).header.stamp)
+        assert 0.0 < stamp < 1e5 and abs(stamp - now) < 2.0, (stamp, now)  # the sim's time, not the wall clock
+        assert_clean(node, node.signal(signal.SIGINT))
+    finally:
+        node.close()

@@ -4,13 +4,15 @@ Thin shell over psi0_ros.robot.Bridge (DESIGN §2). Subscribes /psi0/upper_body_
 hands), /psi0/lower_body_targets (legs + waist) or, with lower_body_input=command,
 /psi0/lower_body_command, and /psi0/estop (std_msgs/Bool, latched). Publishes /joint_states,
 /imu/data, /diagnostics, and with a backend that has a camera (the sim's head camera)
-/camera/ego/image_raw + camera_info. Topic names are relative (they follow the node's namespace)
-but /diagnostics. The command loop runs on its own thread inside the Bridge, not on the executor;
+/camera/ego/image_raw + camera_info, and with publish_clock (sim only) the simulated time on
+/clock, for nodes run with use_sim_time. Topic names are relative (they follow the node's
+namespace) but /diagnostics and /clock. The command loop runs on its own thread inside the Bridge, not on the executor;
 if it dies, the diagnostics timer raises NodeFailure and the process ends with status 1.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import Counter
 from typing import Any
@@ -19,6 +21,8 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from rclpy.time import Time
+from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
 from std_msgs.msg import Bool
 
@@ -27,6 +31,7 @@ from psi0_ros.constants import (
     FRAME_BASE,
     FRAME_HEAD_CAMERA,
     TOPIC_CAMERA_INFO,
+    TOPIC_CLOCK,
     TOPIC_DIAGNOSTICS,
     TOPIC_ESTOP,
     TOPIC_IMAGE,
@@ -40,7 +45,7 @@ from psi0_ros.constants import (
 from psi0_ros.control.safety import SafetyMode
 from psi0_ros.image import rgb_to_image_fields
 from psi0_ros.msg import LowerBodyCommand
-from psi0_ros.nodes.qos import CONTROL, LARGE_LATEST, LATCHED
+from psi0_ros.nodes.qos import CLOCK, CONTROL, LARGE_LATEST, LATCHED
 from psi0_ros.nodes.runtime import NodeFailure
 from psi0_ros.robot.backend import BackendCamera
 from psi0_ros.robot.bridge import Bridge, BridgeSnapshot
@@ -115,11 +120,33 @@ class RobotBridgeNode(Node):
             # twice the frame rate: a new frame waits at most half a frame period
             self.create_timer(0.5 / model.rate_hz, self._publish_camera, callback_group=outputs)
 
+        if p["publish_clock"]:
+            self._start_clock(float(p["clock_rate_hz"]))
         self.bridge.start()
         self.get_logger().info(
             f"{self.setup.backend_name} backend up: {self.setup.bridge_config.rate_hz:g} Hz command loop, "
             f"lower body from {self.setup.bridge_config.lower_body_input}"
         )
+
+    def _start_clock(self, clock_rate_hz: float) -> None:
+        """Publish the sim's time on /clock from the loop thread, and run the safety layer on it."""
+        backend = self.bridge.backend
+        if backend.sim_time() is None:
+            raise ValueError(
+                f"publish_clock needs a simulation; the {self.setup.backend_name!r} backend has no sim time"
+            )
+        publisher = self.create_publisher(Clock, TOPIC_CLOCK, CLOCK)
+        every = max(1, math.ceil(self.setup.bridge_config.rate_hz / clock_rate_hz - 1e-9))
+
+        def publish(tick: int) -> None:
+            if tick % every == 0:
+                publisher.publish(Clock(clock=Time(nanoseconds=int(backend.sim_time() * 1e9)).to_msg()))
+                self.published[TOPIC_CLOCK] += 1
+
+        # the watchdog measures command age in the sim's time, as the nodes on /clock produce commands
+        self.bridge.clock = backend.sim_time
+        publish(every)  # time 0 before the first tick: nodes on sim time start from the sim's clock
+        self.bridge.on_tick = publish
 
     # --- inputs ---------------------------------------------------------------------------------
     def _on_upper(self, msg: JointState, info: dict | None) -> None:

@@ -86,6 +86,10 @@ class RobotBackend(abc.ABC):
         """The backend's own camera, where it has one (published by robot_bridge_node)."""
         return None
 
+    def sim_time(self) -> float | None:
+        """Seconds of simulated time for a simulation (what /clock carries); None for a real robot."""
+        return None
+
     def stats(self) -> dict[str, float]:
         """Backend-specific counters for diagnostics and summaries (names -> numbers)."""
         return {}

@@ -88,6 +88,9 @@ class Bridge:
         self._overruns = 0
         self._started_at: float | None = None
         self.error: BaseException | None = None
+        # Called on the loop thread after every tick with the tick count (robot_bridge_node
+        # publishes /clock from it); it must be quick and must not take the bridge's lock.
+        self.on_tick: Callable[[int], None] | None = None
 
     # --- inputs (any thread) --------------------------------------------------------------------
     def submit_upper(
@@ -159,6 +162,8 @@ class Bridge:
             self._lateness.append(time.monotonic() - next_tick)
             self.tick()
             self._ticks += 1
+            if self.on_tick is not None:
+                self.on_tick(self._ticks)
             next_tick += period
             now = time.monotonic()
             if now - next_tick > self.config.max_lag_s:

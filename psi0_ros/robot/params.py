@@ -66,6 +66,17 @@ PARAMETERS: tuple[Param, ...] = (
     Param("state_rate_hz", 100.0, "/joint_states and /imu/data publish rate (Hz)"),
     Param("diagnostics_rate_hz", 2.0, "/diagnostics publish rate (Hz)"),
     Param(
+        "publish_clock",
+        False,
+        "sim only: publish the simulated time on /clock (run the other nodes with use_sim_time:=true) and "
+        "run the safety watchdog on it, so a sim slower than real time slows the whole graph with it",
+    ),
+    Param(
+        "clock_rate_hz",
+        125.0,
+        "publish_clock: at most this many /clock messages per second of simulated time (one every k-th loop tick)",
+    ),
+    Param(
         "lower_body_input",
         "targets",
         "'targets': follow /psi0/lower_body_targets; 'command': the backend follows "
@@ -197,7 +208,7 @@ def bridge_setup(params: Mapping[str, Any]) -> BridgeSetup:
     """Typed configuration from parameters: every value checked before anything starts."""
     p = complete(params)
     check_backend_name(p["backend"])
-    for name in ("state_rate_hz", "diagnostics_rate_hz"):
+    for name in ("state_rate_hz", "diagnostics_rate_hz", "clock_rate_hz"):
         if not p[name] > 0.0:
             raise ValueError(f"parameter {name}={p[name]} must be > 0")
     safety = {k.split(".", 1)[1]: v for k, v in p.items() if k.startswith("safety.")}

@@ -204,6 +204,9 @@ class SimBackend(RobotBackend):
     def lower_body_follower(self) -> LowerBodyFollower | None:
         return self._follower
 
+    def sim_time(self) -> float:
+        return self.sim.time
+
     def stats(self) -> dict[str, float]:
         stats: dict[str, float] = {"sim_time_s": self.sim.time, "physics_steps": float(self._substeps_done)}
         worker = self._worker or self._closed_worker
