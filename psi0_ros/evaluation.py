@@ -39,6 +39,7 @@ def evaluate(
     max_episode_s: float = DEFAULT_MAX_EPISODE_S,
     trace_episodes: int = 1,
     log: Callable[[str], None] = print,
+    layout_seeds: list[int] | None = None,
 ) -> dict[str, Any]:
     """Run `episodes` closed-loop episodes; returns the summary (what `psi0 eval --json` writes).
 
@@ -46,23 +47,24 @@ def evaluate(
     and wall seconds, real-time factor, error), mean_episode_s (sim s per episode),
     realtime_factor (sim time over wall time summed over all episodes), errors, max_episode_s.
     out_dir receives per-episode results and, for the first trace_episodes, world snapshots
-    (trace_<i>.npz) for render_rollout()."""
+    (trace_<i>.npz) for render_rollout(). layout_seeds replaces the evaluation seeds (e.g. the
+    demonstrations' own layouts, to tell execution from generalisation); episodes is then its length."""
     from psi0_ros.sim.tasks import get_task
 
     get_task(task)  # a bad name fails before anything starts
     checkpoint = Path(checkpoint)
     if not (checkpoint / "config.json").is_file():
         raise FileNotFoundError(f"no checkpoint at {checkpoint} (config.json missing)")
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    seeds = [eval_seed(seed, i) for i in range(episodes)] if layout_seeds is None else [int(s) for s in layout_seeds]
+    if len(seeds) < 1:
+        raise ValueError(f"episodes must be >= 1, got {len(seeds)}")
     if max_episode_s <= 0:
         raise ValueError(f"max_episode_s must be > 0, got {max_episode_s}")
     work = Path(out_dir) if out_dir is not None else Path(checkpoint).parent / "eval"
     work.mkdir(parents=True, exist_ok=True)
     results = []
-    for i in range(episodes):
-        layout_seed = eval_seed(seed, i)
-        log(f"psi0 eval: episode {i + 1}/{episodes} (layout seed {layout_seed})")
+    for i, layout_seed in enumerate(seeds):
+        log(f"psi0 eval: episode {i + 1}/{len(seeds)} (layout seed {layout_seed})")
         trace = work / f"trace_{i:04d}.npz" if i < trace_episodes else None
         result = _episode_in_subprocess(
             checkpoint, task, layout_seed, max_episode_s, work / f"episode_{i:04d}.json", trace
@@ -83,7 +85,7 @@ def evaluate(
         "task": task,
         "checkpoint": str(checkpoint),
         "seed": seed,
-        "layout_seeds": [eval_seed(seed, i) for i in range(episodes)],
+        "layout_seeds": seeds,
         "max_episode_s": max_episode_s,
         "success_rate": sum(1 for r in results if r.get("success")) / len(results),
         "episodes": results,

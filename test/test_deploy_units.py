@@ -41,6 +41,28 @@ def test_deploy_nodes_for_each_backend():
     assert ("lower_body_node" in robot) == module_exists("lower_body_node")
     with pytest.raises(ValueError, match="backend"):
         deploy_nodes("gazebo")
+    assert not any("use_sim_time" in n.params for n in sim)  # the wall clock unless asked
+
+
+def test_sim_time_puts_every_node_on_the_sims_clock():
+    nodes = deploy_nodes("sim", "/ckpt", "pick", sim_time=True)
+    assert all(n.params["use_sim_time"] is True for n in nodes), [n.name for n in nodes]
+    assert nodes[0].name == "robot_bridge_node" and nodes[0].params["publish_clock"] is True
+    with pytest.raises(ValueError, match="sim_time needs the sim backend"):
+        deploy_nodes("unitree", "/ckpt", sim_time=True)
+
+
+def test_an_evaluation_episode_runs_the_policy_nodes_on_sim_time():
+    from psi0_ros.nodes.eval_node import CAMERA_RATE_HZ, episode_nodes
+
+    nodes = episode_nodes("/ckpt", "can_to_basket", seed=100007)
+    names = [n.name for n in nodes]
+    assert names == ["vlm_node", "chunk_node", "robot_bridge_node"], names  # the scorer (the sim) last, no rviz feed
+    bridge = nodes[-1].params
+    assert bridge["sim.seed"] == 100007 and bridge["publish_clock"] is True
+    assert bridge["sim.camera_rate_hz"] == CAMERA_RATE_HZ < 30.0  # frames vlm_node can use, not 30 Hz
+    assert all(n.params["use_sim_time"] is True for n in nodes)
+    assert nodes[0].params["instruction"] == "pick up the red can and put it in the blue basket"
 
 
 def test_deploy_yaml_names_only_declared_chunk_node_parameters():

@@ -25,6 +25,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MAX_EPISODE_S,
         help=f"sim seconds before an episode counts as failed (default: {DEFAULT_MAX_EPISODE_S:g})",
     )
+    parser.add_argument(
+        "--layout-seeds",
+        type=lambda text: [int(v) for v in text.split(",") if v.strip()],
+        help="comma-separated layout seeds to evaluate instead (e.g. 0,1,2: the layouts of `psi0 sim demos "
+        "--seed 0`, to separate execution from generalisation); --episodes is then ignored",
+    )
     parser.add_argument("--json", type=Path, help="write the summary here")
     parser.add_argument("--work-dir", type=Path, help="per-episode results and traces (default: beside the JSON)")
 
@@ -34,7 +40,15 @@ def run(args: argparse.Namespace) -> int:
 
     work = args.work_dir or (args.json.parent / f"{args.json.stem}_episodes" if args.json else None)
     try:
-        summary = evaluate(args.checkpoint, args.task, args.episodes, args.seed, work, args.max_episode_s)
+        summary = evaluate(
+            args.checkpoint,
+            args.task,
+            args.episodes,
+            args.seed,
+            work,
+            args.max_episode_s,
+            layout_seeds=args.layout_seeds,
+        )
     except (FileNotFoundError, ValueError) as err:
         print(f"psi0 eval: {err}", file=sys.stderr)
         return 2

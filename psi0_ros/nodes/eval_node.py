@@ -30,19 +30,34 @@ import numpy as np
 TRACE_PERIOD_S = 0.2  # s of sim time between world snapshots kept for the rollout GIF
 WALL_TIMEOUT_FACTOR = 20.0  # an episode is abandoned after this many times its sim-time budget in wall time
 WALL_TIMEOUT_MIN_S = 120.0
+# Head-camera frames per simulated second in evaluation: vlm_node encodes the newest frame and
+# chunk_node asks for a chunk every ~0.5 s, so 30 Hz would mostly render frames nobody reads.
+CAMERA_RATE_HZ = 10.0
+UNWATCHED_NODES = ("viz_node",)  # rviz's feed: nobody watches an evaluation, and its FK costs CPU
 
 
-def episode_nodes(checkpoint: str, task: str, seed: int, torch_threads: int = 1) -> list[Any]:
-    """The deploy graph's node specs for one evaluation episode (sim backend, layout seed `seed`)."""
+def episode_nodes(
+    checkpoint: str, task: str, seed: int, torch_threads: int = 1, camera_rate_hz: float = CAMERA_RATE_HZ
+) -> list[Any]:
+    """The deploy graph's node specs for one evaluation episode (sim backend, layout seed `seed`).
+
+    Every node runs on the sim's time (the bridge publishes /clock, the others use_sim_time): a
+    control tick is 1/30 s of simulated time however fast this CPU runs the sim, so a commanded
+    base velocity moves the robot as far as in the demonstrations."""
     from psi0_ros.deploy_graph import deploy_nodes
     from psi0_ros.sim.tasks import get_task
 
     overrides = {
-        "robot_bridge_node": {"sim.seed": seed, "sim.scene": "tabletop"},
+        "robot_bridge_node": {
+            "sim.seed": seed,
+            "sim.scene": "tabletop",
+            "sim.camera_rate_hz": camera_rate_hz,
+        },
         "vlm_node": {"torch_threads": torch_threads},
         "chunk_node": {"torch_threads": torch_threads},
     }
-    nodes = deploy_nodes("sim", checkpoint, get_task(task).instruction, "", None, overrides)
+    nodes = deploy_nodes("sim", checkpoint, get_task(task).instruction, "", None, overrides, sim_time=True)
+    nodes = [n for n in nodes if n.name not in UNWATCHED_NODES]
     # the sim is the scorer here: its clock starts when the bridge is made, so the bridge goes last
     return [n for n in nodes if n.name != "robot_bridge_node"] + [n for n in nodes if n.name == "robot_bridge_node"]
 
