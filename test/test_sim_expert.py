@@ -84,8 +84,15 @@ def test_expert_puts_the_can_in_the_basket_through_the_bridge():
     assert outcome.sim_time_s < 30.0
 
 
+def test_a_plan_three_centimetres_off_misses_the_can():
+    """What a policy that cannot see the can precisely faces: the same layout as the test above,
+    planned for the can 3 cm nearer than it is, ends without the can in the basket."""
+    outcome = run_expert_episode(seed=3, plan_offset=(-0.03, 0.0))
+    assert outcome.expert_finished and not outcome.success, outcome
+
+
 def test_grasp_assist_welds_the_can_the_expert_closes_its_hand_on():
-    outcome = run_expert_episode(seed=4, grasp_assist=True)
+    outcome = run_expert_episode(seed=5, grasp_assist=True)
     assert outcome.expert_finished and outcome.success, outcome
     assert outcome.grasps == 1  # one weld: made at the grasp, released over the basket
 

@@ -401,8 +401,15 @@ def run_demos(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         print(f"psi0 sim demos: --episodes must be >= 1, got {args.episodes}", file=sys.stderr)
         return 2
+    if any(args.plan_offset) and not args.measure:
+        print(
+            "psi0 sim demos: --plan-offset only measures (with --measure); demonstrations plan exactly", file=sys.stderr
+        )
+        return 2
     if args.measure:
-        summary = measure_expert(args.episodes, args.seed, args.task, grasp_assist=args.grasp_assist)
+        summary = measure_expert(
+            args.episodes, args.seed, args.task, grasp_assist=args.grasp_assist, plan_offset=args.plan_offset
+        )
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "expert.json").write_text(json.dumps(summary, indent=2) + "\n")
         return 0

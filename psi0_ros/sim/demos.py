@@ -51,7 +51,11 @@ class ExpertOutcome:
 
 
 def run_expert_episode(
-    seed: int, task: str = "can_to_basket", rate_hz: float = 250.0, grasp_assist: bool = False
+    seed: int,
+    task: str = "can_to_basket",
+    rate_hz: float = 250.0,
+    grasp_assist: bool = False,
+    plan_offset: tuple[float, float] = (0.0, 0.0),
 ) -> ExpertOutcome:
     """One expert episode on a fresh sim (camera off), bridge ticked on sim time. The fingers alone
     hold the object unless grasp_assist switches the labelled weld aid (psi0_ros.sim.grasp) on."""
@@ -66,12 +70,17 @@ def run_expert_episode(
     check = get_task(task)
     backend = SimBackend(SimBackendConfig(sim=SimConfig(seed=seed, grasp_assist=grasp_assist), camera_mode="off"))
     bridge = Bridge(
-        backend, BridgeConfig(SafetyConfig(control_rate_hz=rate_hz, auto_resume=True), lower_body_input="command")
+        backend,
+        BridgeConfig(
+            # the gains robot_bridge_node gives the sim (config/sim.yaml), so --measure scores what demos record
+            SafetyConfig(control_rate_hz=rate_hz, auto_resume=True, gains=g1.BACKEND_GAINS["sim"]),
+            lower_body_input="command",
+        ),
     )
     sim = backend.sim
     clock = [0.0]
     bridge.clock = lambda: clock[0]  # the watchdog runs on sim time: no wall-clock pacing
-    expert = ScriptedExpert(sim, task)
+    expert = ScriptedExpert(sim, task, plan_offset)
     every = max(1, round(rate_hz / EXPERT_COMMAND_RATE_HZ))
     started = time.perf_counter()
     tick = 0
@@ -106,18 +115,34 @@ def measure_expert(
     task: str = "can_to_basket",
     grasp_assist: bool = False,
     log: Callable[[str], None] = print,
+    plan_offset: tuple[float, float] = (0.0, 0.0),
 ) -> dict:
-    """The expert's success rate over `episodes` layouts (seeds as `psi0 sim demos` uses them)."""
+    """The expert's success rate over `episodes` layouts (seeds as `psi0 sim demos` uses them);
+    plan_offset: the expert plans for the object displaced by (dx, dy) m (ScriptedExpert)."""
     outcomes = []
     for i in range(episodes):
-        outcome = run_expert_episode(episode_seed(seed, i), task, grasp_assist=grasp_assist)
+        outcome = run_expert_episode(episode_seed(seed, i), task, grasp_assist=grasp_assist, plan_offset=plan_offset)
         log(f"seed {outcome.seed}: {'success' if outcome.success else 'failure'} ({outcome.wall_s:.1f} s wall)")
         outcomes.append(outcome.to_dict())
     rate = sum(o["success"] for o in outcomes) / len(outcomes)
     log(
         f"expert success rate {rate:.2f} over {len(outcomes)} episodes (task {task}, seeds {seed}..{seed + episodes - 1})"
     )
-    return {"task": task, "seed": seed, "grasp_assist": grasp_assist, "episodes": outcomes, "success_rate": rate}
+    return {
+        "task": task,
+        "seed": seed,
+        "grasp_assist": grasp_assist,
+        "plan_offset_m": list(plan_offset),
+        "episodes": outcomes,
+        "success_rate": rate,
+    }
+
+
+def _offset(text: str) -> tuple[float, float]:
+    parts = [float(v) for v in text.split(",")]
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"expected DX,DY in metres, got {text!r}")
+    return parts[0], parts[1]
 
 
 def configure_demos(parser: argparse.ArgumentParser) -> None:
@@ -131,6 +156,14 @@ def configure_demos(parser: argparse.ArgumentParser) -> None:
         "--measure",
         action="store_true",
         help="no ROS, no bags: run the expert on the sim as fast as it goes and report its success rate",
+    )
+    parser.add_argument(
+        "--plan-offset",
+        type=_offset,
+        default=(0.0, 0.0),
+        metavar="DX,DY",
+        help="with --measure: the expert plans for the object displaced by DX,DY m (world x, y), as a "
+        "policy that sees it only roughly; how far off a grasp may be",
     )
     parser.add_argument(
         "--grasp-assist",

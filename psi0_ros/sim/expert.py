@@ -136,12 +136,16 @@ class _Segment:
 class ScriptedExpert:
     """Closed-loop scripted demonstration of one task on one G1Sim (kinematic base mode)."""
 
-    def __init__(self, sim: G1Sim, task: str = "can_to_basket") -> None:
+    def __init__(self, sim: G1Sim, task: str = "can_to_basket", plan_offset: tuple[float, float] = (0.0, 0.0)) -> None:
+        """plan_offset (m, world x, y): plan for the object displaced by this much, as a policy that
+        sees the object only roughly would (how far off a grasp may be: `psi0 sim demos --measure
+        --plan-offset`); the demonstrations use (0, 0)."""
         if not sim.kinematic:
             raise ValueError("the scripted expert drives the kinematic base mode (8-D lower-body command)")
         self.sim = sim
         self.task = task
         self.object, self.target = _task_objects(task)
+        self.plan_offset = np.array([plan_offset[0], plan_offset[1], 0.0])
         self.ik = ArmIK(sim.model)
         self.default_upper = g1.table("default", g1.UPPER_BODY_JOINTS)
         self.ready_arm = {side: self._ready(side) for side in ARM}
@@ -179,7 +183,7 @@ class ScriptedExpert:
 
     def _plan(self) -> None:
         sim = self.sim
-        obj, _ = sim.body_pose(self.object)
+        obj = sim.body_pose(self.object)[0] + self.plan_offset
         target = sim.body_pose(self.target)[0] if self.target else None
         # The hand on the object's outer side relative to where it goes (keeps the other objects clear).
         reference = target if target is not None else np.zeros(3)
