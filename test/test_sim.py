@@ -108,6 +108,21 @@ def test_kinematic_base_follows_the_lower_body_command():
     assert body.height_range[0] < 0.7 and body.height_range[1] > 0.78
 
 
+def test_kinematic_base_stands_in_place_below_amos_stand_speed():
+    """AMO's in-place-stand rule: |vx|, |vy|, |vyaw| all under 0.1 -> no stepping at all."""
+    sim = G1Sim(SimConfig(base_mode="kinematic", scene="empty"))
+    body = KinematicLowerBody(sim)
+    for _ in range(250):  # 1 s of commands just under the threshold
+        body.step(lower_command(vx=0.09, vy=-0.09), 0.004)
+        sim.step(2)
+    assert np.abs(sim.base_pose()[0][:2]).max() < 1e-9
+    for _ in range(250):  # one component over it: the base walks with both
+        body.step(lower_command(vx=0.11, vy=-0.05), 0.004)
+        sim.step(2)
+    x, y, _ = sim.base_pose()[0]
+    assert x > 0.08 and y < -0.03, (x, y)
+
+
 def test_layouts_are_seeded_on_the_table_and_apart():
     a, b, c = sample_layout("tabletop", 5), sample_layout("tabletop", 5), sample_layout("tabletop", 6)
     assert a == b and a != c

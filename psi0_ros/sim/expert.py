@@ -6,7 +6,8 @@ lower-body command (LOWER_BODY_COMMAND_NAMES order), which sim_expert_node publi
 /psi0/upper_body_command and /psi0/lower_body_command. It is privileged: it reads the object and
 pelvis poses straight from the G1Sim (as a motion-capture system would) and plans with inverse
 kinematics on its own MjData of the same model. The base is driven closed loop (a P controller on
-the pelvis position through vx/vy, heading held at target_yaw 0); the arm moves in joint space
+the pelvis position through vx/vy, never slower than the lower body's stand-in-place threshold,
+heading held at target_yaw 0); the arm moves in joint space
 between IK solutions with cosine blends, so the motion is smooth and the safety layer's rate
 limits never bind.
 
@@ -27,6 +28,7 @@ import mujoco
 import numpy as np
 
 from psi0_ros import g1
+from psi0_ros.control.amo import STAND_SPEED
 from psi0_ros.control.lower_body import LOWER_BODY_INDEX
 from psi0_ros.sim.demo import hand_closure
 from psi0_ros.sim.grasp import PALM_BODY
@@ -47,6 +49,9 @@ PALM_CLEARANCE = 0.05  # m, lowest grasp point above the table top
 CLOSURE = 0.85  # commanded hand closure while holding
 BASE_GAIN = 1.8  # 1/s, P gain of the stance controller
 BASE_SPEED = 0.3  # m/s, most the expert commands
+# m/s: while it steps, the larger of |vx|, |vy| is at least this, just above the speed below which
+# the lower body stands in place (STAND_SPEED, AMO's rule), so the base never stalls short of a stance
+MIN_BASE_SPEED = STAND_SPEED + 0.01
 BASE_TOLERANCE = 0.008  # m
 _HALF_HEIGHT = {"can": CAN_HALF_HEIGHT, "cube": CUBE_HALF}
 
@@ -268,6 +273,9 @@ class ScriptedExpert:
             position, _ = self.sim.base_pose()
             error = segment.stance - position[:2]
             velocity = np.clip(BASE_GAIN * error, -BASE_SPEED, BASE_SPEED)
+            largest = float(np.abs(velocity).max())
+            if 0.0 < largest < MIN_BASE_SPEED:
+                velocity *= MIN_BASE_SPEED / largest
             lower[LOWER_BODY_INDEX["vx"]], lower[LOWER_BODY_INDEX["vy"]] = velocity
             settled = float(np.linalg.norm(error)) < BASE_TOLERANCE
             finished = settled or u >= 3.0  # a base that cannot get there ends the move anyway

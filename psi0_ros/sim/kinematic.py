@@ -6,7 +6,12 @@ torso roll/pitch/yaw become the three waist joint targets. While the base moves,
 in a gait rhythm so motion is visible, but nothing balances: this mode is for manipulation
 without AMO weights. Heading: with heading="target_yaw" (default, as AMO tracks it) the yaw rate
 is vyaw + heading_gain * wrap(target_yaw - yaw); with heading="vyaw" only vyaw turns the base.
-Velocities, height and torso angles ramp at bounded rates so nothing jumps. No command (None: the
+As AMO on the robot, the base stands in place while |vx|, |vy| and |vyaw| are all below
+STAND_SPEED (AMO's in-place-stand flag, psi0_ros.control.amo): a walking controller does not
+creep at a few cm/s, so neither does this base, and a policy's small velocity noise around
+"stand still" moves nothing (stand_speed=0 turns it off). Unlike AMO it keeps turning to
+target_yaw while standing, so a held heading never drifts. Velocities, height and torso angles
+ramp at bounded rates so nothing jumps. No command (None: the
 safety layer withholds it unless ACTIVE, i.e. under STARTING, WAITING, HOLD, DAMP and ESTOP) freezes
 the base where it is at once: no velocity, no turning, no height or torso change, no leg swing.
 """
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from psi0_ros import g1
+from psi0_ros.control.amo import STAND_SPEED
 from psi0_ros.control.lower_body import LOWER_BODY_INDEX
 from psi0_ros.sim.simulator import G1Sim
 
@@ -37,6 +43,7 @@ class KinematicConfig:
     torso_rate: float = 1.0  # rad/s, waist joints following torso roll/pitch/yaw
     gait_frequency: float = 1.2  # Hz, leg swing while moving (joint speeds stay under the 3 rad/s cap)
     gait_speed: float = 0.5  # m/s at which the swing reaches full amplitude
+    stand_speed: float = STAND_SPEED  # |vx|, |vy| (m/s), |vyaw| (rad/s) all below: stand in place (0: off)
 
     def __post_init__(self) -> None:
         if self.heading not in HEADING_MODES:
@@ -52,6 +59,8 @@ class KinematicConfig:
         ):
             if not getattr(self, name) > 0.0:
                 raise ValueError(f"kinematic {name} must be > 0, got {getattr(self, name)}")
+        if not self.stand_speed >= 0.0:
+            raise ValueError(f"kinematic stand_speed must be >= 0, got {self.stand_speed}")
 
 
 def wrap_angle(angle: float) -> float:
@@ -115,6 +124,9 @@ class KinematicLowerBody:
         c = {name: float(command[i]) for name, i in LOWER_BODY_INDEX.items()}
         want_v = np.array([c["vx"], c["vy"]])
         want_rate = c["vyaw"]
+        if max(abs(c["vx"]), abs(c["vy"]), abs(c["vyaw"])) < cfg.stand_speed:
+            want_v[:] = 0.0  # AMO's in-place stand: no stepping (the heading is still held, below)
+            want_rate = 0.0
         if cfg.heading == "target_yaw":
             want_rate += cfg.heading_gain * wrap_angle(c["target_yaw"] - self.yaw)
         want_height = c["torso_height"]
