@@ -133,3 +133,14 @@ def test_psi0_sim_demos_records_bags_that_convert_to_successful_episodes(tmp_pat
         assert r["summary"]["outcome"] == "success"
         assert r["summary"]["task"] == get_task("can_to_basket").instruction
         assert r["summary"]["frames"] > 30 * 10  # > 10 s of 30 Hz control ticks
+    # The demo graph ran on the sim's clock: every stream aligned on its header stamps, which are
+    # seconds of simulated time (not the wall epoch), and the 30 Hz grid spans the simulated episode.
+    from psi0_ros.data.hdf5 import read_episode
+
+    for path in sorted(episodes.glob("*.hdf5")):
+        episode = read_episode(path, images=False)
+        assert set(episode.attrs["alignment"]["clocks"].values()) == {"header"}, episode.attrs["alignment"]
+        assert 0 < episode.attrs["start_time_ns"] < 120 * 10**9, episode.attrs["start_time_ns"]
+        seed = int(path.name.split("_seed_")[1].split("_")[0])
+        simulated = next(e["sim_time_s"] for e in summary["episodes"] if e["seed"] == seed)
+        assert episode.num_frames / 30.0 < simulated < episode.num_frames / 30.0 + 3.0, (episode.num_frames, simulated)

@@ -13,6 +13,7 @@ import importlib
 from collections.abc import Sequence
 
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from psi0_ros.data.recorder import BagRecorder, OfferedQos, RecorderError
@@ -29,8 +30,10 @@ def message_class(msgtype: str) -> type:
 
 
 class BagRecorderNode(Node):
-    def __init__(self, recorder: BagRecorder, topics: Sequence[str]) -> None:
-        super().__init__(NODE_NAME)
+    def __init__(
+        self, recorder: BagRecorder, topics: Sequence[str], parameter_overrides: Sequence[Parameter] = ()
+    ) -> None:
+        super().__init__(NODE_NAME, parameter_overrides=list(parameter_overrides))
         self._recorder = recorder
         self._wanted = list(topics)
         self._recording: dict[str, object] = {}

@@ -80,7 +80,7 @@ class SimExpertNode(Node):
         events_recorded: Callable[[], int],
         on_finished: Callable[[dict[str, Any]], None],
     ) -> None:
-        super().__init__(NODE_NAME)
+        super().__init__(NODE_NAME, parameter_overrides=[Parameter("use_sim_time", value=True)])
         self.sim = sim
         self.task = get_task(task)
         self.expert = ScriptedExpert(sim, task)
@@ -184,6 +184,11 @@ def bridge_parameters(
             "sim.base_mode": "kinematic",
             "lower_body_input": "command",
             "sim.grasp_assist": grasp_assist,
+            # the whole demo graph runs on the sim's clock: the 30 Hz commands, their stamps and the
+            # recorder's receive times are simulated time, so the converter's 30 Hz grid is the
+            # sim's and a recorded velocity moves the base as far as when the policy replays it
+            "publish_clock": True,
+            "use_sim_time": True,
         }
     )
     if camera_size is not None:
@@ -231,10 +236,15 @@ def record_episode(
 
         overrides = [Parameter(k, value=v) for k, v in bridge_parameters(seed, camera_size, grasp_assist).items()]
         bridge = RobotBridgeNode(parameter_overrides=overrides)
+        on_sim_time = Parameter("use_sim_time", value=True)
         teleop = TeleopRecorderNode(
-            [Parameter("task", value=get_task(task).instruction), Parameter("first_episode_index", value=episode)]
+            [
+                Parameter("task", value=get_task(task).instruction),
+                Parameter("first_episode_index", value=episode),
+                on_sim_time,
+            ]
         )
-        bag_node = BagRecorderNode(recorder, topics)
+        bag_node = BagRecorderNode(recorder, topics, [on_sim_time])
 
         def ready() -> bool:
             written = recorder.stats.messages
