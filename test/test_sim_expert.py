@@ -18,7 +18,7 @@ from psi0_ros.control.command import JointCommand
 mujoco = pytest.importorskip("mujoco")
 
 from psi0_ros.sim.demo import hand_closure  # noqa: E402
-from psi0_ros.sim.demos import bag_name, episode_seed, run_expert_episode  # noqa: E402
+from psi0_ros.sim.demos import bag_name, episode_seed, replay_episode, run_expert_episode  # noqa: E402
 from psi0_ros.sim.scene import BASKET_HALF, BASKET_WALL, CAN_HALF_HEIGHT, TABLE_HEIGHT  # noqa: E402
 from psi0_ros.sim.simulator import G1Sim, SimConfig  # noqa: E402
 from psi0_ros.sim.tasks import get_task  # noqa: E402
@@ -144,3 +144,7 @@ def test_psi0_sim_demos_records_bags_that_convert_to_successful_episodes(tmp_pat
         seed = int(path.name.split("_seed_")[1].split("_")[0])
         simulated = next(e["sim_time_s"] for e in summary["episodes"] if e["seed"] == seed)
         assert episode.num_frames / 30.0 < simulated < episode.num_frames / 30.0 + 3.0, (episode.num_frames, simulated)
+        # what was recorded is what was done: the converted actions alone, replayed open loop at
+        # 30 Hz of sim time on the same layout, put the can in the basket again
+        replayed = replay_episode(path, seed)
+        assert replayed["success"], (path.name, replayed)

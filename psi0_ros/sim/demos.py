@@ -109,6 +109,47 @@ def run_expert_episode(
     )
 
 
+def replay_episode(episode_file: Path, seed: int, task: str = "can_to_basket", max_s: float = MAX_EPISODE_S) -> dict:
+    """Replay a converted episode's recorded actions open loop on a fresh sim of layout `seed`.
+
+    The bridge is built from config/sim.yaml as robot_bridge_node builds it (no start-up wait) and
+    ticked on sim time; row k of /action is commanded at k/30 s of simulated time, the policy's
+    rate. Returns {success, sim_time_s, base_xy}: whether the recorded commands alone, without the
+    expert's feedback, redo the task (they do when the recording's clock is the sim's)."""
+    import psi0_ros.sim  # noqa: F401  (MUJOCO_GL before mujoco loads)
+    from psi0_ros.constants import ACTION_LOWER_BODY, ACTION_NAMES, ACTION_UPPER_BODY, CONTROL_RATE_HZ
+    from psi0_ros.data.hdf5 import read_action_state
+    from psi0_ros.paths import config_path
+    from psi0_ros.robot.bridge import Bridge
+    from psi0_ros.robot.params import bridge_setup, load_yaml
+    from psi0_ros.robot.sim_backend import SimBackend, SimBackendConfig
+    from psi0_ros.sim.simulator import SimConfig
+    from psi0_ros.sim.tasks import get_task
+
+    check = get_task(task)
+    action, _ = read_action_state(Path(episode_file))
+    config = bridge_setup({**load_yaml(config_path("sim.yaml")), "safety.estop_wait_s": 0.0}).bridge_config
+    backend = SimBackend(SimBackendConfig(sim=SimConfig(seed=seed), camera_mode="off"))
+    bridge = Bridge(backend, config)
+    sim = backend.sim
+    bridge.clock = lambda: sim.time
+    upper_names = ACTION_NAMES[ACTION_UPPER_BODY]
+    row, next_command = 0, 0.0
+    success = False
+    while sim.time < max_s and not success:
+        if sim.time + 1e-9 >= next_command:
+            a = action[min(row, len(action) - 1)]
+            bridge.submit_upper(upper_names, a[ACTION_UPPER_BODY])
+            bridge.submit_lower_command(a[ACTION_LOWER_BODY])
+            row += 1
+            next_command += 1.0 / CONTROL_RATE_HZ
+        bridge.tick()
+        success = bool(check.check(sim))
+    base = sim.base_pose()[0]
+    backend.close()
+    return {"success": success, "sim_time_s": sim.time, "base_xy": [float(base[0]), float(base[1])]}
+
+
 def measure_expert(
     episodes: int,
     seed: int = 0,
