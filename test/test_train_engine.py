@@ -111,6 +111,24 @@ def test_config_overrides_are_typed_and_checked():
         apply_overrides(preset("stage2", "psi0"), ["model.max_delay=8"])
 
 
+def test_episodes_marked_failure_are_left_out_unless_asked_for(tmp_path):
+    import h5py
+
+    root = tmp_path / "mixed"
+    synthetic.write_episodes(root, episodes=3, frames=24)
+    files = sorted(root.rglob("*.hdf5"))
+    with h5py.File(files[1], "r+") as f:  # as `psi0 convert` marks a FAILURE event
+        f.attrs["outcome"] = "failure"
+    source = open_source("episodes", str(root))
+    assert [e.source for e in source.entries] == [files[0], files[2]] and source.skipped == [files[1]]
+    assert len(open_source("episodes", str(root), include_failures=True).entries) == 3
+    for path in (files[0], files[2]):
+        with h5py.File(path, "r+") as f:
+            f.attrs["outcome"] = "failure"
+    with pytest.raises(DatasetError, match=r"all 3 episodes are marked outcome 'failure'.*include_failures=true"):
+        open_source("episodes", str(root))
+
+
 def test_malformed_files_name_the_file_and_the_problem(tmp_path, episodes):
     broken = tmp_path / "broken"
     broken.mkdir()

@@ -159,6 +159,7 @@ class ExpertData:
     format: str = "episodes"  # "episodes" (psi0_ros HDF5), "lerobot" (v2.1), "humanoid_everyday"
     root: str = ""  # a directory of episodes / a LeRobot dataset / a Humanoid Everyday tree
     camera: str = ""  # camera name; empty: the only (or first) one
+    include_failures: bool = False  # psi0_ros episodes marked outcome "failure" are left out unless true
     horizon: int = 30  # actions per chunk
     action_mode: str = "absolute"  # "absolute" or "delta" (a[t+1] - a[t] over hands + arms, stage 2)
     color_jitter: bool = False  # brightness 0.2, contrast/saturation 0.8-1.2, hue 0.05 (stage 3)

@@ -290,7 +290,14 @@ class ExpertTask(Task):
         self.loaded_from_init: list[str] = []
         if init is not None:
             self.loaded_from_init = load_init(self.expert, init.expert, Path(model.init))
-        self.source = open_source(data.format, data.root, data.camera)
+        self.source = open_source(data.format, data.root, data.camera, data.include_failures)
+        skipped = getattr(self.source, "skipped", [])
+        if skipped:
+            print(
+                f"psi0 train: left out {len(skipped)} episodes marked failure "
+                f"({', '.join(p.name for p in skipped[:5])}{', ...' if len(skipped) > 5 else ''})",
+                flush=True,
+            )
         self.stats = compute_norm_stats(self.source, data.action_mode)
         normalizer = Normalizer(self.stats, model.norm_mode, model.normalize_state)
         builder = VLMInputBuilder.from_backbone(self.vlm)

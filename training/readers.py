@@ -112,7 +112,10 @@ class HDF5EpisodeSource(EpisodeSource):
 
     kind = "episodes"
 
-    def __init__(self, root: Path, camera: str = ""):
+    def __init__(self, root: Path, camera: str = "", include_failures: bool = False):
+        """Episodes marked outcome "failure" (`psi0 convert` from the recorder's FAILURE event, or a
+        sim demo whose task check failed) are left out unless include_failures: a policy learns
+        what was demonstrated. They are listed in self.skipped."""
         super().__init__()
         from psi0_ros.data.hdf5 import is_temp_file, read_episode
 
@@ -122,8 +125,12 @@ class HDF5EpisodeSource(EpisodeSource):
         if not files:
             raise DatasetError(f"{root}: no episode files (*{EPISODE_SUFFIX})")
         self.cameras: list[str] = []
+        self.skipped: list[Path] = []
         for path in files:
             episode = self._load(path, images=False)
+            if not include_failures and str(episode.attrs.get("outcome", "")) == "failure":
+                self.skipped.append(path)
+                continue
             cameras = sorted(episode.camera_info)
             if not cameras:
                 raise DatasetError(f"{path}: episode has no camera images (/observations/images/*)")
@@ -134,6 +141,11 @@ class HDF5EpisodeSource(EpisodeSource):
                 raise DatasetError(f"{path}: /observations/state has {state.shape[0]} rows, /action {action.shape[0]}")
             task = str(episode.attrs.get("task", "") or "")
             self.entries.append(EpisodeEntry(path, action.shape[0], task, state, action))
+        if not self.entries:
+            raise DatasetError(
+                f"{root}: all {len(self.skipped)} episodes are marked outcome 'failure' "
+                "(--set data.include_failures=true trains on them anyway)"
+            )
 
     @staticmethod
     def _pick_camera(path: Path, cameras: list[str], wanted: str) -> str:
@@ -328,9 +340,13 @@ class HumanoidEverydaySource(EpisodeSource):
 SOURCES = {"episodes": HDF5EpisodeSource, "lerobot": LeRobotSource, "humanoid_everyday": HumanoidEverydaySource}
 
 
-def open_source(kind: str, root: str, camera: str = "") -> EpisodeSource:
+def open_source(kind: str, root: str, camera: str = "", include_failures: bool = False) -> EpisodeSource:
+    """include_failures: psi0_ros episodes marked outcome "failure" are read too (other formats
+    carry no outcome)."""
     if not root:
         raise ValueError("data.root is empty: pass --set data.root=DIR")
     if kind not in SOURCES:
         raise ValueError(f"unknown data.format {kind!r}; known: {sorted(SOURCES)}")
+    if kind == "episodes":
+        return HDF5EpisodeSource(Path(root), camera, include_failures)
     return SOURCES[kind](Path(root), camera)
