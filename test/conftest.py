@@ -4,6 +4,7 @@ runs on one machine do not hear each other."""
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
 
@@ -18,6 +19,13 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 # itself with 2 MiB messages. Set FASTDDS_BUILTIN_TRANSPORTS to run everything on another mode.
 os.environ.setdefault("FASTDDS_BUILTIN_TRANSPORTS", "DEFAULT")
 apply_transport_defaults()
+# A test run started in the background of a non-interactive shell (`make test &`, a CI runner's
+# job) inherits SIGINT ignored, and so would every process a test starts: Python then installs no
+# KeyboardInterrupt handler and the Ctrl-C tests (psi0 convert, psi0 deploy's escalation) would
+# see their child ignore the signal. With a handler here, children start with the default
+# disposition, as a program run from a terminal does.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
