@@ -161,7 +161,9 @@ def test_ctrl_c_stops_convert_with_a_summary_and_no_partial_files(many_episodes,
         stdout, stderr = child.communicate(timeout=60)
     finally:
         child.kill()
-    assert child.returncode == 130, stdout + stderr
+    # 130, or ended by the SIGINT itself after its summary (seen once in a full run): a shell reports
+    # both as $? = 130, the code of a command stopped by Ctrl-C
+    assert child.returncode in (130, -signal.SIGINT), stdout + stderr
     assert "Traceback" not in stderr, stderr
     assert "interrupted:" in stdout and "not converted (interrupted)" in stdout
     files = sorted(p.name for p in out.iterdir())
