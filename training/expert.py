@@ -291,7 +291,7 @@ class ExpertTask(Task):
         if init is not None:
             self.loaded_from_init = load_init(self.expert, init.expert, Path(model.init))
         self.source = open_source(data.format, data.root, data.camera, data.include_failures)
-        skipped = getattr(self.source, "skipped", [])
+        skipped = self.source.skipped
         if skipped:
             print(
                 f"psi0 train: left out {len(skipped)} episodes marked failure "

@@ -91,6 +91,7 @@ class EpisodeSource:
 
     def __init__(self) -> None:
         self.entries: list[EpisodeEntry] = []
+        self.skipped: list[Path] = []  # episodes left out (HDF5: marked outcome "failure")
         self._open = _LRU()
 
     def image(self, episode: int, frame: int) -> np.ndarray:
@@ -125,7 +126,6 @@ class HDF5EpisodeSource(EpisodeSource):
         if not files:
             raise DatasetError(f"{root}: no episode files (*{EPISODE_SUFFIX})")
         self.cameras: list[str] = []
-        self.skipped: list[Path] = []
         for path in files:
             episode = self._load(path, images=False)
             if not include_failures and str(episode.attrs.get("outcome", "")) == "failure":

@@ -138,15 +138,18 @@ class RobotBridgeNode(Node):
         publisher = self.create_publisher(Clock, TOPIC_CLOCK, CLOCK)
         every = max(1, math.ceil(self.setup.bridge_config.rate_hz / clock_rate_hz - 1e-9))
 
-        def publish(tick: int) -> None:
+        def publish() -> None:
+            publisher.publish(Clock(clock=Time(nanoseconds=int(backend.sim_time() * 1e9)).to_msg()))
+            self.published[TOPIC_CLOCK] += 1
+
+        def on_tick(tick: int) -> None:
             if tick % every == 0:
-                publisher.publish(Clock(clock=Time(nanoseconds=int(backend.sim_time() * 1e9)).to_msg()))
-                self.published[TOPIC_CLOCK] += 1
+                publish()
 
         # the watchdog measures command age in the sim's time, as the nodes on /clock produce commands
         self.bridge.clock = backend.sim_time
-        publish(every)  # time 0 before the first tick: nodes on sim time start from the sim's clock
-        self.bridge.on_tick = publish
+        publish()  # time 0 before the first tick: nodes on sim time start from the sim's clock
+        self.bridge.on_tick = on_tick
 
     # --- inputs ---------------------------------------------------------------------------------
     def _on_upper(self, msg: JointState, info: dict | None) -> None:

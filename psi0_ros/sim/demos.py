@@ -112,27 +112,29 @@ def run_expert_episode(
 def replay_episode(episode_file: Path, seed: int, task: str = "can_to_basket", max_s: float = MAX_EPISODE_S) -> dict:
     """Replay a converted episode's recorded actions open loop on a fresh sim of layout `seed`.
 
-    The bridge is built from config/sim.yaml as robot_bridge_node builds it (no start-up wait) and
-    ticked on sim time; row k of /action is commanded at k/30 s of simulated time, the policy's
+    The bridge is built from config/sim.yaml by robot_bridge_node's own build_bridge (layout
+    `seed`, camera off, no start-up wait) and ticked on sim time; row k of /action is commanded at k/30 s of simulated time, the policy's
     rate. Returns {success, sim_time_s, base_xy}: whether the recorded commands alone, without the
     expert's feedback, redo the task (they do when the recording's clock is the sim's)."""
     import psi0_ros.sim  # noqa: F401  (MUJOCO_GL before mujoco loads)
     from psi0_ros.constants import ACTION_LOWER_BODY, ACTION_NAMES, ACTION_UPPER_BODY, CONTROL_RATE_HZ
     from psi0_ros.data.hdf5 import read_action_state
     from psi0_ros.paths import config_path
-    from psi0_ros.robot.bridge import Bridge
-    from psi0_ros.robot.params import bridge_setup, load_yaml
-    from psi0_ros.robot.sim_backend import SimBackend, SimBackendConfig
-    from psi0_ros.sim.simulator import SimConfig
+    from psi0_ros.robot.params import build_bridge, load_yaml
     from psi0_ros.sim.tasks import get_task
 
     check = get_task(task)
     action, _ = read_action_state(Path(episode_file))
-    config = bridge_setup({**load_yaml(config_path("sim.yaml")), "safety.estop_wait_s": 0.0}).bridge_config
-    backend = SimBackend(SimBackendConfig(sim=SimConfig(seed=seed), camera_mode="off"))
-    bridge = Bridge(backend, config)
+    params = {
+        **load_yaml(config_path("sim.yaml")),
+        "sim.seed": seed,
+        "sim.camera_mode": "off",
+        "safety.estop_wait_s": 0.0,
+    }
+    _, bridge = build_bridge(params)
+    backend = bridge.backend
     sim = backend.sim
-    bridge.clock = lambda: sim.time
+    bridge.clock = backend.sim_time
     upper_names = ACTION_NAMES[ACTION_UPPER_BODY]
     row, next_command = 0, 0.0
     success = False
