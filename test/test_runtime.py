@@ -13,6 +13,7 @@ on real node processes watched over real DDS topics:
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -251,6 +252,48 @@ def test_node_failure_ends_the_process_with_the_reason(tmp_path):
     assert result.returncode == 1, result.stderr
     assert "failing_node: error: failing_node: the work loop died (test)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_until_runs_on_its_poll_period_however_busy_the_callbacks(tmp_path):
+    """A 500 Hz timer wakes the spin loop 500 times a second; `until` (a task check, a duration)
+    still runs once per poll_period_s, and ends the spin when it returns a reason."""
+    script = tmp_path / "busy_node.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import json, sys, time
+            from rclpy.node import Node
+            from psi0_ros.nodes.runtime import spin_nodes
+
+            class Busy(Node):
+                def __init__(self):
+                    super().__init__("busy_node")
+                    self.ticks = 0
+                    self.create_timer(0.002, self.tick)
+
+                def tick(self):
+                    self.ticks += 1
+
+            made, polls, start = [], [], time.monotonic()
+
+            def until():
+                polls.append(time.monotonic())
+                return "done" if polls[-1] - start > 1.0 else None
+
+            def after(reason):
+                print(json.dumps({"reason": reason, "polls": len(polls), "ticks": made[0].ticks}))
+
+            sys.exit(spin_nodes(lambda: made.append(Busy()) or made, until=until, after_spin=after,
+                                poll_period_s=0.1, prog="busy_node"))
+            """
+        )
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["reason"] == "done"
+    assert report["ticks"] > 3 * report["polls"], report  # the callbacks ran far more often than `until`
+    assert report["polls"] <= 13, report  # ~10 in 1 s at 0.1 s (one per callback before: hundreds)
 
 
 def test_sync_camera_mode_publishes_images_from_the_camera_thread(probe):

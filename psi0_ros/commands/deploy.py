@@ -2,7 +2,7 @@
 
 Same nodes and parameters as launch/deploy.launch.py (psi0_ros.deploy_graph, config/deploy.yaml).
 By default one process per node (`python -m psi0_ros.nodes.<node> --ros-args --params-file ...`);
---composed runs them all in this process on one multi-threaded executor. Ctrl-C (one SIGINT, or
+--composed runs them all in this process on one executor (psi0_ros.nodes.runtime). Ctrl-C (one SIGINT, or
 two as launch sends) ends every node: the first is forwarded to each node process, a second
 one (or --grace seconds without exit) escalates to SIGTERM, then SIGKILL.
 """

@@ -95,7 +95,6 @@ def run(args: argparse.Namespace) -> int:
             make_nodes,
             until=progress.update,
             after_spin=lambda reason: stopped.append(reason),
-            single_threaded=True,  # callbacks are short; the command loop has its own thread
             prog=f"psi0 {NAME}",
         )
     finally:
