@@ -260,3 +260,42 @@ def test_deploy_stop_escalates_on_a_second_ctrl_c():
     assert len(calls) == 41  # returned at the second press, not after the 600 s grace
     codes = {name: p.returncode for name, p in processes}
     assert codes == {"stubborn": -15, "polite": 0}
+
+
+def test_sim_speed_needs_the_sims_clock():
+    from psi0_ros.robot.params import bridge_setup
+
+    assert bridge_setup({}).bridge_config.pace == 1.0
+    fast = bridge_setup({"sim.speed": 2.0, "publish_clock": True})
+    assert fast.bridge_config.pace == 2.0
+    with pytest.raises(ValueError, match="sim.speed=2.0 needs backend 'sim' with publish_clock"):
+        bridge_setup({"sim.speed": 2.0})  # nodes on the wall clock would fall behind the robot
+    with pytest.raises(ValueError, match="sim.speed=2.0 needs backend 'sim'"):
+        bridge_setup({"backend": "unitree", "sim.speed": 2.0, "publish_clock": True})
+    for bad in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="sim.speed"):
+            bridge_setup({"sim.speed": bad, "publish_clock": True})
+
+
+def test_the_bridge_loop_runs_pace_times_its_rate_and_never_ahead():
+    """BridgeConfig.pace: a sim bridge ticks rate_hz * pace times a wall second; never more (the
+    loop never starts a tick ahead of its schedule), and clearly more than at pace 1."""
+    pytest.importorskip("mujoco")
+    from psi0_ros.control import SafetyConfig
+    from psi0_ros.robot.bridge import Bridge, BridgeConfig
+    from psi0_ros.robot.sim_backend import SimBackend, SimBackendConfig
+
+    rate, seconds = 100.0, 0.6
+    ticks = {}
+    for pace in (1.0, 4.0):
+        backend = SimBackend(SimBackendConfig(camera_mode="off"))
+        bridge = Bridge(backend, BridgeConfig(SafetyConfig(control_rate_hz=rate), pace=pace))
+        backend.start()
+        bridge.run(duration_s=seconds)
+        ticks[pace] = bridge.timing().ticks
+        assert backend.sim_time() == pytest.approx(ticks[pace] / rate, abs=1e-6)  # 1/rate of sim time a tick
+        backend.close()
+        assert ticks[pace] <= rate * pace * seconds + 1, (pace, ticks)
+    assert ticks[4.0] >= 2.0 * ticks[1.0], ticks
+    with pytest.raises(ValueError, match="pace"):
+        BridgeConfig(SafetyConfig(), pace=0.0)

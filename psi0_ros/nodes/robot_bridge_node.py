@@ -182,8 +182,7 @@ class RobotBridgeNode(Node):
 
     # --- outputs --------------------------------------------------------------------------------
     def _publish_state(self) -> None:
-        snapshot = self.bridge.snapshot()
-        state = snapshot.state
+        state = self.bridge.latest_state()
         if state is None:
             return
         stamp = self.get_clock().now().to_msg()

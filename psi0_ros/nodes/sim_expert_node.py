@@ -47,7 +47,7 @@ from psi0_ros.constants import (
 from psi0_ros.control.lower_body import LOWER_BODY_INDEX
 from psi0_ros.msg import LowerBodyCommand
 from psi0_ros.nodes.qos import CONTROL
-from psi0_ros.sim.demos import EXPERT_COMMAND_RATE_HZ, SETTLE_S, bag_name, episode_seed
+from psi0_ros.sim.demos import DEMO_SPEED, EXPERT_COMMAND_RATE_HZ, SETTLE_S, bag_name, episode_seed
 from psi0_ros.sim.expert import ScriptedExpert
 from psi0_ros.sim.simulator import G1Sim
 from psi0_ros.sim.tasks import get_task
@@ -169,9 +169,10 @@ class SimExpertNode(Node):
 
 
 def bridge_parameters(
-    seed: int, camera_size: tuple[int, int] | None = None, grasp_assist: bool = False
+    seed: int, camera_size: tuple[int, int] | None = None, grasp_assist: bool = False, speed: float = 1.0
 ) -> dict[str, Any]:
-    """config/sim.yaml for one demo episode: tabletop, kinematic base following the command."""
+    """config/sim.yaml for one demo episode: tabletop, kinematic base following the command, the
+    sim's clock on /clock, run at `speed` times real time (sim.speed)."""
     from psi0_ros.paths import config_path
     from psi0_ros.robot.params import load_yaml
 
@@ -189,6 +190,7 @@ def bridge_parameters(
             # sim's and a recorded velocity moves the base as far as when the policy replays it
             "publish_clock": True,
             "use_sim_time": True,
+            "sim.speed": speed,
         }
     )
     if camera_size is not None:
@@ -205,6 +207,7 @@ def record_episode(
     storage: str = "mcap",
     camera_size: tuple[int, int] | None = None,
     grasp_assist: bool = False,
+    speed: float = 1.0,
 ) -> dict[str, Any]:
     """Record one expert episode into the bag directory `bag` (must not exist); returns its outcome."""
     from psi0_ros.data.recorder import BagRecorder, RecorderError
@@ -234,7 +237,9 @@ def record_episode(
             result.update(outcome)
             stop("episode finished")
 
-        overrides = [Parameter(k, value=v) for k, v in bridge_parameters(seed, camera_size, grasp_assist).items()]
+        overrides = [
+            Parameter(k, value=v) for k, v in bridge_parameters(seed, camera_size, grasp_assist, speed).items()
+        ]
         bridge = RobotBridgeNode(parameter_overrides=overrides)
         on_sim_time = Parameter("use_sim_time", value=True)
         teleop = TeleopRecorderNode(
@@ -293,11 +298,14 @@ def record_demos(
     storage: str | None = None,
     camera_size: tuple[int, int] | None = None,
     grasp_assist: bool = False,
+    speed: float = DEMO_SPEED,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Record `episodes` expert demos into out_dir (one bag each) and write out_dir/demos.json.
 
-    Episode i uses layout seed episode_seed(seed, i). Returns the summary written to demos.json:
+    Episode i uses layout seed episode_seed(seed, i); the graph runs on the sim's clock at `speed`
+    times real time (nothing but the wall time changes: stamps, rates and the recorded commands are
+    in sim time). Returns the summary written to demos.json:
     episodes (per-episode outcome, seed, bag, wall_s, messages), success_rate, seed, task.
     """
     from psi0_ros.data.config import load_config
@@ -314,7 +322,9 @@ def record_demos(
         if bag.exists():
             raise FileExistsError(f"{bag} exists; choose another --out or remove it")
         log(f"psi0 sim demos: episode {i + 1}/{episodes} (layout seed {layout_seed}) -> {bag}")
-        result = _record_in_subprocess(bag, i, layout_seed, task, storage or record.storage, camera_size, grasp_assist)
+        result = _record_in_subprocess(
+            bag, i, layout_seed, task, storage or record.storage, camera_size, grasp_assist, speed
+        )
         outcome = (
             "error: " + result["error"] if result.get("error") else ("success" if result["success"] else "failure")
         )
@@ -325,6 +335,7 @@ def record_demos(
         "task": task,
         "seed": seed,
         "grasp_assist": grasp_assist,
+        "speed": speed,
         "episodes": results,
         "success_rate": successes / len(results),
         "errors": sum(1 for r in results if r.get("error")),
@@ -341,11 +352,12 @@ def _record_in_subprocess(
     storage: str,
     camera_size: tuple[int, int] | None,
     grasp_assist: bool,
+    speed: float,
 ) -> dict[str, Any]:
     """record_episode() in a child process (this module's main); its result comes back as JSON."""
     result_file = bag.parent / f".{bag.name}.json"
     command = [sys.executable, "-m", __name__, "--bag", str(bag), "--episode", str(episode), "--seed", str(seed)]
-    command += ["--task", task, "--storage", storage, "--result", str(result_file)]
+    command += ["--task", task, "--storage", storage, "--result", str(result_file), "--speed", repr(speed)]
     if camera_size is not None:
         command += ["--camera-size", str(camera_size[0]), str(camera_size[1])]
     if grasp_assist:
@@ -382,12 +394,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--camera-size", type=int, nargs=2, metavar=("W", "H"))
     parser.add_argument("--result", type=Path, help="write the outcome as JSON here")
     parser.add_argument("--grasp-assist", action="store_true", help="switch the labelled grasp assist on")
+    parser.add_argument("--speed", type=float, default=1.0, help="sim.speed: multiple of real time")
     args = parser.parse_args(remove_ros_args(list(sys.argv[1:] if argv is None else argv)))
     from psi0_ros.data.config import load_config
 
     topics = list(load_config().record.topics)
     size = tuple(args.camera_size) if args.camera_size else None
-    result = record_episode(args.bag, args.episode, args.seed, args.task, topics, args.storage, size, args.grasp_assist)
+    result = record_episode(
+        args.bag, args.episode, args.seed, args.task, topics, args.storage, size, args.grasp_assist, args.speed
+    )
     if args.result is not None:
         args.result.write_text(json.dumps(result, indent=2) + "\n")
     else:
@@ -425,7 +440,13 @@ def run_demos(args: argparse.Namespace) -> int:
         return 0
     try:
         summary = record_demos(
-            args.out, args.episodes, args.seed, args.task, args.storage, grasp_assist=args.grasp_assist
+            args.out,
+            args.episodes,
+            args.seed,
+            args.task,
+            args.storage,
+            grasp_assist=args.grasp_assist,
+            speed=args.speed,
         )
     except (FileExistsError, OSError, ValueError) as err:
         print(f"psi0 sim demos: {err}", file=sys.stderr)

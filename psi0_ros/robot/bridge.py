@@ -5,13 +5,15 @@ thread and takes the same lock for each tick, so a tick sees a consistent set of
 tick: read the robot state; SafetyLayer.update() decides the mode and the command; in "command"
 lower-body mode the backend's follower then moves the base under the command the layer releases
 (none unless ACTIVE: the base freezes with the joints) and its leg/waist targets go back to the
-layer for the next tick; write the command; advance the backend (a simulation steps). Ticks are paced against time.monotonic(); how late each tick starts
-is recorded (jitter), and a loop that falls more than max_lag_s behind drops its schedule instead
+layer for the next tick; write the command; advance the backend (a simulation steps). Ticks are
+paced against time.monotonic(), rate_hz * pace a wall second (pace 1 but for a simulation on its
+own clock); how late each tick starts is recorded (jitter), and a loop that falls more than max_lag_s behind drops its schedule instead
 of bursting to catch up (counted as overruns).
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -35,8 +37,13 @@ class BridgeConfig:
     safety: SafetyConfig
     lower_body_input: str = "targets"  # "targets": /psi0/lower_body_targets; "command": the backend follows
     max_lag_s: float = 0.1  # s behind schedule before the loop drops its schedule
+    # ticks per wall second = rate_hz * pace. 1 for a robot; a simulation that publishes its own
+    # clock (every node on /clock) may run faster than real time (robot_bridge_node's sim.speed).
+    pace: float = 1.0
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.pace) and self.pace > 0.0):
+            raise ValueError(f"bridge pace must be a finite number > 0, got {self.pace}")
         if self.lower_body_input not in LOWER_BODY_INPUTS:
             raise ValueError(f"unknown lower_body_input {self.lower_body_input!r}; expected one of {LOWER_BODY_INPUTS}")
 
@@ -153,7 +160,7 @@ class Bridge:
 
     def run(self, duration_s: float | None = None) -> None:
         """Tick at the configured rate until stop() (or for duration_s of wall time)."""
-        period = 1.0 / self.config.rate_hz
+        period = 1.0 / (self.config.rate_hz * self.config.pace)
         start = time.monotonic()
         self._started_at = start
         deadline = None if duration_s is None else start + duration_s
@@ -217,6 +224,12 @@ class Bridge:
             p50, p99 = (float(v) for v in np.percentile(lateness, [50, 99]))
             worst = float(lateness.max())
         return LoopTiming(ticks, overruns, wall, ticks / wall if wall > 0 else 0.0, p50, p99, worst)
+
+    def latest_state(self) -> RobotState | None:
+        """The state the last tick read (None before the first): what /joint_states publishes at
+        100 Hz, without snapshot()'s safety status and loop-timing percentiles."""
+        with self._lock:
+            return self._state
 
     def snapshot(self) -> BridgeSnapshot:
         with self._lock:

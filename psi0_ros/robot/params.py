@@ -9,6 +9,7 @@ name and value.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,12 @@ PARAMETERS: tuple[Param, ...] = (
         True,
         "sim physics mode: hold the pelvis up and upright with a virtual gantry (false "
         "when lower_body_node balances the robot)",
+    ),
+    Param(
+        "sim.speed",
+        1.0,
+        "sim with publish_clock: run the command loop at this multiple of real time (2.0: two simulated "
+        "seconds a wall second, where the CPU keeps up); every node follows /clock, so only the wall time changes",
     ),
     Param("sim.camera_rate_hz", 30.0, "sim: head camera frames per second of sim time"),
     Param("sim.camera_mode", "thread", "sim: 'thread' (render beside the loop), 'sync' or 'off'"),
@@ -214,7 +221,16 @@ def bridge_setup(params: Mapping[str, Any]) -> BridgeSetup:
     safety = {k.split(".", 1)[1]: v for k, v in p.items() if k.startswith("safety.")}
     safety["control_rate_hz"] = p["control_rate_hz"]
     safety["gains"] = safety["gains"] or g1.BACKEND_GAINS.get(p["backend"], "psi0_real")
-    config = BridgeConfig(SafetyConfig.from_mapping(safety), lower_body_input=p["lower_body_input"])
+    speed = p["sim.speed"]
+    if speed != 1.0:
+        if not (math.isfinite(speed) and speed > 0.0):
+            raise ValueError(f"parameter sim.speed={speed} must be a finite number > 0")
+        if p["backend"] != "sim" or not p["publish_clock"]:
+            raise ValueError(
+                f"parameter sim.speed={speed} needs backend 'sim' with publish_clock true: nodes on the wall "
+                "clock would see the robot move faster than they command it"
+            )
+    config = BridgeConfig(SafetyConfig.from_mapping(safety), lower_body_input=p["lower_body_input"], pace=float(speed))
     return BridgeSetup(p, config)
 
 

@@ -67,6 +67,11 @@ def wrap_angle(angle: float) -> float:
     return (angle + math.pi) % (2.0 * math.pi) - math.pi
 
 
+def _clamp(value: float, bound: float) -> float:
+    """value limited to [-bound, bound]."""
+    return min(max(float(value), -bound), bound)
+
+
 def crouch_pose(knee: float) -> np.ndarray:
     """15 leg+waist angles (LOWER_BODY_JOINTS order) bending both knees by `knee` rad, soles flat.
 
@@ -94,6 +99,7 @@ class KinematicLowerBody:
         self._heights, self._knees = heights[order], knees[order]
         self._lower_limit = g1.table("lower", g1.LOWER_BODY_JOINTS)
         self._upper_limit = g1.table("upper", g1.LOWER_BODY_JOINTS)
+        self._knee_cache = (math.nan, 0.0)
         self.reset()
 
     @property
@@ -102,7 +108,9 @@ class KinematicLowerBody:
         return float(self._heights[0]), float(self._heights[-1])
 
     def knee_for_height(self, height: float) -> float:
-        return float(np.interp(height, self._heights, self._knees))
+        if height != self._knee_cache[0]:  # the height rarely changes: one interpolation per change
+            self._knee_cache = (height, float(np.interp(height, self._heights, self._knees)))
+        return self._knee_cache[1]
 
     def reset(self) -> None:
         position, quat = self.sim.base_pose()
@@ -131,16 +139,17 @@ class KinematicLowerBody:
             want_rate += cfg.heading_gain * wrap_angle(c["target_yaw"] - self.yaw)
         want_height = c["torso_height"]
         torso = np.array([c["torso_yaw"], c["torso_roll"], c["torso_pitch"]])  # waist joint order
-        want_rate = float(np.clip(want_rate, -cfg.max_yaw_rate, cfg.max_yaw_rate))
+        # scalar clamps with math, not numpy: this runs every control tick (250-500 Hz) on the loop thread
+        want_rate = _clamp(want_rate, cfg.max_yaw_rate)
         dv = want_v - self.velocity
-        norm = float(np.linalg.norm(dv))
+        norm = math.hypot(dv[0], dv[1])
         if norm > cfg.max_accel * dt:
             dv *= cfg.max_accel * dt / norm
         self.velocity = self.velocity + dv
-        self.yaw_rate += float(np.clip(want_rate - self.yaw_rate, -cfg.max_yaw_accel * dt, cfg.max_yaw_accel * dt))
+        self.yaw_rate += _clamp(want_rate - self.yaw_rate, cfg.max_yaw_accel * dt)
         low, high = self.height_range
-        want_height = float(np.clip(want_height, low, high))
-        self.height += float(np.clip(want_height - self.height, -cfg.height_rate * dt, cfg.height_rate * dt))
+        want_height = min(max(want_height, low), high)
+        self.height += _clamp(want_height - self.height, cfg.height_rate * dt)
         self.torso += np.clip(torso - self.torso, -cfg.torso_rate * dt, cfg.torso_rate * dt)
 
         cos, sin = math.cos(self.yaw), math.sin(self.yaw)
@@ -152,9 +161,9 @@ class KinematicLowerBody:
         self.y += float(world_v[1]) * dt
         self.yaw = wrap_angle(self.yaw + self.yaw_rate * dt)
 
-        speed = float(np.linalg.norm(self.velocity)) + 0.25 * abs(self.yaw_rate)
+        speed = math.hypot(self.velocity[0], self.velocity[1]) + 0.25 * abs(self.yaw_rate)
         target_swing = min(1.0, speed / cfg.gait_speed) if speed > 0.02 else 0.0
-        self.swing += float(np.clip(target_swing - self.swing, -2.0 * dt, 2.0 * dt))
+        self.swing += _clamp(target_swing - self.swing, 2.0 * dt)
         if self.swing > 0.0:
             self.phase = (self.phase + 2.0 * math.pi * cfg.gait_frequency * dt) % (2.0 * math.pi)
         return self._leg_targets()
