@@ -45,7 +45,8 @@ def evaluate(
 
     Keys: task, checkpoint, seed, success_rate, episodes (per episode: index, seed, success, sim
     and wall seconds, real-time factor, error), mean_episode_s (sim s per episode),
-    realtime_factor (sim time over wall time summed over all episodes), errors, max_episode_s.
+    realtime_factor (sim time over wall time summed over all episodes), cpu_per_sim_s (CPU seconds
+    the graph's process used per simulated second), errors, max_episode_s.
     out_dir receives per-episode results and, for the first trace_episodes, world snapshots
     (trace_<i>.npz) for render_rollout(). layout_seeds replaces the evaluation seeds (e.g. the
     demonstrations' own layouts, to tell execution from generalisation); episodes is then its length."""
@@ -91,6 +92,7 @@ def evaluate(
         "episodes": results,
         "mean_episode_s": sim_total / len(ran) if ran else 0.0,
         "realtime_factor": sim_total / wall_total if wall_total > 0 else 0.0,
+        "cpu_per_sim_s": sum(r.get("cpu_s", 0.0) for r in ran) / sim_total if sim_total > 0 else 0.0,
         "errors": sum(1 for r in results if r.get("error")),
     }
 

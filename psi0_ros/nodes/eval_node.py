@@ -95,7 +95,7 @@ def run_episode(
                 state["sim"] = made[-1].bridge.backend.sim
             if spec.name == "chunk_node":
                 state["chunk"] = made[-1]
-        state["wall0"], state["sim0"] = time.monotonic(), state["sim"].time
+        state["wall0"], state["sim0"], state["cpu0"] = time.monotonic(), state["sim"].time, time.process_time()
         return made
 
     def until() -> str | None:
@@ -125,11 +125,14 @@ def run_episode(
             result["sim_time_s"] = sim.time - state["sim0"]
             result["wall_s"] = wall
             result["realtime_factor"] = result["sim_time_s"] / wall if wall > 0 else 0.0
+            result["cpu_s"] = time.process_time() - state["cpu0"]  # every thread of the graph's process
             can, _ = sim.body_pose(check.objects[0])
             result["object_final_xyz"] = [float(v) for v in can]
         chunk = state["chunk"]
         if chunk is not None:
             result["chunk_node_counters"] = {k: int(v) for k, v in sorted(chunk.counters.items())}
+            # executed / held / missed ticks, chunks whose delay reached the trained max (delay_clamped)
+            result["scheduler_counters"] = {k: int(v) for k, v in sorted(chunk.scheduler.stats.counters.items())}
         return None
 
     status = spin_nodes(make_nodes, [], until=until, after_spin=after_spin, prog="eval_node")
