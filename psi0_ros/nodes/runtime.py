@@ -15,10 +15,11 @@ try/finally, no context manager):
 - One SingleThreadedExecutor spins every node of the process. Each node keeps its slow work on a
   thread of its own (the bridge's command loop, the sim camera's renderer, vlm_node's encoder,
   chunk_node's inference worker), so every callback is short, and rclpy's MultiThreadedExecutor,
-  which hands each callback to a thread pool, cost more than the callbacks themselves: on 2 cores
-  the evaluation graph (three nodes in one process) used ~55 CPU-s for a 25 s episode and held the
-  sim at 0.75-0.9 of real time, against ~29 CPU-s and 1.0 with this executor (the demo graph: ~0.7
-  against ~0.97).
+  which hands each callback to a thread pool, cost more than the callbacks themselves. On 2 cores
+  the evaluation graph (three nodes in one process) used 1.5 CPU-s per simulated second and held
+  the sim at 0.77-0.92 of real time with it; with this executor 0.9 CPU-s and 1.0, and chunks
+  arrive within the trained max delay (39 of 49 clamped in one multi-threaded episode, 0-4 here).
+  The demo graph: 0.67-0.78 of real time against 0.97.
 - `until` can end spinning (a duration, a recorder's write error) and `after_spin` runs before
   any node or the DDS participant is torn down (a recording is closed there), so a slow or stuck
   middleware teardown can never cost results; after `teardown_grace_s` the process exits anyway.
