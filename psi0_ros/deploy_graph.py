@@ -22,6 +22,7 @@ import yaml
 
 BACKENDS = ("sim", "unitree")
 OPTIONAL_NODES = ("lower_body_node", "viz_node")
+GRAPH_NODES = ("robot_bridge_node", "camera_node", "vlm_node", "chunk_node", *OPTIONAL_NODES)
 
 
 @dataclass
@@ -57,15 +58,19 @@ def nest(params: Mapping[str, Any]) -> dict[str, Any]:
     return tree
 
 
-def read_sections(path: Path) -> dict[str, dict[str, Any]]:
-    """{node name: flat ros__parameters} of a ROS 2 parameter file."""
+def read_sections(path: Path, names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """{node name: flat ros__parameters} of a ROS 2 parameter file, for each of `names`.
+
+    A node's parameters are resolved as rcl resolves them for that node (robot.params.node_parameters:
+    `/**`, then `/**/<node>`, then `<node>`), so config/sim.yaml's `/**/robot_bridge_node` applies
+    as it does under `--params-file`."""
+    from psi0_ros.robot.params import node_parameters
+
     document = yaml.safe_load(Path(path).read_text()) or {}
-    sections = {}
-    for name, section in document.items():
+    for key, section in document.items():
         if not isinstance(section, Mapping) or "ros__parameters" not in section:
-            raise ValueError(f"{path}: section {name!r} has no ros__parameters")
-        sections[str(name).lstrip("/")] = flatten(section["ros__parameters"] or {})
-    return sections
+            raise ValueError(f"{path}: section {key!r} has no ros__parameters")
+    return {name: flatten(node_parameters(document, name) or {}) for name in names}
 
 
 def module_exists(name: str) -> bool:
@@ -92,10 +97,10 @@ def deploy_nodes(
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
-    sections = read_sections(config or config_path("deploy.yaml"))
+    sections = read_sections(config or config_path("deploy.yaml"), GRAPH_NODES)
     base = "sim.yaml" if backend == "sim" else "robot_bridge.yaml"
-    bridge = read_sections(config_path(base)).get("robot_bridge_node", {})
-    bridge.update(sections.get("robot_bridge_node", {}))
+    bridge = read_sections(config_path(base), ("robot_bridge_node",))["robot_bridge_node"]
+    bridge.update(sections["robot_bridge_node"])
     bridge["backend"] = backend
     kinematic = backend == "sim" and bridge.get("sim.base_mode", "kinematic") == "kinematic"
     bridge["lower_body_input"] = "command" if kinematic else "targets"
@@ -103,23 +108,23 @@ def deploy_nodes(
     nodes = [NodeSpec("robot_bridge_node", bridge)]
     use_camera_node = backend == "unitree" or bool(camera_source)
     if use_camera_node:
-        camera = dict(sections.get("camera_node", {}))
+        camera = dict(sections["camera_node"])
         if camera_source:
             camera["source"] = camera_source
         nodes.append(NodeSpec("camera_node", camera))
         if backend == "sim":
             bridge["sim.camera_mode"] = "off"  # one publisher of the camera topic
-    vlm = dict(sections.get("vlm_node", {}))
-    chunk = dict(sections.get("chunk_node", {}))
+    vlm = dict(sections["vlm_node"])
+    chunk = dict(sections["chunk_node"])
     if checkpoint:
         vlm["checkpoint"] = chunk["checkpoint"] = checkpoint
     if instruction:
         vlm["instruction"] = instruction
     nodes += [NodeSpec("vlm_node", vlm), NodeSpec("chunk_node", chunk)]
     if not kinematic and module_exists("lower_body_node"):
-        nodes.append(NodeSpec("lower_body_node", dict(sections.get("lower_body_node", {}))))
+        nodes.append(NodeSpec("lower_body_node", dict(sections["lower_body_node"])))
     if module_exists("viz_node"):
-        nodes.append(NodeSpec("viz_node", dict(sections.get("viz_node", {}))))
+        nodes.append(NodeSpec("viz_node", dict(sections["viz_node"])))
     if sim_time:
         if backend != "sim":
             raise ValueError(f"sim_time needs the sim backend; {backend!r} runs on the wall clock")

@@ -44,6 +44,29 @@ def test_deploy_nodes_for_each_backend():
     assert not any("use_sim_time" in n.params for n in sim)  # the wall clock unless asked
 
 
+def test_the_bridge_gets_its_config_files_parameters_for_each_backend():
+    """config/sim.yaml and config/robot_bridge.yaml name the node `/**/robot_bridge_node` (any
+    namespace); the graph must apply them as rcl does, not fall back to the parameter defaults
+    (it did: the robot ran with safety.max_step 0.02 instead of its file's 0.01)."""
+    import yaml
+
+    def file_params(name: str) -> dict:
+        document = yaml.safe_load((ROOT / "config" / name).read_text())
+        return document["/**/robot_bridge_node"]["ros__parameters"]
+
+    robot_file, sim_file = file_params("robot_bridge.yaml"), file_params("sim.yaml")
+    robot = deploy_nodes("unitree", "/ckpt")[0].params
+    assert robot["safety.max_step"] == robot_file["safety"]["max_step"] == 0.01
+    assert robot["safety.damp_after_s"] == robot_file["safety"]["damp_after_s"]
+    assert robot["safety.hold_after_s"] == robot_file["safety"]["hold_after_s"]
+    assert robot["control_rate_hz"] == robot_file["control_rate_hz"]
+    sim = deploy_nodes("sim", "/ckpt")[0].params
+    assert sim["control_rate_hz"] == sim_file["control_rate_hz"] == 250.0
+    assert (sim["sim.camera_width"], sim["sim.camera_height"]) == (320, 240)  # what the policy consumes
+    assert sim["safety.auto_resume"] is True and sim["safety.hold_after_s"] == sim_file["safety"]["hold_after_s"]
+    assert sim["diagnostics_rate_hz"] == 1.0  # deploy.yaml's robot_bridge_node section overlays the file
+
+
 def test_sim_time_puts_every_node_on_the_sims_clock():
     nodes = deploy_nodes("sim", "/ckpt", "pick", sim_time=True)
     assert all(n.params["use_sim_time"] is True for n in nodes), [n.name for n in nodes]
@@ -70,7 +93,7 @@ def test_deploy_yaml_names_only_declared_chunk_node_parameters():
     from psi0_ros.nodes import chunk_node
 
     declared = {name for name, _, _ in chunk_node.PARAMETERS}
-    sections = read_sections(ROOT / "config" / "deploy.yaml")
+    sections = read_sections(ROOT / "config" / "deploy.yaml", ("chunk_node",))
     assert set(sections["chunk_node"]) <= declared
 
 
