@@ -7,8 +7,8 @@ lower-body mode the backend's follower then moves the base under the command the
 (none unless ACTIVE: the base freezes with the joints) and its leg/waist targets go back to the
 layer for the next tick; write the command; advance the backend (a simulation steps). Ticks are
 paced against time.monotonic(), rate_hz * pace a wall second (pace 1 but for a simulation on its
-own clock); how late each tick starts is recorded (jitter), and a loop that falls more than max_lag_s behind drops its schedule instead
-of bursting to catch up (counted as overruns).
+own clock); how late each tick starts is recorded (jitter), and a loop that falls more than
+max_lag_s behind drops its schedule instead of bursting to catch up (counted as overruns).
 """
 
 from __future__ import annotations
