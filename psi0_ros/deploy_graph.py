@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from psi0_ros.robot.params import flatten, node_parameters
+
 BACKENDS = ("sim", "unitree")
 OPTIONAL_NODES = ("lower_body_node", "viz_node")
 GRAPH_NODES = ("robot_bridge_node", "camera_node", "vlm_node", "chunk_node", *OPTIONAL_NODES)
@@ -33,17 +35,6 @@ class NodeSpec:
     @property
     def module(self) -> str:
         return f"psi0_ros.nodes.{self.name}"
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def nest(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -64,8 +55,6 @@ def read_sections(path: Path, names: tuple[str, ...]) -> dict[str, dict[str, Any
     A node's parameters are resolved as rcl resolves them for that node (robot.params.node_parameters:
     `/**`, then `/**/<node>`, then `<node>`), so config/sim.yaml's `/**/robot_bridge_node` applies
     as it does under `--params-file`."""
-    from psi0_ros.robot.params import node_parameters
-
     document = yaml.safe_load(Path(path).read_text()) or {}
     for key, section in document.items():
         if not isinstance(section, Mapping) or "ros__parameters" not in section:
