@@ -107,6 +107,17 @@ def _psi0(*args: str, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
+def test_psi0_sim_demos_refuses_a_bad_speed_before_recording(tmp_path):
+    pytest.importorskip("rclpy")
+    for speed in ("0", "-1", "nan"):
+        result = _psi0(
+            "sim", "demos", "--episodes", "1", "--out", str(tmp_path / "bags"), "--speed", speed, timeout=120
+        )
+        assert result.returncode == 2, result.stderr
+        assert "--speed must be a finite number > 0" in result.stderr
+        assert not (tmp_path / "bags").exists()  # nothing started
+
+
 def test_psi0_sim_demos_records_bags_that_convert_to_successful_episodes(tmp_path):
     pytest.importorskip("rclpy")
     bags, episodes = tmp_path / "bags", tmp_path / "episodes"

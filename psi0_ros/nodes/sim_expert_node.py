@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -425,6 +426,9 @@ def run_demos(args: argparse.Namespace) -> int:
         return 2
     if args.episodes < 1:
         print(f"psi0 sim demos: --episodes must be >= 1, got {args.episodes}", file=sys.stderr)
+        return 2
+    if not (math.isfinite(args.speed) and args.speed > 0.0):
+        print(f"psi0 sim demos: --speed must be a finite number > 0, got {args.speed}", file=sys.stderr)
         return 2
     if any(args.plan_offset) and not args.measure:
         print(
