@@ -224,11 +224,16 @@ def test_a_failing_constructor_is_one_clear_error():
     assert "Traceback" not in out and "AttributeError" not in out, out
 
 
+def run_script(path: Path, source: str) -> subprocess.CompletedProcess:
+    """Write `source` (dedented) to `path` and run it with this interpreter from the repo root."""
+    path.write_text(textwrap.dedent(source))
+    return subprocess.run([sys.executable, str(path)], capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT)
+
+
 def test_node_failure_ends_the_process_with_the_reason(tmp_path):
-    script = tmp_path / "failing_node.py"
-    script.write_text(
-        textwrap.dedent(
-            """
+    result = run_script(
+        tmp_path / "failing_node.py",
+        """
             import sys
             from rclpy.node import Node
             from psi0_ros.nodes.runtime import NodeFailure, spin_nodes
@@ -245,10 +250,8 @@ def test_node_failure_ends_the_process_with_the_reason(tmp_path):
                         raise NodeFailure("failing_node: the work loop died (test)")
 
             sys.exit(spin_nodes(lambda: [Failing()], prog="failing_node"))
-            """
-        )
+            """,
     )
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT)
     assert result.returncode == 1, result.stderr
     assert "failing_node: error: failing_node: the work loop died (test)" in result.stderr
     assert "Traceback" not in result.stderr
@@ -257,10 +260,9 @@ def test_node_failure_ends_the_process_with_the_reason(tmp_path):
 def test_until_runs_on_its_poll_period_however_busy_the_callbacks(tmp_path):
     """A 500 Hz timer wakes the spin loop 500 times a second; `until` (a task check, a duration)
     still runs once per poll_period_s, and ends the spin when it returns a reason."""
-    script = tmp_path / "busy_node.py"
-    script.write_text(
-        textwrap.dedent(
-            """
+    result = run_script(
+        tmp_path / "busy_node.py",
+        """
             import json, sys, time
             from rclpy.node import Node
             from psi0_ros.nodes.runtime import spin_nodes
@@ -285,10 +287,8 @@ def test_until_runs_on_its_poll_period_however_busy_the_callbacks(tmp_path):
 
             sys.exit(spin_nodes(lambda: made.append(Busy()) or made, until=until, after_spin=after,
                                 poll_period_s=0.1, prog="busy_node"))
-            """
-        )
+            """,
     )
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=TIMEOUT, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["reason"] == "done"
