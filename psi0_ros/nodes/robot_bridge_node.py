@@ -6,8 +6,9 @@ hands), /psi0/lower_body_targets (legs + waist) or, with lower_body_input=comman
 /imu/data, /diagnostics, and with a backend that has a camera (the sim's head camera)
 /camera/ego/image_raw + camera_info, and with publish_clock (sim only) the simulated time on
 /clock, for nodes run with use_sim_time. Topic names are relative (they follow the node's
-namespace) but /diagnostics and /clock. The command loop runs on its own thread inside the Bridge, not on the executor;
-if it dies, the diagnostics timer raises NodeFailure and the process ends with status 1.
+namespace) but /diagnostics and /clock. The command loop runs on its own thread inside the
+Bridge, not on the executor; if it dies, the diagnostics timer raises NodeFailure and the process
+ends with status 1.
 """
 
 from __future__ import annotations

@@ -116,8 +116,8 @@ def replay_episode(episode_file: Path, seed: int, task: str = "can_to_basket", m
     """Replay a converted episode's recorded actions open loop on a fresh sim of layout `seed`.
 
     The bridge is built from config/sim.yaml by robot_bridge_node's own build_bridge (layout
-    `seed`, camera off, no start-up wait) and ticked on sim time; row k of /action is commanded at k/30 s of simulated time, the policy's
-    rate. Returns {success, sim_time_s, base_xy}: whether the recorded commands alone, without the
+    `seed`, camera off, no start-up wait) and ticked on sim time; row k of /action is commanded
+    at k/30 s of simulated time, the policy's rate. Returns {success, sim_time_s, base_xy}: whether the recorded commands alone, without the
     expert's feedback, redo the task (they do when the recording's clock is the sim's)."""
     import psi0_ros.sim  # noqa: F401  (MUJOCO_GL before mujoco loads)
     from psi0_ros.constants import ACTION_LOWER_BODY, ACTION_NAMES, ACTION_UPPER_BODY, CONTROL_RATE_HZ
