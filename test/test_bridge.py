@@ -8,14 +8,8 @@ a generous timeout: the machine is shared and slow.
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,8 +20,8 @@ require("mujoco")
 require("psi0_ros.msg", "the generated messages (make setup)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from helpers.ros_nodes import ROOT, NodeProcess, ProbeNode, ros_parameters, upper_body_targets  # noqa: E402
 from psi0_ros.msg import LowerBodyCommand  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, Imu, JointState  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 
@@ -45,7 +39,7 @@ from psi0_ros.constants import (  # noqa: E402
 )
 from psi0_ros.nodes.qos import CONTROL, LARGE_LATEST, LATCHED  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+SIM_YAML = ROOT / "config" / "sim.yaml"
 HOLD_AFTER_S, DAMP_AFTER_S = 0.4, 1.5
 MAX_VELOCITY = 1.0  # rad/s: the step-jump test relies on this cap
 MARGIN = 0.02
@@ -53,49 +47,30 @@ TIMEOUT = 60.0  # s, for any one condition on a loaded 2-core machine
 UPPER_DEFAULT = g1.table("default", g1.UPPER_BODY_JOINTS)
 
 
-class Probe:
+class Probe(ProbeNode):
     """The test's side of the graph: publishes commands, keeps the newest messages it receives."""
 
+    timeout = TIMEOUT
+    not_yet = (TypeError, ValueError, KeyError, AttributeError)  # a message not there yet
+
     def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("psi0_bridge_probe", context=self.context)
-        self.lock = threading.Lock()
-        self.latest: dict[str, object] = {}
+        super().__init__("psi0_bridge_probe")
         self.history: list[tuple[float, np.ndarray, np.ndarray]] = []  # (t, q, dq) of every /joint_states
         self.upper = self.node.create_publisher(JointState, TOPIC_UPPER_BODY_COMMAND, CONTROL)
         self.lower = self.node.create_publisher(LowerBodyCommand, TOPIC_LOWER_BODY_COMMAND, CONTROL)
         self.estop = self.node.create_publisher(Bool, TOPIC_ESTOP, LATCHED)
-        for msg_type, topic, qos in (
-            (JointState, TOPIC_JOINT_STATES, CONTROL),
-            (Imu, TOPIC_IMU, CONTROL),
-            (DiagnosticArray, TOPIC_DIAGNOSTICS, CONTROL),
-            (Image, TOPIC_IMAGE, LARGE_LATEST),
-            (CameraInfo, TOPIC_CAMERA_INFO, CONTROL),
-        ):
-            self.node.create_subscription(msg_type, topic, lambda msg, topic=topic: self._store(topic, msg), qos)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._spinner = threading.Thread(target=self._spin, daemon=True)
-        self._spinner.start()
+        self.watch(JointState, TOPIC_JOINT_STATES, CONTROL, keep=self._keep_joints)
+        self.watch(Imu, TOPIC_IMU, CONTROL)
+        self.watch(DiagnosticArray, TOPIC_DIAGNOSTICS, CONTROL)
+        self.watch(Image, TOPIC_IMAGE, LARGE_LATEST)
+        self.watch(CameraInfo, TOPIC_CAMERA_INFO, CONTROL)
         self._stream: threading.Thread | None = None
         self._stream_stop = threading.Event()
         self.upper_targets = UPPER_DEFAULT.copy()
+        self.start()
 
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def _store(self, topic: str, msg) -> None:
-        with self.lock:
-            self.latest[topic] = msg
-            if topic == TOPIC_JOINT_STATES:
-                self.history.append((time.monotonic(), np.array(msg.position), np.array(msg.velocity)))
-
-    def get(self, topic: str):
-        with self.lock:
-            return self.latest.get(topic)
+    def _keep_joints(self, msg: JointState) -> None:
+        self.history.append((time.monotonic(), np.array(msg.position), np.array(msg.velocity)))
 
     def q(self, joint: str) -> float:
         msg = self.get(TOPIC_JOINT_STATES)
@@ -105,19 +80,10 @@ class Probe:
         msg = self.get(TOPIC_DIAGNOSTICS)
         return {} if msg is None else {kv.key: kv.value for kv in msg.status[0].values}
 
+    details = diagnostics
+
     def counter(self, name: str) -> int:
         return int(self.diagnostics().get(name, "0"))
-
-    def wait(self, condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if condition():
-                    return
-            except (TypeError, ValueError, KeyError, AttributeError):
-                pass  # a message not there yet
-            time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}; diagnostics: {self.diagnostics()}")
 
     def send_upper(self, names: list[str], positions: list[float]) -> None:
         msg = JointState()
@@ -127,9 +93,7 @@ class Probe:
 
     def set_targets(self, **targets: float) -> None:
         """Change what the 30 Hz stream sends (all 28 upper-body joints)."""
-        values = UPPER_DEFAULT.copy()
-        for name, value in targets.items():
-            values[g1.UPPER_BODY_JOINTS.index(name)] = value
+        values = upper_body_targets(**targets)
         with self.lock:
             self.upper_targets = values
 
@@ -156,10 +120,7 @@ class Probe:
 
     def close(self) -> None:
         self.stop_stream()
-        self._stop.set()
-        self._spinner.join()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
+        super().close()
 
 
 @pytest.fixture(scope="module")
@@ -175,26 +136,14 @@ def bridge(tmp_path_factory):
         "safety.auto_resume": "true",
         "diagnostics_rate_hz": "10.0",
     }
-    command = [sys.executable, "-m", "psi0_ros.nodes.robot_bridge_node", "--ros-args"]
-    command += ["--params-file", str(ROOT / "config" / "sim.yaml")]
-    for name, value in overrides.items():
-        command += ["-p", f"{name}:={value}"]
-    with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+    process = NodeProcess("psi0_ros.nodes.robot_bridge_node", *ros_parameters(overrides, SIM_YAML), log=log)
     probe = Probe()
     try:
         probe.wait(lambda: probe.get(TOPIC_JOINT_STATES) is not None and probe.diagnostics(), "the bridge to come up")
         yield probe
     finally:
         probe.close()
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.returncode not in (0, -signal.SIGINT):
-            print(log.read_text()[-4000:])
+        process.stop()
 
 
 def test_state_imu_camera_and_diagnostics_are_published(bridge):

@@ -11,14 +11,8 @@ commands lost in a flood counted. Every wait polls with a generous timeout (a sh
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,8 +21,8 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("mujoco")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from helpers.ros_nodes import ROOT, NodeProcess, ProbeNode, ros_parameters, upper_body_targets  # noqa: E402
 from psi0_ros.msg import LowerBodyCommand  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import Imu, JointState  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 
@@ -43,7 +37,7 @@ from psi0_ros.constants import (  # noqa: E402
 )
 from psi0_ros.nodes.qos import CONTROL, LATCHED  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+SIM_YAML = ROOT / "config" / "sim.yaml"
 HOLD_AFTER_S, DAMP_AFTER_S = 0.6, 2.0
 TIMEOUT = 90.0  # s, for any one condition on a loaded 2-core machine
 UPPER_DEFAULT = g1.table("default", g1.UPPER_BODY_JOINTS)
@@ -57,14 +51,14 @@ def yaw_of(imu: Imu) -> float:
     return math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z))
 
 
-class Probe:
+class Probe(ProbeNode):
     """The test's side of the graph: command streams out, /joint_states, /imu/data, /diagnostics in."""
 
+    timeout = TIMEOUT
+    not_yet = (TypeError, ValueError, KeyError, AttributeError, IndexError)  # a message not there yet
+
     def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("psi0_safety_probe", context=self.context)
-        self.lock = threading.Lock()
+        super().__init__("psi0_safety_probe")
         self.joints: list[tuple[float, np.ndarray]] = []  # (receipt time, q)
         self.yaws: list[tuple[float, float]] = []  # (receipt time, base yaw from the IMU)
         self.diags: list[tuple[float, dict[str, str]]] = []  # (receipt time, values)
@@ -74,20 +68,12 @@ class Probe:
         self.node.create_subscription(JointState, TOPIC_JOINT_STATES, self._on_joints, CONTROL)
         self.node.create_subscription(Imu, TOPIC_IMU, self._on_imu, CONTROL)
         self.node.create_subscription(DiagnosticArray, TOPIC_DIAGNOSTICS, self._on_diag, CONTROL)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._spinner = threading.Thread(target=self._spin, daemon=True)
-        self._spinner.start()
+        self.start()
         self.upper_targets: np.ndarray | None = UPPER_DEFAULT.copy()  # None: send empty JointStates
         self.lower_command: LowerBodyCommand | None = None  # None: the lower stream is silent
         self.upper_on = threading.Event()
         self._streamer = threading.Thread(target=self._stream, daemon=True)
         self._streamer.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
 
     def _on_joints(self, msg: JointState) -> None:
         with self.lock:
@@ -103,7 +89,7 @@ class Probe:
 
     def _stream(self) -> None:
         """30 Hz, like chunk_node: upper-body targets while upper_on, the lower command when set."""
-        while not self._stop.wait(1.0 / 30.0):
+        while not self.closing.wait(1.0 / 30.0):
             with self.lock:
                 upper, lower = self.upper_targets, self.lower_command
             if self.upper_on.is_set():
@@ -116,9 +102,7 @@ class Probe:
                 self.lower.publish(lower)
 
     def set_targets(self, **targets: float) -> None:
-        values = UPPER_DEFAULT.copy()
-        for name, value in targets.items():
-            values[g1.UPPER_BODY_JOINTS.index(name)] = value
+        values = upper_body_targets(**targets)
         with self.lock:
             self.upper_targets = values
 
@@ -133,6 +117,8 @@ class Probe:
     def mode(self) -> str:
         return self.diagnostics().get("mode", "")
 
+    details = diagnostics
+
     def counter(self, name: str) -> int:
         return int(self.diagnostics().get(name, "0"))
 
@@ -143,17 +129,6 @@ class Probe:
     def yaw(self) -> float:
         with self.lock:
             return self.yaws[-1][1]
-
-    def wait(self, condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if condition():
-                    return
-            except (TypeError, ValueError, KeyError, AttributeError, IndexError):
-                pass  # a message not there yet
-            time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}; diagnostics: {self.diagnostics()}")
 
     def mark(self) -> float:
         return time.monotonic()
@@ -175,11 +150,9 @@ class Probe:
         return positions, yaws
 
     def close(self) -> None:
-        self._stop.set()
-        self._spinner.join()
+        self.closing.set()
         self._streamer.join()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
+        super().close()
 
 
 def publish_latched_estop(engaged: bool) -> tuple[rclpy.Context, object]:
@@ -211,12 +184,7 @@ def bridge(tmp_path_factory):
         "safety.estop_wait_s": "60.0",  # the latched estop must arrive within this (discovery on a slow machine)
         "diagnostics_rate_hz": "10.0",
     }
-    command = [sys.executable, "-m", "psi0_ros.nodes.robot_bridge_node", "--ros-args"]
-    command += ["--params-file", str(ROOT / "config" / "sim.yaml")]
-    for name, value in overrides.items():
-        command += ["-p", f"{name}:={value}"]
-    with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+    process = NodeProcess("psi0_ros.nodes.robot_bridge_node", *ros_parameters(overrides, SIM_YAML), log=log)
     try:
         probe.wait(lambda: probe.joints and probe.diagnostics(), "the bridge to come up")
         probe.estop_node = estop_node
@@ -225,14 +193,7 @@ def bridge(tmp_path_factory):
         probe.close()
         estop_node.destroy_node()
         rclpy.shutdown(context=estop_context)
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.returncode not in (0, -signal.SIGINT):
-            print(log.read_text()[-4000:])
+        process.stop()
 
 
 def release_estop(probe: Probe) -> None:

@@ -6,13 +6,6 @@ targets resume; a missing checkpoint file stops the node at start with its name.
 from __future__ import annotations
 
 import math
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -21,8 +14,8 @@ rclpy = pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from helpers.amo_files import write_amo_files  # noqa: E402
+from helpers.ros_nodes import NodeProcess, ProbeNode, ros_parameters  # noqa: E402
 from psi0_ros.msg import LowerBodyCommand  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import Imu, JointState  # noqa: E402
 
 from psi0_ros import g1  # noqa: E402
@@ -48,14 +41,13 @@ COMMAND = AmoCommand(
 )
 
 
-class Probe:
+class Probe(ProbeNode):
     """Publishes the inputs at their real rates; keeps every target and the newest diagnostics."""
 
+    timeout = TIMEOUT
+
     def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("psi0_lower_body_probe", context=self.context)
-        self.lock = threading.Lock()
+        super().__init__("psi0_lower_body_probe")
         self.targets: list[JointState] = []
         self.diag: dict[str, str] = {}
         self.diag_message = ""
@@ -67,15 +59,7 @@ class Probe:
         self.node.create_subscription(DiagnosticArray, TOPIC_DIAGNOSTICS, self._on_diag, CONTROL)
         self.node.create_timer(0.01, self._publish_state)  # 100 Hz, as the bridge
         self.command_timer = self.node.create_timer(1.0 / 30.0, self._publish_command)  # 30 Hz, as chunk_node
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._spinner = threading.Thread(target=self._spin, daemon=True)
-        self._spinner.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
+        self.start()
 
     def _on_targets(self, msg: JointState) -> None:
         with self.lock:
@@ -110,7 +94,7 @@ class Probe:
             setattr(msg, field, float(getattr(COMMAND, field)))
         self.command_pub.publish(msg)
 
-    def count(self) -> int:
+    def count(self) -> int:  # the targets received so far
         with self.lock:
             return len(self.targets)
 
@@ -118,44 +102,22 @@ class Probe:
         with self.lock:
             return int(self.diag.get(name, "0"))
 
-    def wait(self, condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}; diagnostics: {self.diag}")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._spinner.join()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
+    def details(self) -> dict[str, str]:
+        return self.diag
 
 
-def _start(checkpoint_dir, log_path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "psi0_ros.nodes.lower_body_node", "--ros-args"]
-    command += ["-p", f"checkpoint_dir:={checkpoint_dir}", "-p", "command_timeout_s:=0.3"]
-    with open(log_path, "w") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
-
-
-def _stop(process: subprocess.Popen) -> None:
-    process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+def _start(checkpoint_dir, log_path) -> NodeProcess:
+    overrides = {"checkpoint_dir": str(checkpoint_dir), "command_timeout_s": "0.3"}
+    return NodeProcess("psi0_ros.nodes.lower_body_node", *ros_parameters(overrides), log=log_path)
 
 
 def test_node_publishes_amo_targets_and_holds_on_bad_input(tmp_path):
     write_amo_files(tmp_path)
     probe = Probe()
-    process = _start(tmp_path, tmp_path / "node.log")
+    node = _start(tmp_path, tmp_path / "node.log")
     try:
         probe.wait(lambda: probe.count() >= 20, "20 lower-body targets")
-        assert process.poll() is None, (tmp_path / "node.log").read_text()[-3000:]
+        assert node.proc.poll() is None, (tmp_path / "node.log").read_text()[-3000:]
 
         # The first target is AMO's first step on exactly these inputs.
         index = [g1.JOINT_INDEX[name] for name in AMO_JOINTS]
@@ -190,7 +152,7 @@ def test_node_publishes_amo_targets_and_holds_on_bad_input(tmp_path):
         probe.wait(lambda: probe.counter("resets") >= 1, "the histories to restart after the pause")
     finally:
         probe.close()
-        _stop(process)
+        node.stop()
 
 
 def test_missing_checkpoint_files_stop_the_node_naming_each(tmp_path):
@@ -198,12 +160,13 @@ def test_missing_checkpoint_files_stop_the_node_naming_each(tmp_path):
     (tmp_path / "adapter_jit.pt").unlink()
     (tmp_path / "amo_jit.pt").unlink()
     log = tmp_path / "node.log"
-    process = _start(tmp_path, log)
+    node = _start(tmp_path, log)
+    process = node.proc
     try:
         process.wait(timeout=TIMEOUT)
     finally:
         if process.poll() is None:
-            _stop(process)
+            node.stop()
     text = log.read_text()
     assert process.returncode != 0
     assert "amo_jit.pt" in text and "adapter_jit.pt" in text, text[-2000:]

@@ -14,14 +14,10 @@ on real node processes watched over real DDS topics:
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,8 +27,8 @@ rclpy = require("rclpy")
 require("mujoco")
 require("psi0_ros.msg", "the generated messages (make setup)")
 
+from helpers.ros_nodes import ROOT, NodeProcess, ProbeNode  # noqa: E402
 from rcl_interfaces.srv import GetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import Image, JointState  # noqa: E402
 
@@ -40,65 +36,8 @@ from psi0_ros import g1, ros_messages  # noqa: E402
 from psi0_ros.constants import TOPIC_CLOCK, TOPIC_IMAGE, TOPIC_JOINT_STATES, TOPIC_UPPER_BODY_COMMAND  # noqa: E402
 from psi0_ros.nodes.qos import CLOCK, CONTROL, LARGE_LATEST  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 90.0  # s, for any one condition on a loaded 2-core machine
 SIM_YAML = ROOT / "config" / "sim.yaml"
-
-
-class NodeProcess:
-    """A node executable in its own process, its output collected on a thread."""
-
-    def __init__(self, module: str, *ros_args: str) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", module, "--ros-args", *ros_args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    @property
-    def output(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for_output(self, text: str, timeout: float = TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.output:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"never printed {text!r} (exit {self.proc.poll()}):\n{self.output[-3000:]}")
-            time.sleep(0.1)
-
-    def signal(self, *signums: int, gap_s: float = 0.05) -> int:
-        """Send the signals (gap_s apart), wait for the exit; returns the exit status."""
-        for signum in signums:
-            if self.proc.poll() is None:
-                self.proc.send_signal(signum)
-            time.sleep(gap_s)
-        return self.wait()
-
-    def wait(self, timeout: float = TIMEOUT) -> int:
-        try:
-            code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError(f"did not exit within {timeout} s:\n{self.output[-3000:]}") from None
-        self._reader.join(timeout=10)
-        return code
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def bridge(*ros_args: str) -> NodeProcess:
@@ -115,48 +54,14 @@ def assert_clean(node: NodeProcess, code: int) -> None:
         assert bad not in out, out[-3000:]
 
 
-class Probe:
+class Probe(ProbeNode):
     """The test's side of the graph, in its own rclpy context."""
 
+    timeout = TIMEOUT
+
     def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("psi0_runtime_probe", context=self.context)
-        self.lock = threading.Lock()
-        self.latest: dict[str, object] = {}
-        self.counts: dict[str, int] = {}
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._spinner = threading.Thread(target=self._spin, daemon=True)
-        self._spinner.start()
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def watch(self, msg_type: type, topic: str, qos=CONTROL) -> None:
-        def store(msg, topic=topic) -> None:
-            with self.lock:
-                self.latest[topic] = msg
-                self.counts[topic] = self.counts.get(topic, 0) + 1
-
-        self.node.create_subscription(msg_type, topic, store, qos)
-
-    def get(self, topic: str):
-        with self.lock:
-            return self.latest.get(topic)
-
-    def count(self, topic: str) -> int:
-        with self.lock:
-            return self.counts.get(topic, 0)
-
-    def wait(self, condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            time.sleep(0.05)
+        super().__init__("psi0_runtime_probe")
+        self.start()
 
     def parameter(self, node_name: str, name: str):
         client = self.node.create_client(GetParameters, f"{node_name}/get_parameters")
@@ -167,13 +72,6 @@ class Probe:
         return {1: value.bool_value, 2: value.integer_value, 3: value.double_value, 4: value.string_value}.get(
             value.type
         )
-
-    def close(self) -> None:
-        self._stop.set()
-        self._spinner.join(timeout=5)
-        self.executor.shutdown()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
 
 
 @pytest.fixture

@@ -6,12 +6,7 @@ wrist and fingertip paths equal to forward kinematics of the chunk."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -20,8 +15,8 @@ rclpy = pytest.importorskip("rclpy")
 tf2_msgs = pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs not installed (scripts/setup.sh builds it)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from helpers.ros_nodes import NodeProcess, ProbeNode  # noqa: E402
 from psi0_ros.msg import ActionChunk  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
@@ -45,47 +40,24 @@ TIMEOUT = 90.0
 Q = np.random.default_rng(5).uniform(g1.table("lower"), g1.table("upper"))
 
 
-class Probe:
+class Probe(ProbeNode):
+    timeout = TIMEOUT
+
     def __init__(self) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("psi0_viz_probe", context=self.context)
-        self.lock = threading.Lock()
-        self.latest: dict[str, object] = {}
+        super().__init__("psi0_viz_probe")
         self.joints_pub = self.node.create_publisher(JointState, TOPIC_JOINT_STATES, CONTROL)
         self.chunk_pub = self.node.create_publisher(ActionChunk, TOPIC_ACTION_CHUNK, CONTROL)
         TFMessage = tf2_msgs.TFMessage
-        for msg_type, topic, qos in (
-            (TFMessage, TOPIC_TF, CONTROL),
-            (TFMessage, TOPIC_TF_STATIC, LATCHED),
-            (MarkerArray, TOPIC_CHUNK_MARKERS, CONTROL),
-            (DiagnosticArray, TOPIC_DIAGNOSTICS, CONTROL),
-        ):
-            self.node.create_subscription(msg_type, topic, lambda msg, topic=topic: self._store(topic, msg), qos)
+        self.watch(TFMessage, TOPIC_TF, CONTROL)
+        self.watch(TFMessage, TOPIC_TF_STATIC, LATCHED)
+        self.watch(MarkerArray, TOPIC_CHUNK_MARKERS, CONTROL)
+        self.watch(DiagnosticArray, TOPIC_DIAGNOSTICS, CONTROL)
         self.node.create_timer(0.05, self._publish_joints)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self._stop = threading.Event()
-        self._spinner = threading.Thread(target=self._spin, daemon=True)
-        self._spinner.start()
+        self.start()
 
     def subscribe_description(self) -> None:
         """A late subscriber: joins after viz_node published its one message."""
-        self.node.create_subscription(
-            String, TOPIC_ROBOT_DESCRIPTION, lambda msg: self._store(TOPIC_ROBOT_DESCRIPTION, msg), LATCHED
-        )
-
-    def _spin(self) -> None:
-        while not self._stop.is_set():
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def _store(self, topic: str, msg) -> None:
-        with self.lock:
-            self.latest[topic] = msg
-
-    def get(self, topic: str):
-        with self.lock:
-            return self.latest.get(topic)
+        self.watch(String, TOPIC_ROBOT_DESCRIPTION, LATCHED)
 
     def _publish_joints(self) -> None:
         msg = JointState()
@@ -93,20 +65,6 @@ class Probe:
         msg.name = list(g1.ALL_JOINTS)
         msg.position = Q.tolist()
         self.joints_pub.publish(msg)
-
-    def wait(self, condition: Callable[[], bool], what: str) -> None:
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"timed out waiting for {what}")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._spinner.join()
-        self.node.destroy_node()
-        rclpy.shutdown(context=self.context)
 
 
 def _pose(transform) -> np.ndarray:
@@ -119,17 +77,11 @@ def _pose(transform) -> np.ndarray:
 
 def test_viz_node_publishes_description_tf_and_chunk_paths(tmp_path):
     log = tmp_path / "viz_node.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "psi0_ros.nodes.viz_node"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ),
-        )
+    node = NodeProcess("psi0_ros.nodes.viz_node", log=log)
     probe = Probe()
     try:
         probe.wait(lambda: probe.get(TOPIC_TF) is not None, "/tf")
-        assert process.poll() is None, log.read_text()[-3000:]
+        assert node.proc.poll() is None, log.read_text()[-3000:]
         probe.subscribe_description()
         probe.wait(lambda: probe.get(TOPIC_ROBOT_DESCRIPTION) is not None, "robot_description (transient-local)")
         assert probe.get(TOPIC_ROBOT_DESCRIPTION).data == description.urdf_xml()
@@ -184,12 +136,7 @@ def test_viz_node_publishes_description_tf_and_chunk_paths(tmp_path):
         assert probe.get(TOPIC_CHUNK_MARKERS) is drawn
     finally:
         probe.close()
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        node.stop()
 
 
 # tf2_msgs/msg/TFMessage's type hash as ROS 2 Jazzy/Kilted publish it (`ros2 topic info -v /tf`).
