@@ -20,7 +20,6 @@ from psi0_ros.data.align import control_grid, hold, interpolate, nearest
 from psi0_ros.data.config import ConvertConfig
 from psi0_ros.data.convert import convert_bags
 from psi0_ros.data.hdf5 import read_episode
-from psi0_ros.data.streams import STATE_JOINT_COLUMNS
 from psi0_ros.data.synthetic import (
     _FREQ,
     BAG_START_NS,
@@ -32,6 +31,7 @@ from psi0_ros.data.synthetic import (
     write_synthetic_bag,
 )
 from psi0_ros.g1 import table
+from psi0_ros.layout import STATE_JOINT_COLUMNS
 
 MS = 1_000_000
 
@@ -204,8 +204,8 @@ def test_clock_choice_keeps_header_stamps_of_a_lagging_recorder():
 
 def test_state_torso_is_the_previously_commanded_lower_body_not_the_waist():
     from psi0_ros.constants import STATE_NAMES
-    from psi0_ros.data.streams import build_state
     from psi0_ros.g1 import ALL_JOINTS, JOINT_INDEX
+    from psi0_ros.layout import build_state
 
     joints = np.random.default_rng(0).uniform(-0.5, 0.5, (3, len(ALL_JOINTS)))
     command = np.array([[0.1, 0.2, 0.3, 0.7, 0.4, 0.0, 0.1, 0.5]] * 3)  # roll, pitch, yaw, height, vx, vy, vyaw, yaw

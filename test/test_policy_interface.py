@@ -93,8 +93,12 @@ def test_non_finite_model_output_never_reaches_the_caller():
 
 
 def test_rtc_mode_training_needs_a_model_trained_with_prefixes():
+    from psi0_ros.policy.sampling import check_policy_config  # the config-vs-sampler checks live there
+
     with pytest.raises(ValueError, match="max_delay"):
-        dataclasses.replace(tiny_policy_config(), flow=dataclasses.replace(tiny_policy_config().flow, max_delay=0))
+        check_policy_config(
+            dataclasses.replace(tiny_policy_config(), flow=dataclasses.replace(tiny_policy_config().flow, max_delay=0))
+        )
     assert RTCConfig(mode="guidance").guidance_beta == 5.0
 
 
@@ -105,7 +109,7 @@ def test_a_new_rtc_mode_is_one_registered_class():
     with pytest.raises(ValueError, match="unknown RTC mode 'mine'.*'guidance'"):
         sampling.rtc_sampler("mine")
     with pytest.raises(ValueError, match="RTCConfig.mode must be one of"):
-        RTCConfig(mode="mine")
+        sampling.check_policy_config(tiny_policy_config(mode="mine"))
     seen: list[tuple[object, int]] = []
 
     class ShiftedNoise:  # a mode that returns the noise shifted by the prefix's first action
@@ -129,8 +133,10 @@ def test_a_new_rtc_mode_is_one_registered_class():
         with pytest.raises(ValueError, match="already registered"):
             sampling.register_sampler(type("Other", (ShiftedNoise,), {}))
         with pytest.raises(ValueError, match="num_steps=4"):
-            dataclasses.replace(
-                tiny_policy_config(mode="mine"), flow=dataclasses.replace(tiny_policy_config().flow, num_steps=5)
+            sampling.check_policy_config(
+                dataclasses.replace(
+                    tiny_policy_config(mode="mine"), flow=dataclasses.replace(tiny_policy_config().flow, num_steps=5)
+                )
             )
         policy = _policy("mine")
         zero = policy.infer(_observation())

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from psi0_ros.constants import ACTION_DIM, ACTION_NAMES, STATE_DIM
+from psi0_ros.layout import pad_state
 from psi0_ros.policy.transforms import (
     ArrayStats,
     Normalizer,
     NormStats,
     compute_stats,
-    pad_state,
     stats_from_episodes,
     stats_from_reference,
 )
@@ -134,7 +134,7 @@ def test_psi0_stats_files_are_padded_and_checked():
 
 
 def test_delta_actions_are_next_minus_current_over_hands_and_arms():
-    from psi0_ros.policy.transforms import DELTA_ACTION_MASK, actions_to_deltas
+    from psi0_ros.layout import DELTA_ACTION_MASK, actions_to_deltas
 
     rng = np.random.default_rng(3)
     actions = rng.normal(0.0, 0.5, (17, ACTION_DIM)).astype(np.float32)  # chunk 16 needs 17 frames
@@ -158,7 +158,7 @@ def test_delta_actions_are_next_minus_current_over_hands_and_arms():
 
 
 def test_deltas_integrate_back_from_the_current_state():
-    from psi0_ros.policy.transforms import actions_to_deltas, deltas_to_actions
+    from psi0_ros.layout import actions_to_deltas, deltas_to_actions
 
     rng = np.random.default_rng(4)
     actions = rng.normal(0.0, 0.5, (2, 17, ACTION_DIM)).astype(np.float32)

@@ -299,7 +299,8 @@ def test_record_episodes_from_live_nodes_and_convert(publisher, tmp_path):
         TOPIC_UPPER_BODY_COMMAND,
     )
     from psi0_ros.data.hdf5 import read_episode
-    from psi0_ros.data.streams import LOWER_BODY_FIELDS, STATE_JOINT_COLUMNS
+    from psi0_ros.data.streams import LOWER_BODY_FIELDS
+    from psi0_ros.layout import STATE_JOINT_COLUMNS
 
     bag = tmp_path / "teleop"
     recorder_node = Watched(

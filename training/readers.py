@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from psi0_ros.constants import ACTION_ARMS, ACTION_DIM, ACTION_HANDS, STATE_PADDED_DIM
-from psi0_ros.policy.transforms import pad_state
+from psi0_ros.layout import pad_state
 from training.video import DatasetError, VideoReader
 
 LEROBOT_VERSION = "v2.1"

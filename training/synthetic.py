@@ -51,7 +51,7 @@ def write_episodes(
 ) -> list[Path]:
     """psi0_ros episode files written by psi0_ros.data's writer."""
     from psi0_ros.data.hdf5 import EpisodeData, write_episode
-    from psi0_ros.data.streams import NUM_JOINTS
+    from psi0_ros.layout import NUM_JOINTS
 
     root = Path(root)
     rng = np.random.default_rng(seed)

@@ -24,13 +24,21 @@ from typing import Any
 
 import numpy as np
 
-from psi0_ros.constants import ACTION_UPPER_BODY, CONTROL_RATE_HZ
+from psi0_ros.constants import CONTROL_RATE_HZ
 from psi0_ros.control.scheduler import (
     SCHEDULER_MODES,
     InferenceRequest,
     RTCScheduler,
     SchedulerConfig,
     TickOutput,
+)
+from psi0_ros.layout import (
+    ACTION_LOWER_BODY,
+    ACTION_UPPER_BODY,
+    STATE_PADDED_DIM,
+    STATE_TORSO,
+    STATE_TORSO_COMMAND_COLUMNS,
+    STATE_UPPER_BODY,
 )
 
 HELP = "RTC scheduler modes under injected latency: missed ticks and junction jumps (virtual time)"
@@ -91,10 +99,12 @@ def run_mode(
     import torch
 
     torch.set_num_threads(threads)  # a tiny model: more threads only contend on a loaded machine
-    from psi0_ros.control.chunk_runner import load_serving_policy
-    from psi0_ros.policy.interface import ActionPrefix, Observation
+    from psi0_ros.policy.interface import ActionPrefix, Observation, Policy
 
-    policy = _tiny_policy(mode, seed) if checkpoint is None else load_serving_policy(checkpoint, mode, seed=seed)
+    if checkpoint is None:
+        policy = _tiny_policy(mode, seed)
+    else:
+        policy = Policy.from_checkpoint(checkpoint, load_vlm=False, seed=seed, rtc_mode=SCHEDULER_MODES[mode])
     config = SchedulerConfig(
         mode=mode, min_execution_horizon=max(1, policy.horizon // 2), max_delay=policy.config.flow.max_delay
     )
@@ -103,13 +113,13 @@ def run_mode(
     features = rng.standard_normal((8, policy.config.expert.vlm_dim)).astype(np.float32)
     position = np.zeros(ACTION_UPPER_BODY.stop, dtype=np.float64)  # the follower's arm/hand joints
     commanded: dict[int, np.ndarray] = {}
-    state = np.zeros(36, dtype=np.float32)
+    state = np.zeros(STATE_PADDED_DIM, dtype=np.float32)
 
     def infer(request: InferenceRequest, tick: int) -> np.ndarray:
-        state[:28] = position
+        state[STATE_UPPER_BODY] = position
         last = scheduler.last_action
-        if last is not None:
-            state[28:32] = last[28:32]  # the torso values in the state are the commanded ones
+        if last is not None:  # the torso values in the state are the commanded ones (layout.build_state)
+            state[STATE_TORSO] = last[ACTION_LOWER_BODY][STATE_TORSO_COMMAND_COLUMNS]
         prefix = None
         if request.prefix is not None:
             prefix = ActionPrefix(request.prefix[: policy.horizon].astype(np.float32), request.delay)
@@ -170,7 +180,6 @@ def _tiny_policy(mode: str, seed: int) -> Any:
 
     import torch
 
-    from psi0_ros.control.scheduler import POLICY_RTC_MODE
     from psi0_ros.policy.config import FlowConfig, PolicyConfig, RTCConfig, expert_preset
     from psi0_ros.policy.interface import Policy
     from psi0_ros.policy.mmdit import ActionExpert
@@ -180,7 +189,7 @@ def _tiny_policy(mode: str, seed: int) -> Any:
     config = PolicyConfig(
         expert=expert_preset("tiny", horizon=30),
         flow=FlowConfig(num_steps=4, max_delay=8),
-        rtc=RTCConfig(mode=POLICY_RTC_MODE[mode]),
+        rtc=RTCConfig(mode=SCHEDULER_MODES[mode]),
     )
     torch.manual_seed(seed)
     expert = randomize_modulation(ActionExpert(config.expert), seed=seed)

@@ -20,9 +20,11 @@ last action when a chunk runs out, this scheduler clamps d to max_delay - 1 and 
 when the queue runs dry it holds the last pose with the velocity commands zeroed for hold_ticks,
 then stops the command stream (the bridge's watchdog holds the robot) until a chunk lands.
 
-Modes (the comparison of `psi0 bench rtc`):
-  rtc                training-time RTC: prefix with d frozen actions (Psi0's served mode)
-  rtc_guidance       inference-time RTC: the policy inpaints towards the prefix (rtc.py)
+Modes (the comparison of `psi0 bench rtc`). Each names how chunks are scheduled and the policy's
+RTC mode it serves with: the sampler name (psi0_ros.policy.config.RTC_MODES), the one RTC vocabulary
+from chunk_node's parameter through Policy.from_checkpoint(rtc_mode=...) to the sampler registry.
+  rtc                RTC mode "training": prefix with d frozen actions (Psi0's served mode)
+  rtc_guidance       RTC mode "guidance": the policy inpaints towards the prefix (rtc.py)
   sync               block and wait: after the execution horizon nothing runs until the next
                      chunk lands; it then starts from its first action
   naive_async        inference beside execution, no prefix; the new chunk replaces the queue on arrival
@@ -39,19 +41,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from psi0_ros.constants import ACTION_DIM, LOWER_BODY_COMMAND_NAMES
+from psi0_ros.layout import ACTION_DIM, VELOCITY_DIMS
 
-SCHEDULER_MODES = ("rtc", "rtc_guidance", "sync", "naive_async", "temporal_ensemble")
-# The policy's RTC mode (psi0_ros.policy.config.RTC_MODES) each scheduler mode needs.
-POLICY_RTC_MODE = {
+# Scheduler mode -> the RTC mode (sampler name, psi0_ros.policy.config.RTC_MODES) the policy serves
+# it with. "training" clamps the prefix delay to the trained max_delay - 1; any mode but "none"
+# passes the queued actions as a prefix; "none" never does.
+SCHEDULER_MODES: dict[str, str] = {
     "rtc": "training",
     "rtc_guidance": "guidance",
     "sync": "none",
     "naive_async": "none",
     "temporal_ensemble": "none",
 }
-# Velocity dims of the 36-D action (vx, vy, vyaw): zeroed while holding, so a hold never walks on.
-VELOCITY_DIMS = tuple(28 + LOWER_BODY_COMMAND_NAMES.index(n) for n in ("vx", "vy", "vyaw"))
 
 
 def tick_at(time_s: float, rate_hz: float) -> int:
@@ -92,15 +93,20 @@ class SchedulerConfig:
 
     def __post_init__(self) -> None:
         if self.mode not in SCHEDULER_MODES:
-            raise ValueError(f"SchedulerConfig.mode must be one of {SCHEDULER_MODES}, got {self.mode!r}")
+            raise ValueError(f"SchedulerConfig.mode must be one of {tuple(SCHEDULER_MODES)}, got {self.mode!r}")
         for name in ("min_execution_horizon", "delay_window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SchedulerConfig.{name} must be >= 1, got {getattr(self, name)!r}")
         for name in ("max_delay", "initial_delay", "hold_ticks"):
             if getattr(self, name) < 0:
                 raise ValueError(f"SchedulerConfig.{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.mode == "rtc" and self.max_delay < 1:
-            raise ValueError("SchedulerConfig: mode 'rtc' needs a model trained with max_delay >= 1, got 0")
+        if self.rtc_mode == "training" and self.max_delay < 1:
+            raise ValueError(f"SchedulerConfig: mode {self.mode!r} needs a model trained with max_delay >= 1, got 0")
+
+    @property
+    def rtc_mode(self) -> str:
+        """The policy's RTC mode (sampler name) this scheduler mode serves with."""
+        return SCHEDULER_MODES[self.mode]
 
 
 class DelayEstimator:
@@ -319,12 +325,12 @@ class RTCScheduler:
             mode = self.config.mode
             if mode == "sync" and self._chunk_start is not None:
                 self.queue.clear_from(tick)  # block and wait: nothing runs until the chunk lands
-            if mode in ("rtc", "rtc_guidance"):
+            if self.config.rtc_mode != "none":
                 queued = self.queue.consecutive(tick, self.horizon)
                 if len(queued):
                     estimate = self.estimator.estimate
                     limit = len(queued)
-                    if mode == "rtc":
+                    if self.config.rtc_mode == "training":
                         limit = min(limit, self.config.max_delay - 1)
                         clamped = estimate > self.config.max_delay - 1
                     delay = min(estimate, limit)

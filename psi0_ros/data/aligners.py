@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 from PIL import Image as PILImage
 
-from psi0_ros.constants import LOWER_BODY_COMMAND_NAMES
 from psi0_ros.data.align import hold, interpolate, nearest, sort_by_time
 from psi0_ros.data.bags import Stamped
 from psi0_ros.data.clocks import choose_times, near, seconds_to_ns
@@ -23,17 +22,15 @@ from psi0_ros.data.config import ConvertConfig
 from psi0_ros.data.episode_schema import IMU_FIELDS
 from psi0_ros.data.jpeg import encode_jpeg, encode_jpeg_message
 from psi0_ros.data.streams import (
-    ALL_JOINTS,
-    NUM_JOINTS,
     UPPER_BODY_NAMES,
     imu_vectors,
     joint_columns,
     lower_body_vector,
     upper_body_columns,
 )
+from psi0_ros.g1 import ALL_JOINTS
 from psi0_ros.image import image_to_rgb
-
-LOWER_BODY_DIM = len(LOWER_BODY_COMMAND_NAMES)  # 8: the LowerBodyCommand vector
+from psi0_ros.layout import LOWER_BODY_DIM, NUM_JOINTS
 
 
 class EpisodeError(Exception):

@@ -2,7 +2,7 @@
 
     /timestamps                         (T,)      float64  s since the episode's START
     /action                             (T, 36)   float32  command in force (constants.ACTION_NAMES)
-    /observations/state                 (T, 36)   float32  32-D state zero-padded (streams.build_state)
+    /observations/state                 (T, 36)   float32  32-D state zero-padded (layout.build_state)
     /observations/joint_positions       (T, 43)   float64  rad, psi0_ros.g1.ALL_JOINTS order
     /observations/joint_velocities      (T, 43)   float64  rad/s (when every joint_states has them)
     /observations/joint_efforts         (T, 43)   float64  N·m (when every joint_states has them)
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from psi0_ros.constants import ACTION_DIM, ACTION_NAMES, STATE_NAMES, STATE_PADDED_DIM
-from psi0_ros.data.streams import NUM_JOINTS, STATE_PAD_NAMES
 from psi0_ros.g1 import ALL_JOINTS, JOINT_SPECS, WAIST_JOINTS
+from psi0_ros.layout import NUM_JOINTS, STATE_PAD_NAMES
 
 SCHEMA_VERSION = 1
 ROBOT = "unitree_g1_29dof_dex3"

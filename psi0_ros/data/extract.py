@@ -24,7 +24,8 @@ from psi0_ros.data.clocks import NS_PER_S, READ_MARGIN_BEFORE_NS, READ_MARGIN_NS
 from psi0_ros.data.config import ConvertConfig
 from psi0_ros.data.episode_schema import EpisodeData
 from psi0_ros.data.episodes import EpisodeSpan
-from psi0_ros.data.streams import assemble_action, build_state
+from psi0_ros.data.streams import assemble_action
+from psi0_ros.layout import build_state
 from psi0_ros.ros_messages import camera_info_to_attrs
 
 

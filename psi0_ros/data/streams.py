@@ -6,7 +6,8 @@
 - state (32, zero-padded to 36): hands + arms measured, torso roll/pitch/yaw/height = the lower-body
   command in force, i.e. the PREVIOUSLY COMMANDED values, as Psi0 records them and overrides them
   from the running chunk when serving (the G1 measures no whole-body torso orientation or pelvis
-  height). build_state() is the one definition of that rule, for convert, training and chunk_node.
+  height). psi0_ros.layout.build_state() is the one definition of that rule, for convert, training
+  and chunk_node; the layout's slices and column tables live there too.
 Works on rclpy messages and rosbags-deserialised ones alike (both have the same field names).
 """
 
@@ -16,31 +17,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from psi0_ros.constants import (
-    ACTION_DIM,
-    ACTION_LOWER_BODY,
-    ACTION_NAMES,
-    ACTION_UPPER_BODY,
-    LOWER_BODY_COMMAND_NAMES,
-    STATE_DIM,
-    STATE_NAMES,
-    STATE_PADDED_DIM,
-)
-from psi0_ros.g1 import ALL_JOINTS, JOINT_INDEX
+from psi0_ros.constants import ACTION_DIM, ACTION_LOWER_BODY, ACTION_NAMES, ACTION_UPPER_BODY
+from psi0_ros.g1 import JOINT_INDEX
 from psi0_ros.ros_messages import LOWER_BODY_FIELDS  # noqa: F401 - the message field of each lower-body dim
 from psi0_ros.ros_messages import imu_to_vectors as imu_vectors  # noqa: F401 - the converter's name
 from psi0_ros.ros_messages import lower_body_command_to_vector as lower_body_vector  # noqa: F401
 
-NUM_JOINTS = len(ALL_JOINTS)  # 43
 UPPER_BODY_NAMES: tuple[str, ...] = ACTION_NAMES[ACTION_UPPER_BODY]  # 28 joint names
 UPPER_BODY_INDEX: dict[str, int] = {name: i for i, name in enumerate(UPPER_BODY_NAMES)}
-
-
-_STATE_JOINTS = STATE_NAMES[:28]  # hands 14 + arms 14, joint names
-STATE_JOINT_COLUMNS = np.array([JOINT_INDEX[n] for n in _STATE_JOINTS], dtype=np.intp)
-# State dims 28-31 (torso roll, pitch, yaw, height) within the 8-D lower-body command.
-STATE_TORSO_COMMAND_COLUMNS = np.array([LOWER_BODY_COMMAND_NAMES.index(n) for n in STATE_NAMES[28:32]], dtype=np.intp)
-STATE_PAD_NAMES: tuple[str, ...] = tuple(f"pad_{i}" for i in range(STATE_DIM, STATE_PADDED_DIM))
 
 
 def _columns(names: Sequence[str], index: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -62,27 +46,6 @@ def joint_columns(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 def upper_body_columns(names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """For an upper-body command's name list: (positions in the message, action columns 0-27)."""
     return _columns(names, UPPER_BODY_INDEX)
-
-
-def build_state(joint_positions: np.ndarray, lower_body_command: np.ndarray) -> np.ndarray:
-    """The 32-D state zero-padded to 36 (DESIGN §4), Psi0's definition.
-
-    joint_positions: (T, 43) measured, in ALL_JOINTS order [rad] -> hands + arms (dims 0-27);
-    lower_body_command: (T, 8), action dims 28-35, the command in force at each frame (the one
-    previously commanded) -> torso roll/pitch/yaw [rad] and height [m] (dims 28-31), not the
-    measured waist joints. When serving, pass the lower-body command of the running chunk.
-    Returns (T, 36) float32.
-    """
-    positions = np.asarray(joint_positions)
-    command = np.asarray(lower_body_command)
-    if positions.ndim != 2 or positions.shape[1] != NUM_JOINTS:
-        raise ValueError(f"joint_positions must be (T, {NUM_JOINTS}), got {positions.shape}")
-    if command.shape != (positions.shape[0], ACTION_LOWER_BODY.stop - ACTION_LOWER_BODY.start):
-        raise ValueError(f"lower_body_command must be ({positions.shape[0]}, 8), got {command.shape}")
-    state = np.zeros((positions.shape[0], STATE_PADDED_DIM), dtype=np.float32)
-    state[:, : len(STATE_JOINT_COLUMNS)] = positions[:, STATE_JOINT_COLUMNS]
-    state[:, len(STATE_JOINT_COLUMNS) : STATE_DIM] = command[:, STATE_TORSO_COMMAND_COLUMNS]
-    return state
 
 
 def assemble_action(upper_body: np.ndarray, lower_body: np.ndarray) -> np.ndarray:

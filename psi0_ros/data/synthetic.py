@@ -31,9 +31,10 @@ from psi0_ros.constants import (
     TOPIC_UPPER_BODY_COMMAND,
 )
 from psi0_ros.data.episodes import EventType
-from psi0_ros.data.streams import LOWER_BODY_FIELDS, NUM_JOINTS, UPPER_BODY_NAMES
+from psi0_ros.data.streams import LOWER_BODY_FIELDS, UPPER_BODY_NAMES
 from psi0_ros.data.typestore import make_typestore
 from psi0_ros.g1 import ALL_JOINTS, JOINT_SPECS, table
+from psi0_ros.layout import NUM_JOINTS
 
 BAG_START_NS = 1_700_000_000_000_000_000
 _FREQ = np.linspace(0.3, 1.2, NUM_JOINTS)  # Hz, one per joint

@@ -6,9 +6,10 @@ publishes /psi0/action_chunk per inference and, every control tick (30 Hz),
 commands to chunk_executor_node on the robot's machine). /diagnostics: rates, inference latency
 p50/p99, delay d, queue depth, dropped and stale inputs.
 
-Thin shell: psi0_ros.control.scheduler decides, psi0_ros.control.chunk_runner builds the
-observation and the policy. Inference runs on the scheduler's worker thread, never on the
-control timer. Inputs that must not be inferred on (stale or mismatched features, NaN joint
+Thin shell: psi0_ros.control.scheduler decides, psi0_ros.layout.deploy_state builds the state,
+psi0_ros.control.chunk_runner checks and times, Policy.from_checkpoint builds the policy (the
+scheduler mode names the RTC mode it serves with, scheduler.SCHEDULER_MODES). Inference runs on
+the scheduler's worker thread, never on the control timer. Inputs that must not be inferred on (stale or mismatched features, NaN joint
 states, estop) start no inference: the queue runs on, then holds, then the stream stops.
 """
 
@@ -43,12 +44,11 @@ from psi0_ros.control.chunk_runner import (
     DelaySchedule,
     RateCounter,
     check_state,
-    deploy_state,
     joint_positions,
-    load_serving_policy,
     percentiles_ms,
 )
 from psi0_ros.control.scheduler import (
+    SCHEDULER_MODES,
     ChunkRecord,
     InferenceRequest,
     InferenceWorker,
@@ -57,6 +57,7 @@ from psi0_ros.control.scheduler import (
     catch_up_ticks,
     tick_at,
 )
+from psi0_ros.layout import deploy_state
 from psi0_ros.msg import ActionChunk, VLMFeatures
 from psi0_ros.nodes.command_output import CommandOutput
 from psi0_ros.nodes.qos import CONTROL, LARGE_LATEST, LATCHED
@@ -65,7 +66,11 @@ from psi0_ros.ros_messages import action_chunk_message, vlm_features_arrays
 NODE_NAME = "chunk_node"
 PARAMETERS: tuple[tuple[str, Any, str], ...] = (
     ("checkpoint", "", "checkpoint directory (DESIGN §6); the model is built from its own config.json"),
-    ("mode", "rtc", "rtc | rtc_guidance | sync | naive_async | temporal_ensemble"),
+    (
+        "mode",
+        "rtc",
+        "rtc (RTC mode training) | rtc_guidance (guidance) | sync | naive_async | temporal_ensemble (none)",
+    ),
     ("num_steps", 0, "Euler steps per chunk (0: the checkpoint's)"),
     ("guidance_beta", 0.0, "rtc_guidance: clip of the guidance weight (0: the checkpoint's)"),
     ("min_execution_horizon", 0, "actions of a chunk that run before the next inference (0: horizon // 2; Psi0 15)"),
@@ -98,8 +103,18 @@ class ChunkNode(Node):
 
             torch.set_num_threads(int(p["torch_threads"]))
         self.rate_hz = float(p["control_rate_hz"])
-        self.policy = load_serving_policy(
-            p["checkpoint"], p["mode"], int(p["num_steps"]), float(p["guidance_beta"]), p["device"], int(p["seed"])
+        if p["mode"] not in SCHEDULER_MODES:
+            raise ValueError(f"unknown scheduler mode {p['mode']!r}; expected one of {tuple(SCHEDULER_MODES)}")
+        from psi0_ros.policy.interface import Policy
+
+        self.policy = Policy.from_checkpoint(
+            p["checkpoint"],
+            device=p["device"],
+            load_vlm=False,
+            seed=int(p["seed"]),
+            rtc_mode=SCHEDULER_MODES[p["mode"]],
+            num_steps=int(p["num_steps"]) or None,  # 0: the checkpoint's
+            guidance_beta=float(p["guidance_beta"]) or None,  # 0: the checkpoint's
         )
         horizon = self.policy.horizon
         self.scheduler = RTCScheduler(
@@ -314,7 +329,7 @@ class ChunkNode(Node):
             status.level, status.message = DiagnosticStatus.ERROR, f"inference failing: {self.worker.last_error}"
         elif holding:
             status.level, status.message = DiagnosticStatus.WARN, "queue ran dry: holding (velocities zeroed)"
-        elif estimate > trained and self.scheduler.config.mode == "rtc":
+        elif estimate > trained and self.scheduler.config.rtc_mode == "training":
             status.level = DiagnosticStatus.WARN
             status.message = f"delay {estimate} ticks beyond the trained max {trained}: prefix clamped"
         else:

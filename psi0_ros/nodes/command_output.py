@@ -14,18 +14,11 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import JointState
 
-from psi0_ros.constants import (
-    ACTION_LOWER_BODY,
-    ACTION_NAMES,
-    ACTION_UPPER_BODY,
-    TOPIC_LOWER_BODY_COMMAND,
-    TOPIC_UPPER_BODY_COMMAND,
-    relative_topic,
-)
-from psi0_ros.data.streams import LOWER_BODY_FIELDS
+from psi0_ros.constants import TOPIC_LOWER_BODY_COMMAND, TOPIC_UPPER_BODY_COMMAND, relative_topic
+from psi0_ros.layout import ACTION_LOWER_BODY, ACTION_NAMES, ACTION_UPPER_BODY
 from psi0_ros.msg import LowerBodyCommand
 from psi0_ros.nodes.qos import CONTROL
-from psi0_ros.ros_messages import tick_stamp
+from psi0_ros.ros_messages import LOWER_BODY_FIELDS, tick_stamp
 
 UPPER_BODY_NAMES = list(ACTION_NAMES[ACTION_UPPER_BODY])
 

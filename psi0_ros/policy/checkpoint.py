@@ -76,9 +76,12 @@ def save_checkpoint(
     config.json records vlm_path (absolute) as the VLM to load with it."""
     from safetensors.torch import save_file
 
+    from psi0_ros.policy.sampling import check_policy_config
+
     directory = Path(directory)
     if expert.config != config.expert:
         raise ValueError(f"the expert was built with {expert.config}, but the config to save says {config.expert}")
+    check_policy_config(config)  # never write a checkpoint that cannot be served as it says
     vlm_entry: str | None = None
     if vlm_path is not None:
         from psi0_ros.policy.vlm import check_vlm_dir

@@ -4,6 +4,15 @@ The defaults are Psi0's published settings (github physical-superintelligence-la
 scripts/train/psi0/finetune-real-psi0.sh and src/psi/models/psi0.py); each field says where a
 surprising value comes from. A checkpoint stores these dataclasses as JSON (checkpoint.py), and a
 node rebuilds the model from the checkpoint's copy, never from its own YAML.
+
+The policy contract, what a checkpoint's numbers mean (DESIGN §6: action representation,
+normalisation mode, whether the state is normalised, RTC mode, max delay), is one StageRecipe per
+training stage (STAGE_RECIPES). Training writes its checkpoint's PolicyConfig from it
+(StageRecipe.policy_config) and serving reads that same config back, so the two cannot disagree.
+
+This module is torch-free and imports no sampler: which RTC modes exist and what each needs of the
+rest of the config is checked by psi0_ros.policy.sampling.check_policy_config, where a Policy is
+built and where training builds its config.
 """
 
 from __future__ import annotations
@@ -14,7 +23,10 @@ from typing import Any
 
 from psi0_ros.constants import ACTION_DIM, STATE_PADDED_DIM
 
-RTC_MODES = ("none", "training", "guidance")  # the built-in samplers; sampling.rtc_modes() lists all
+# The RTC-mode vocabulary, end to end: RTCConfig.mode in config.json, Policy.from_checkpoint(rtc_mode=),
+# the scheduler modes' table (control/scheduler.py SCHEDULER_MODES) and the sampler registry
+# (sampling.py) use these built-in names; sampling.rtc_modes() also lists registered ones.
+RTC_MODES = ("none", "training", "guidance")
 NORM_MODES = ("bounds", "q99")
 ACTION_REPRESENTATIONS = ("absolute", "delta")
 SOFT_MASK_SCHEDULES = ("exponential", "linear", "hard")
@@ -102,9 +114,8 @@ class RTCConfig:
     schedule: str = "exponential"  # soft weights over the overlap in guidance mode
 
     def __post_init__(self) -> None:
-        from psi0_ros.policy.sampling import rtc_modes  # the registry imports torch and this module
-
-        _check(self.mode in rtc_modes(), f"RTCConfig.mode must be one of {rtc_modes()}, got {self.mode!r}")
+        # Which names exist is the sampler registry's to say (sampling.check_policy_config).
+        _check(isinstance(self.mode, str) and self.mode, f"RTCConfig.mode must be a sampler name, got {self.mode!r}")
         _check(self.guidance_beta > 0, f"RTCConfig.guidance_beta must be > 0, got {self.guidance_beta!r}")
         _check(
             self.schedule in SOFT_MASK_SCHEDULES,
@@ -166,15 +177,7 @@ class PolicyConfig:
     action: ActionConfig = field(default_factory=ActionConfig)
 
     def __post_init__(self) -> None:
-        from psi0_ros.policy.sampling import rtc_sampler
-
-        sampler = rtc_sampler(self.rtc.mode)
-        sampler.check_config(self)
-        _check(
-            self.action.representation == "absolute" or not sampler.uses_prefix,
-            f"PolicyConfig: delta actions are integrated from the state, so a prefix of absolute actions "
-            f"cannot steer them; rtc.mode must be one that ignores prefixes (e.g. 'none'), got {self.rtc.mode!r}",
-        )
+        # Checks that need the sampler of rtc.mode live in sampling.check_policy_config.
         _check(
             self.flow.max_delay <= self.expert.horizon,
             f"PolicyConfig: flow.max_delay ({self.flow.max_delay}) must not exceed expert.horizon ({self.expert.horizon})",
@@ -227,33 +230,74 @@ def expert_preset(name: str, **overrides: Any) -> ExpertConfig:
     return dataclasses.replace(EXPERT_PRESETS[name], **overrides)
 
 
-# The recipe each Psi0 training stage used (shared/RECIPE.md; Psi0 scripts/train/psi0/*.sh and
-# src/psi/config/transform.py): what a checkpoint of that stage must be served with.
-STAGES = (2, 3)
+# --- The policy contract: one recipe per Psi0 training stage ---------------------------------------
+@dataclass(frozen=True)
+class StageRecipe:
+    """What the numbers of a stage's checkpoint mean (DESIGN §6); the part of a PolicyConfig that a
+    training stage fixes and serving must honour. The expert's shape, the Euler steps and the
+    dropouts are the caller's (policy_config's arguments)."""
 
+    representation: str  # ActionConfig.representation: "absolute" | "delta"
+    norm_mode: str  # NormConfig.mode: "bounds" | "q99"
+    normalize_state: bool  # NormConfig.normalize_state
+    rtc_mode: str  # RTCConfig.mode served by default (sampler name)
+    max_delay: int  # FlowConfig.max_delay: training-time RTC prefixes 0..max_delay-1 (0: none)
 
-def stage_recipe(stage: int, expert: ExpertConfig, num_steps: int = 8) -> PolicyConfig:
-    """The PolicyConfig a Psi0 stage-`stage` expert of shape `expert` is served with.
+    def __post_init__(self) -> None:
+        ActionConfig(self.representation)
+        NormConfig(self.norm_mode, self.normalize_state)
+        RTCConfig(mode=self.rtc_mode)
+        _check(
+            isinstance(self.max_delay, int) and self.max_delay >= 0,
+            f"StageRecipe.max_delay must be an int >= 0, got {self.max_delay!r}",
+        )
+        _check(
+            self.representation == "absolute" or self.max_delay == 0,
+            f"training-time RTC (max_delay > 0) needs absolute actions, got representation "
+            f"{self.representation!r} with max_delay {self.max_delay}",
+        )
 
-    Stage 2 (posttrain-he-psi0.sh; the released action_header.safetensors): delta actions over hands
-    + arms, bounds_q99 normalisation, state not normalised, no training-time RTC (so no prefix mode).
-    Stage 3 (finetune-real-psi0.sh): absolute actions, min/max bounds, normalised state,
-    training-time RTC with max delay 8.
-    """
-    if stage == 2:
+    def with_overrides(self, **overrides: Any) -> StageRecipe:
+        """This recipe with some fields replaced (None: keep). A new max_delay without an rtc_mode
+        serves as training-time RTC had it: held prefixes when > 0, plain sampling when 0."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        if "max_delay" in changes and "rtc_mode" not in changes and self.rtc_mode in ("none", "training"):
+            changes["rtc_mode"] = "training" if changes["max_delay"] > 0 else "none"
+        return dataclasses.replace(self, **changes)
+
+    def policy_config(self, expert: ExpertConfig, num_steps: int = 8, image: ImageConfig | None = None) -> PolicyConfig:
+        """The full PolicyConfig a checkpoint of this recipe is written with and served from."""
         return PolicyConfig(
             expert=expert,
-            flow=FlowConfig(num_steps=num_steps, max_delay=0),
-            rtc=RTCConfig(mode="none"),
-            norm=NormConfig(mode="q99", normalize_state=False),
-            action=ActionConfig(representation="delta"),
+            flow=FlowConfig(num_steps=num_steps, max_delay=self.max_delay),
+            rtc=RTCConfig(mode=self.rtc_mode),
+            norm=NormConfig(mode=self.norm_mode, normalize_state=self.normalize_state),
+            image=image if image is not None else ImageConfig(),
+            action=ActionConfig(representation=self.representation),
         )
-    if stage == 3:
-        return PolicyConfig(
-            expert=expert,
-            flow=FlowConfig(num_steps=num_steps, max_delay=8),
-            rtc=RTCConfig(mode="training"),
-            norm=NormConfig(mode="bounds", normalize_state=True),
-            action=ActionConfig(representation="absolute"),
-        )
-    raise ValueError(f"unknown Psi0 training stage {stage!r}; checkpoints exist for stages {STAGES}")
+
+
+# Psi0's recipes (shared/RECIPE.md; Psi0 scripts/train/psi0/*.sh and src/psi/config/transform.py).
+STAGE_RECIPES: dict[int, StageRecipe] = {
+    # Stage 2 (posttrain-he-psi0.sh; the released action_header.safetensors): delta actions over
+    # hands + arms, bounds_q99 normalisation, state not normalised, no training-time RTC.
+    2: StageRecipe(representation="delta", norm_mode="q99", normalize_state=False, rtc_mode="none", max_delay=0),
+    # Stage 3 (finetune-real-psi0.sh): absolute actions, min/max bounds, normalised state,
+    # training-time RTC with max delay 8 (served with held prefixes).
+    3: StageRecipe(
+        representation="absolute", norm_mode="bounds", normalize_state=True, rtc_mode="training", max_delay=8
+    ),
+}
+STAGES = tuple(STAGE_RECIPES)
+
+
+def recipe(stage: int, **overrides: Any) -> StageRecipe:
+    """The recipe of Psi0 stage `stage`, with explicit overrides (StageRecipe.with_overrides)."""
+    if stage not in STAGE_RECIPES:
+        raise ValueError(f"unknown Psi0 training stage {stage!r}; checkpoints exist for stages {STAGES}")
+    return STAGE_RECIPES[stage].with_overrides(**overrides)
+
+
+def stage_recipe(stage: int, expert: ExpertConfig, num_steps: int = 8, **overrides: Any) -> PolicyConfig:
+    """The PolicyConfig a Psi0 stage-`stage` expert of shape `expert` is trained and served with."""
+    return recipe(stage, **overrides).policy_config(expert, num_steps)

@@ -58,6 +58,40 @@ def sample_training_sigmas(
     return torch.where(prefix, torch.zeros((), device=device), sigma[:, None]), prefix
 
 
+def flow_loss(
+    expert: ActionExpert,
+    actions: torch.Tensor,  # (B, H, A) normalised targets
+    noise: torch.Tensor,  # (B, H, A) standard normal
+    sigma: torch.Tensor,  # (B,) noise level per sample, U(0, 1)
+    delays: torch.Tensor,  # (B,) long: clean RTC prefix length per sample (0 without RTC)
+    weights: torch.Tensor,  # (B, H, A) or broadcastable: 1 where the target counts (real dims, unpadded steps)
+    cond: Conditioning,
+    per_token_sigma: bool,  # True for a model trained with RTC prefixes (flow.max_delay > 0)
+) -> torch.Tensor:
+    """The flow-matching loss, scalar float32, with the randomness given (one draw per sample; the
+    training data set draws it from each sample's own seed, flow_matching_loss draws it here).
+
+    x = (1 - s) x0 + s eps, target eps - x0, with s = 0 on the clean RTC prefix, which is excluded.
+    Reduced as Psi0 does: summed over the chunk (so the gradient does not shrink with longer
+    chunks), averaged over the batch and over action dimensions. Padded action dimensions and
+    padded steps (weights 0) contribute nothing. The one loss of the action expert: used by
+    training (training/expert.py) and Policy.loss.
+    """
+    batch, horizon, action_dim = actions.shape
+    prefix = prefix_token_mask(batch, horizon, delays, actions.device)
+    token_sigma = torch.where(prefix, torch.zeros((), device=actions.device), sigma.float()[:, None])
+    x0 = actions.float()
+    s = token_sigma[:, :, None]
+    noisy = (1.0 - s) * x0 + s * noise.float()
+    target = noise.float() - x0
+    dtype = next(expert.parameters()).dtype
+    prediction = expert(noisy.to(dtype), token_sigma if per_token_sigma else sigma.float(), cond)
+    mask = (~prefix)[:, :, None].float() * torch.as_tensor(weights, device=actions.device).float().expand(
+        batch, horizon, action_dim
+    )
+    return (((prediction.float() - target) ** 2) * mask).sum(dim=1).mean(dim=0).mean()
+
+
 def flow_matching_loss(
     expert: ActionExpert,
     actions: torch.Tensor,  # (B, H, A) normalised target actions
@@ -66,27 +100,17 @@ def flow_matching_loss(
     max_delay: int = 0,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Masked flow-matching MSE, scalar float32.
-
-    Reduced as Psi0 does: summed over the chunk (so the gradient does not shrink with longer
-    chunks), averaged over the batch and over action dimensions. Padded action dimensions (the
-    valid-dimension mask) and the clean RTC prefix contribute nothing.
-    """
-    batch, horizon, action_dim = actions.shape
-    sigma, prefix = sample_training_sigmas(batch, horizon, max_delay, generator, actions.device)
+    """flow_loss with the randomness drawn here from `generator`: sigma ~ U(0, 1) and the RTC delay
+    d ~ U{0, ..., max_delay - 1} per sample (sample_training_sigmas' order), then the noise."""
+    batch, horizon, _ = actions.shape
+    sigma = torch.rand(batch, generator=generator, device=actions.device)
+    if max_delay > 0:
+        delays = torch.randint(0, max_delay, (batch,), generator=generator, device=actions.device)
+    else:
+        delays = torch.zeros(batch, dtype=torch.long, device=actions.device)
     noise = torch.randn(actions.shape, generator=generator, device=actions.device, dtype=torch.float32)
-    x0 = actions.to(torch.float32)
-    s = sigma[:, :, None]
-    noisy = (1.0 - s) * x0 + s * noise
-    target = noise - x0
-    dtype = next(expert.parameters()).dtype
-    per_sample_sigma = sigma[:, -1] if max_delay == 0 else sigma
-    prediction = expert(noisy.to(dtype), per_sample_sigma, cond)
-    weights = (~prefix)[:, :, None].to(torch.float32).expand(batch, horizon, action_dim)
-    if action_mask is not None:
-        weights = weights * torch.as_tensor(action_mask, device=actions.device, dtype=torch.float32).expand_as(weights)
-    squared = (prediction.to(torch.float32) - target) ** 2 * weights
-    return squared.sum(dim=1).mean(dim=0).mean()
+    weights = torch.ones((), device=actions.device) if action_mask is None else action_mask
+    return flow_loss(expert, actions, noise, sigma, delays, weights, cond, per_token_sigma=max_delay > 0)
 
 
 @torch.no_grad()

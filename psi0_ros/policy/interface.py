@@ -11,10 +11,16 @@ chunk continues them, by the sampler registered for the configured RTC mode (sam
 "training" holds the first `delay` actions (the model must have been trained with a larger
 max_delay), "guidance" inpaints towards the whole prefix with decaying weights, "none" ignores
 the prefix.
+
+The Policy owns its training loss too (Policy.loss: flow.flow_loss, the one loss training uses) and
+one transform list derived from its PolicyConfig (transforms.make_transforms: pad, delta/absolute,
+normalise), which builds training targets forward and turns the model's output back into absolute
+actions in reverse. Policy.from_checkpoint is the one factory, with explicit serving overrides.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +28,13 @@ import numpy as np
 import torch
 
 from psi0_ros.constants import ACTION_DIM
+from psi0_ros.layout import check_actions
 from psi0_ros.policy.checkpoint import load_checkpoint
 from psi0_ros.policy.config import PolicyConfig
+from psi0_ros.policy.flow import flow_loss
 from psi0_ros.policy.mmdit import ActionExpert, Conditioning
-from psi0_ros.policy.sampling import rtc_sampler
-from psi0_ros.policy.transforms import Normalizer, check_actions, deltas_to_actions, held_lower_body
+from psi0_ros.policy.sampling import check_policy_config
+from psi0_ros.policy.transforms import Normalizer, Sample, Transforms, action_transforms
 from psi0_ros.policy.vlm import VLMBackbone
 
 
@@ -42,7 +50,7 @@ class Observation:
     image: np.ndarray | None = None  # (H, W, 3) uint8 RGB, used when vlm_features is None
     instruction: str | None = None
     # (8,) lower-body command held over the chunk by a delta-action model (which does not predict
-    # it); None = transforms.held_lower_body(state). Ignored by absolute-action models.
+    # it); None = layout.held_lower_body(state). Ignored by absolute-action models.
     lower_body: np.ndarray | None = None
 
 
@@ -55,7 +63,7 @@ class ActionPrefix:
 
 
 class Policy:
-    """Action expert + normalisation (+ optional VLM) behind infer()."""
+    """Action expert + its transform list (+ optional VLM) behind infer(), and its training loss()."""
 
     def __init__(
         self,
@@ -69,12 +77,19 @@ class Policy:
             raise ValueError("the expert's config differs from the policy config")
         if vlm is not None and vlm.hidden_size != config.expert.vlm_dim:
             raise ValueError(f"VLM width {vlm.hidden_size} != expert vlm_dim {config.expert.vlm_dim}")
+        if normalizer.mode != config.norm.mode or normalizer.normalize_state_enabled != config.norm.normalize_state:
+            raise ValueError(
+                f"the normaliser ({normalizer.mode}, normalize_state={normalizer.normalize_state_enabled}) differs "
+                f"from the policy config ({config.norm.mode}, normalize_state={config.norm.normalize_state})"
+            )
+        self.sampler = check_policy_config(config)
         self.config = config
         self.expert = expert.eval()
         self.normalizer = normalizer
+        # One transform list from the config (pad, delta/absolute, normalise), as training cuts targets.
+        self.transforms: Transforms = action_transforms(config.action.representation, normalizer)
         self.vlm = vlm
         self.seed = seed
-        self.sampler = rtc_sampler(config.rtc.mode)
         parameter = next(expert.parameters())
         self.device, self.dtype = parameter.device, parameter.dtype
         self._generator = torch.Generator(device=self.device)
@@ -88,11 +103,18 @@ class Policy:
         dtype: torch.dtype = torch.float32,
         load_vlm: bool = True,
         seed: int = 0,
+        rtc_mode: str | None = None,
+        num_steps: int | None = None,
+        guidance_beta: float | None = None,
     ) -> Policy:
-        """Everything from the checkpoint's own config (DESIGN §6). load_vlm=False for chunk_node,
-        which receives VLM features instead of images."""
+        """The one factory: everything from the checkpoint's own config (DESIGN §6), with explicit
+        serving overrides layered over it (None: the checkpoint's): the RTC mode (a sampler name,
+        config.RTC_MODES), Euler steps, the guidance clip. What gives the numbers their meaning
+        (representation, normalisation, max delay) is never overridden; config.json never changes,
+        and a bad override raises naming it. load_vlm=False for chunk_node, which receives VLM
+        features instead of images."""
         checkpoint = load_checkpoint(directory, device, dtype)
-        config = checkpoint.config
+        config = serving_config(checkpoint.config, rtc_mode, num_steps, guidance_beta)
         normalizer = Normalizer(checkpoint.stats, config.norm.mode, config.norm.normalize_state)
         vlm = None
         if load_vlm:
@@ -130,7 +152,7 @@ class Policy:
             mask = np.asarray(mask, dtype=bool)
             if mask.shape != features.shape[:1] or not mask.any():
                 raise ValueError(f"vlm_mask must be ({features.shape[0]},) with a real token, got {mask.shape}")
-        state = self.normalizer.normalize_state(observation.state)
+        state = self.transforms.forward(Sample(state=observation.state)).state
         return Conditioning(
             torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))[None],
             None if mask is None else torch.from_numpy(mask)[None],
@@ -146,7 +168,7 @@ class Policy:
         if not 0 <= prefix.delay <= actions.shape[0]:
             raise ValueError(f"prefix delay must be in [0, {actions.shape[0]}], got {prefix.delay}")
         self.sampler.check_delay(prefix.delay, self.config)
-        return self.normalizer.normalize_actions(actions)
+        return self.transforms.forward(Sample(state=np.zeros(actions.shape[1], np.float32), actions=actions)).actions
 
     @torch.no_grad()
     def infer_normalized(self, observation: Observation, prefix: ActionPrefix | None = None) -> np.ndarray:
@@ -173,13 +195,48 @@ class Policy:
         With a prefix and a sampler that uses it ("training", "guidance"), the first prefix.delay
         actions are exactly the prefix's: they run from the previous chunk anyway."""
         normalized = self.infer_normalized(observation, prefix)
-        actions = self.normalizer.denormalize_actions(normalized)
-        if self.config.action.representation == "delta":  # Psi0 stage 2: integrate from the state
-            lower_body = observation.lower_body
-            if lower_body is None:
-                lower_body = held_lower_body(observation.state)
-            return deltas_to_actions(actions, observation.state, lower_body)
+        sample = self.transforms.forward(Sample(state=observation.state, lower_body=observation.lower_body))
+        actions = self.transforms.inverse(dataclasses.replace(sample, actions=normalized)).actions
         if prefix is not None and self.sampler.uses_prefix and prefix.delay > 0:
             # Exactly the actions that run anyway, not their normalise/denormalise round trip.
             actions[: prefix.delay] = np.asarray(prefix.actions, dtype=np.float32)[: prefix.delay]
         return actions
+
+    def loss(self, batch: dict[str, torch.Tensor], cond: Conditioning) -> torch.Tensor:
+        """The training loss of this policy's expert on a batch from the same transform list:
+        actions (B, H, 36) normalised targets, weights (B, H, 36), and the per-sample randomness
+        noise (B, H, 36), sigma (B,), delay (B,) (flow.flow_loss)."""
+        return flow_loss(
+            self.expert,
+            batch["actions"],
+            batch["noise"],
+            batch["sigma"],
+            batch["delay"],
+            batch["weights"],
+            cond,
+            per_token_sigma=uses_token_sigma(self.config),
+        )
+
+
+def uses_token_sigma(config: PolicyConfig) -> bool:
+    """A model trained with RTC prefixes (flow.max_delay > 0) sees one noise level per action token."""
+    return config.flow.max_delay > 0
+
+
+def serving_config(
+    config: PolicyConfig,
+    rtc_mode: str | None = None,
+    num_steps: int | None = None,
+    guidance_beta: float | None = None,
+) -> PolicyConfig:
+    """A checkpoint's config with the inference-time choices replaced (None: keep); checked against
+    the samplers (sampling.check_policy_config) with the value named."""
+    rtc = config.rtc
+    if rtc_mode is not None:
+        rtc = dataclasses.replace(rtc, mode=rtc_mode)
+    if guidance_beta is not None:
+        rtc = dataclasses.replace(rtc, guidance_beta=float(guidance_beta))
+    flow = config.flow if num_steps is None else dataclasses.replace(config.flow, num_steps=int(num_steps))
+    config = dataclasses.replace(config, rtc=rtc, flow=flow)
+    check_policy_config(config)
+    return config

@@ -1,8 +1,8 @@
 """Chunk samplers, one per real-time-chunking (RTC) mode, registered by name.
 
 Policy.infer looks its sampler up by `config.rtc.mode` and calls it; it knows no mode by name. A
-sampler says which configurations it accepts (`check_config`, called when a PolicyConfig is
-built), which prefix delays it accepts (`check_delay`, called per inference), and samples a chunk
+sampler says which configurations it accepts (`check_config`, through check_policy_config: where a
+Policy is built and where training builds its config), which prefix delays it accepts (`check_delay`, called per inference), and samples a chunk
 in the model's normalised space. A new mode is one class here with `@register_sampler`:
 
     @register_sampler
@@ -11,6 +11,10 @@ in the model's normalised space. A new mode is one class here with `@register_sa
         def check_config(self, config): ...
         def check_delay(self, delay, config): ...
         def sample(self, expert, cond, noise, previous, delay, config): ...
+
+The names are the one RTC-mode vocabulary (config.RTC_MODES): RTCConfig.mode in a checkpoint's
+config.json, Policy.from_checkpoint(rtc_mode=...), the registry, and the RTC mode each of
+chunk_node's scheduler modes names (control/scheduler.py SCHEDULER_MODES) all use them.
 
 Modes:
   none      plain Euler sampling; a prefix is ignored.
@@ -86,6 +90,24 @@ def rtc_sampler(mode: str) -> ChunkSampler:
     if mode not in RTC_SAMPLERS:
         raise ValueError(f"unknown RTC mode {mode!r}; known: {rtc_modes()}")
     return RTC_SAMPLERS[mode]()
+
+
+def check_policy_config(config: PolicyConfig) -> ChunkSampler:
+    """The sampler of config.rtc.mode, after every check that needs it; ValueError naming the field.
+
+    The frozen config checks its own fields; what a mode needs of the rest (e.g. 'training' a model
+    trained with flow.max_delay > 0) and whether a prefix can steer the action representation are
+    checked here."""
+    if config.rtc.mode not in RTC_SAMPLERS:
+        raise ValueError(f"RTCConfig.mode must be one of {rtc_modes()}, got {config.rtc.mode!r}")
+    sampler = rtc_sampler(config.rtc.mode)
+    sampler.check_config(config)
+    if config.action.representation != "absolute" and sampler.uses_prefix:
+        raise ValueError(
+            "PolicyConfig: delta actions are integrated from the state, so a prefix of absolute actions "
+            f"cannot steer them; rtc.mode must be one that ignores prefixes (e.g. 'none'), got {config.rtc.mode!r}"
+        )
+    return sampler
 
 
 @register_sampler

@@ -1,130 +1,43 @@
 """Transforms between robot vectors and model tensors, kept outside the nn.Modules.
 
-- Layout: the 36-D action and the 32-D state zero-padded to 36 (DESIGN §4, psi0_ros.constants).
+- Layout: psi0_ros.layout (the 36-D action, the 32-D state zero-padded to 36, delta <-> absolute).
 - Statistics: per-dimension min/max/mean/std/1st/99th percentiles of actions and states,
   computed from episode files (DESIGN §5) and saved as normalization.json in a checkpoint.
-- Delta actions (Psi0 stage 2): the model predicts a[t+1] - a[t] over hands + arms; the inverse
-  integrates a chunk of deltas from the current hands + arms (actions_to_deltas, deltas_to_actions).
 - Normalisation to [-1, 1] from bounds (min/max) or q99 (1st/99th percentile), as Psi0 does it:
   values are clipped to [-1, 1]; a dimension whose bounds coincide (e.g. the zero padding) keeps
   its raw value for actions and becomes 0 for states. Denormalised actions are clipped to the
   bounds, so the policy never commands outside the range its training data covered.
+- The transform list (as openpi lists its transforms): small steps derived from a PolicyConfig by
+  make_transforms(), applied forward to build training targets and model inputs, and in reverse
+  to turn the model's output into the robot's absolute 36-D actions. Training and Policy.infer run
+  the same list, so the two cannot disagree on what the numbers mean.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from psi0_ros.constants import (
-    ACTION_DIM,
-    ACTION_LOWER_BODY,
-    ACTION_NAMES,
-    ACTION_UPPER_BODY,
-    STATE_DIM,
-    STATE_NAMES,
-    STATE_PADDED_DIM,
+from psi0_ros.constants import ACTION_DIM, ACTION_NAMES, STATE_DIM, STATE_NAMES, STATE_PADDED_DIM
+from psi0_ros.layout import (
+    DELTA_ACTION_MASK,
+    actions_to_deltas,
+    check_actions,
+    deltas_to_actions,
+    held_lower_body,
+    pad_state,
 )
 
+if TYPE_CHECKING:
+    from psi0_ros.policy.config import PolicyConfig
+
 STATS_SCHEMA_VERSION = 1
-
-
-def pad_state(state: np.ndarray) -> np.ndarray:
-    """(..., 32) or (..., 36) state -> (..., 36) float32, zero-padded (DESIGN §4)."""
-    state = np.asarray(state, dtype=np.float32)
-    if state.shape[-1:] == (STATE_PADDED_DIM,):
-        return state
-    if state.shape[-1:] != (STATE_DIM,):
-        raise ValueError(f"state must have {STATE_DIM} (or padded {STATE_PADDED_DIM}) values, got shape {state.shape}")
-    pad = np.zeros(state.shape[:-1] + (STATE_PADDED_DIM - STATE_DIM,), dtype=np.float32)
-    return np.concatenate([state, pad], axis=-1)
-
-
-def check_actions(actions: np.ndarray, name: str = "actions") -> np.ndarray:
-    """(..., 36) finite float32, or ValueError naming what is wrong."""
-    actions = np.asarray(actions, dtype=np.float32)
-    if actions.shape[-1:] != (ACTION_DIM,):
-        raise ValueError(f"{name} must have {ACTION_DIM} values per row, got shape {actions.shape}")
-    if not np.isfinite(actions).all():
-        bad = sorted({ACTION_NAMES[i] for i in np.nonzero(~np.isfinite(actions))[-1]})
-        raise ValueError(f"{name} contain non-finite values in {bad}")
-    return actions
-
-
-# --- Delta actions (Psi0 stage 2) -------------------------------------------------------------
-# Psi0's stage-2 expert (the released action_header.safetensors) predicts, for a chunk of T steps,
-# d[t] = a[t+1] - a[t] over the 28 hand + arm joints (Psi0 src/psi/config/transform.py,
-# HEPosttrainRepackTransform: `actions[1:] - actions[:-1]` on the 28-D joint_angles, padded to 36
-# with the pads masked out of the loss). a[0] is the action at the observation's frame, so a chunk
-# of T deltas needs T + 1 absolute actions. The state's first 28 values are the same joints in the
-# same order (constants.STATE_NAMES), which is what the inverse starts from when serving.
-STATE_TORSO = slice(28, 32)  # torso roll, pitch, yaw [rad], height [m] in the state
-DELTA_ACTION_DIMS = ACTION_UPPER_BODY  # slice(0, 28): hands 14 + arms 14
-DELTA_ACTION_MASK: np.ndarray = np.zeros(ACTION_DIM, dtype=bool)
-DELTA_ACTION_MASK[DELTA_ACTION_DIMS] = True  # (36,): the dimensions a delta model is trained on
-DELTA_ACTION_MASK.setflags(write=False)
-
-
-def actions_to_deltas(actions: np.ndarray) -> np.ndarray:
-    """(..., T+1, 36) absolute actions -> (..., T, 36) deltas a[t+1] - a[t] (training).
-
-    Hands + arms (DELTA_ACTION_DIMS) get the differences; the 8 lower-body columns are 0 (stage 2
-    does not model them; mask them out of the loss with DELTA_ACTION_MASK). A frame repeated to pad
-    the end of an episode gives a zero delta, as in Psi0.
-    """
-    actions = check_actions(actions)
-    if actions.ndim < 2 or actions.shape[-2] < 2:
-        raise ValueError(f"delta actions need at least 2 consecutive actions (..., T+1, 36), got shape {actions.shape}")
-    deltas = np.zeros(actions.shape[:-2] + (actions.shape[-2] - 1, ACTION_DIM), dtype=np.float32)
-    deltas[..., DELTA_ACTION_DIMS] = actions[..., 1:, DELTA_ACTION_DIMS] - actions[..., :-1, DELTA_ACTION_DIMS]
-    return deltas
-
-
-def deltas_to_actions(deltas: np.ndarray, start: np.ndarray, lower_body: np.ndarray) -> np.ndarray:
-    """(..., T, 36) deltas -> (..., T, 36) absolute actions a[1..T] (serving).
-
-    start: the hands + arms a[0] the chunk starts from, (..., 28) or a state (..., 32 | 36) whose
-    first 28 values are used (when serving: the current state, Psi0's absolute joint state).
-    lower_body: (..., 8) lower-body command (constants.LOWER_BODY_COMMAND_NAMES) held over the
-    chunk, since a delta model does not predict it; the model's output there is ignored.
-    """
-    deltas = check_actions(deltas, "deltas")
-    if deltas.ndim < 2:
-        raise ValueError(f"deltas must be a chunk (..., T, 36), got shape {deltas.shape}")
-    upper = DELTA_ACTION_DIMS.stop - DELTA_ACTION_DIMS.start
-    start = np.asarray(start, dtype=np.float32)
-    if start.shape[-1:] not in ((upper,), (STATE_DIM,), (STATE_PADDED_DIM,)):
-        raise ValueError(
-            f"start must have {upper} (hands + arms) or {STATE_DIM}/{STATE_PADDED_DIM} values, got {start.shape}"
-        )
-    lower_body = np.asarray(lower_body, dtype=np.float32)
-    lower_dim = ACTION_LOWER_BODY.stop - ACTION_LOWER_BODY.start
-    if lower_body.shape[-1:] != (lower_dim,):
-        raise ValueError(f"lower_body must have {lower_dim} values, got shape {lower_body.shape}")
-    for name, value in (("start", start), ("lower_body", lower_body)):
-        if not np.isfinite(value).all():
-            raise ValueError(f"{name} contains non-finite values")
-    actions = np.empty(deltas.shape, dtype=np.float32)
-    start_upper = start[..., DELTA_ACTION_DIMS][..., None, :]
-    actions[..., DELTA_ACTION_DIMS] = start_upper + np.cumsum(deltas[..., DELTA_ACTION_DIMS], axis=-2)
-    actions[..., ACTION_LOWER_BODY] = lower_body[..., None, :]
-    return actions
-
-
-def held_lower_body(state: np.ndarray) -> np.ndarray:
-    """(8,) lower-body command that holds still: the state's torso roll/pitch/yaw/height (the
-    previously commanded values, see torso_state), zero vx/vy/vyaw, target_yaw 0."""
-    state = pad_state(state)
-    if state.ndim != 1:
-        raise ValueError(f"state must be one vector, got shape {state.shape}")
-    lower = np.zeros(ACTION_LOWER_BODY.stop - ACTION_LOWER_BODY.start, dtype=np.float32)
-    lower[:4] = state[STATE_TORSO]
-    return lower
 
 
 @dataclass(frozen=True)
@@ -327,3 +240,122 @@ class Normalizer:
         span = np.where(self._state_flat, 1.0, self.state_high - self.state_low)
         scaled = np.clip((state - self.state_low) / span * 2.0 - 1.0, -1.0, 1.0)
         return np.where(self._state_flat, 0.0, scaled).astype(np.float32)
+
+
+# --- The transform list ---------------------------------------------------------------------------
+@dataclass
+class Sample:
+    """One observation (and, in training, its action chunk) on its way through the transform list.
+
+    Forward (robot -> model): `state` becomes the model's input state, `actions` the model's
+    targets, `valid` / `dims` the rows / dimensions the loss counts. Inverse (model -> robot):
+    `actions` goes from the model's space back to absolute 36-D actions in physical units.
+    """
+
+    state: np.ndarray  # (32 | 36,) physical; the model's (36,) input after forward
+    actions: np.ndarray | None = None  # (rows, 36): absolute physical, or the model's space
+    valid: np.ndarray | None = None  # (rows,) bool: real rows (False: an episode end padded)
+    dims: np.ndarray | None = None  # (36,) bool: dimensions the model is trained on
+    start_state: np.ndarray | None = None  # (36,) physical state the chunk starts from (never normalised)
+    lower_body: np.ndarray | None = None  # (8,) lower-body command a delta model holds; None: held_lower_body
+
+    def weights(self) -> np.ndarray:
+        """(rows, 36) float32 loss weights: valid rows x trained dimensions."""
+        rows = self.actions.shape[0]
+        valid = np.ones(rows, dtype=bool) if self.valid is None else self.valid
+        dims = np.ones(ACTION_DIM, dtype=bool) if self.dims is None else self.dims
+        return (valid[:, None] & dims[None, :]).astype(np.float32)
+
+
+def _replace(sample: Sample, **changes: Any) -> Sample:
+    return dataclasses.replace(sample, **changes)
+
+
+class PadState:
+    """The 32-D state zero-padded to the model's 36 (DESIGN §4); the physical state is kept for
+    the steps that integrate from it."""
+
+    extra_rows = 0
+
+    def forward(self, sample: Sample) -> Sample:
+        state = pad_state(sample.state)
+        return _replace(sample, state=state, start_state=state if sample.start_state is None else sample.start_state)
+
+    def inverse(self, sample: Sample) -> Sample:
+        return sample
+
+
+class DeltaActions:
+    """Psi0 stage 2: a[t+1] - a[t] over hands + arms (layout.actions_to_deltas); the lower body is
+    not trained on (layout.DELTA_ACTION_MASK) and held when serving (layout.deltas_to_actions)."""
+
+    extra_rows = 1  # T deltas need T + 1 absolute actions
+
+    def forward(self, sample: Sample) -> Sample:
+        if sample.actions is None:
+            return sample
+        valid = None if sample.valid is None else sample.valid[1:]
+        dims = DELTA_ACTION_MASK if sample.dims is None else sample.dims & DELTA_ACTION_MASK
+        return _replace(sample, actions=actions_to_deltas(sample.actions), valid=valid, dims=dims)
+
+    def inverse(self, sample: Sample) -> Sample:
+        start = sample.start_state
+        lower_body = held_lower_body(start) if sample.lower_body is None else sample.lower_body
+        return _replace(sample, actions=deltas_to_actions(sample.actions, start, lower_body))
+
+
+class Normalize:
+    """Physical units <-> the model's [-1, 1] (Normalizer: the checkpoint's statistics and mode)."""
+
+    extra_rows = 0
+
+    def __init__(self, normalizer: Normalizer):
+        self.normalizer = normalizer
+
+    def forward(self, sample: Sample) -> Sample:
+        actions = None if sample.actions is None else self.normalizer.normalize_actions(sample.actions)
+        return _replace(sample, state=self.normalizer.normalize_state(sample.state), actions=actions)
+
+    def inverse(self, sample: Sample) -> Sample:
+        return _replace(sample, actions=self.normalizer.denormalize_actions(sample.actions))
+
+
+class Transforms:
+    """An ordered list of steps: forward in order (robot -> model), inverse in reverse order."""
+
+    def __init__(self, steps: Sequence[Any]):
+        self.steps = tuple(steps)
+
+    @property
+    def extra_rows(self) -> int:
+        """Absolute actions a chunk of H model rows needs beyond H (1 for deltas)."""
+        return sum(step.extra_rows for step in self.steps)
+
+    def forward(self, sample: Sample) -> Sample:
+        for step in self.steps:
+            sample = step.forward(sample)
+        return sample
+
+    def inverse(self, sample: Sample) -> Sample:
+        for step in reversed(self.steps):
+            sample = step.inverse(sample)
+        return sample
+
+
+def make_transforms(config: PolicyConfig, stats: NormStats) -> Transforms:
+    """The transform list a PolicyConfig declares: pad the state, (delta), normalise."""
+    return action_transforms(
+        config.action.representation, Normalizer(stats, config.norm.mode, config.norm.normalize_state)
+    )
+
+
+def action_transforms(representation: str, normalizer: Normalizer) -> Transforms:
+    """The transform list of an action representation over a normaliser. A new representation is
+    one step class here and one branch below (and its name in config.ACTION_REPRESENTATIONS)."""
+    steps: list[Any] = [PadState()]
+    if representation == "delta":
+        steps.append(DeltaActions())
+    elif representation != "absolute":
+        raise ValueError(f"no transform for action representation {representation!r}")
+    steps.append(Normalize(normalizer))
+    return Transforms(steps)
