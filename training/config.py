@@ -6,6 +6,15 @@ datasets are and how samples are cut) and `model` (what is trained, from what). 
 presets mirror the reference recipe (shared/RECIPE.md, read from physical-superintelligence-lab/
 Psi0 scripts/train/psi0/*.sh); the "tiny" presets run in seconds on a CPU for tests and the bench.
 
+Stages 2 and 3 write a policy checkpoint whose meaning (action representation, normalisation,
+state normalisation, RTC mode, max delay) is the stage's recipe, psi0_ros.policy.config.STAGE_RECIPES,
+the one definition that serving reads back. The presets here carry only run/optim/data settings and
+the model knobs outside the recipe (expert shape, VLM, init, Euler steps, dropouts). The recipe's
+four training keys (data.action_mode, model.norm_mode, model.normalize_state, model.max_delay) are
+left None ("the stage's") and resolved from the recipe when the config is built, so
+--print-config shows them; setting one is an explicit, documented override of the recipe, checked
+against it (e.g. a delta stage cannot train RTC prefixes), and lands in the checkpoint's config.
+
 Overrides come from the command line as dotted keys (`--set optim.lr=3e-4 run.steps=20`), parsed
 by the type of the field they replace; every __post_init__ check quotes the bad value.
 """
@@ -17,12 +26,13 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from psi0_ros.policy.config import ACTION_REPRESENTATIONS, NORM_MODES, STAGES, StageRecipe, recipe
+
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
 PARALLEL = ("ddp", "fsdp")
 CACHE_DTYPES = ("float16", "float32")
-NORM_MODES = ("bounds", "q99")
-ACTION_MODES = ("absolute", "delta")
+ACTION_MODES = ACTION_REPRESENTATIONS  # data.action_mode: the policy's action representations
 TINY_VLM = "tiny"  # model.vlm value: write a random tiny Qwen3-VL locally (tests, bench)
 
 
@@ -89,9 +99,18 @@ class RunConfig:
     resume: bool = True  # continue from the newest resumable checkpoint in output_dir
     progress: bool = True  # progress bar with ETA on rank 0
     tensorboard: bool = True  # metrics also to TensorBoard (when the tensorboard package is installed)
+    eval_every: int = 1000  # steps between validations (and one at the end), when the task validates
 
     def __post_init__(self) -> None:
-        for name in ("steps", "global_batch", "grad_accum", "log_every", "save_every", "keep_checkpoints"):
+        for name in (
+            "steps",
+            "global_batch",
+            "grad_accum",
+            "log_every",
+            "save_every",
+            "keep_checkpoints",
+            "eval_every",
+        ):
             _positive_int("RunConfig", name, getattr(self, name))
         _check(self.precision in PRECISIONS, f"RunConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
         _check(self.parallel in PARALLEL, f"RunConfig.parallel must be one of {PARALLEL}, got {self.parallel!r}")
@@ -161,17 +180,26 @@ class ExpertData:
     camera: str = ""  # camera name; empty: the only (or first) one
     include_failures: bool = False  # psi0_ros episodes marked outcome "failure" are left out unless true
     horizon: int = 30  # actions per chunk
-    action_mode: str = "absolute"  # "absolute" or "delta" (a[t+1] - a[t] over hands + arms, stage 2)
+    # "absolute" or "delta" (a[t+1] - a[t] over hands + arms); None: the stage's recipe (stage 2
+    # delta, stage 3 absolute). Resolved when the stage config is built.
+    action_mode: str | None = None
     color_jitter: bool = False  # brightness 0.2, contrast/saturation 0.8-1.2, hue 0.05 (stage 3)
     feature_cache: bool = True  # cache VLM features (memory-mapped) when the VLM is frozen and jitter is off
     cache_dtype: str = "float16"
+    # Whole episodes held out of training and of the normalisation statistics (a draw seeded by
+    # run.seed), scored every run.eval_every steps (training/validation.py); 0: no validation.
+    val_episodes: int = 0
 
     def __post_init__(self) -> None:
         formats = ("episodes", "lerobot", "humanoid_everyday")
+        _check(
+            isinstance(self.val_episodes, int) and not isinstance(self.val_episodes, bool) and self.val_episodes >= 0,
+            f"ExpertData.val_episodes must be an int >= 0, got {self.val_episodes!r}",
+        )
         _check(self.format in formats, f"ExpertData.format must be one of {formats}, got {self.format!r}")
         _positive_int("ExpertData", "horizon", self.horizon)
         _check(
-            self.action_mode in ACTION_MODES,
+            self.action_mode is None or self.action_mode in ACTION_MODES,
             f"ExpertData.action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}",
         )
         _check(
@@ -188,21 +216,30 @@ class ExpertModel:
     vlm: str = ""  # Qwen3-VL directory (stage 1 output), or "tiny"; stage 3 default: init's VLM
     init: str = ""  # stage 3: the stage-2 checkpoint directory (empty: from scratch)
     train_vlm: bool = False  # end-to-end: the VLM trains too (then no feature cache)
-    max_delay: int = 0  # training-time RTC: clean prefixes of 0..max_delay-1 actions (0: off)
-    norm_mode: str = "bounds"
-    normalize_state: bool = True
+    # The recipe's keys (psi0_ros.policy.config.StageRecipe), None: the stage's. Resolved when the
+    # stage config is built; an explicit value overrides the recipe and is checked against it.
+    max_delay: int | None = None  # training-time RTC: clean prefixes of 0..max_delay-1 actions (0: off)
+    norm_mode: str | None = None  # "bounds" (min/max) | "q99" (1st/99th percentile)
+    normalize_state: bool | None = None
     num_steps: int = 10  # Euler steps written into the checkpoint's flow config
     proprio_dropout: float | None = None  # None: the preset's (0.2)
     obs_dropout: float | None = None  # None: the preset's (0.1)
     copy_vlm: bool = True  # the output checkpoint holds a copy of the VLM (else a path to it)
+    # vlm="tiny" only: write_tiny_vlm's image_scale (1: plain random weights; see its docstring)
+    tiny_vlm_image_scale: float = 1.0
 
     def __post_init__(self) -> None:
         _check(
-            isinstance(self.max_delay, int) and self.max_delay >= 0,
+            self.tiny_vlm_image_scale > 0,
+            f"ExpertModel.tiny_vlm_image_scale must be > 0, got {self.tiny_vlm_image_scale!r}",
+        )
+        _check(
+            self.max_delay is None or (isinstance(self.max_delay, int) and self.max_delay >= 0),
             f"ExpertModel.max_delay must be an int >= 0, got {self.max_delay!r}",
         )
         _check(
-            self.norm_mode in NORM_MODES, f"ExpertModel.norm_mode must be one of {NORM_MODES}, got {self.norm_mode!r}"
+            self.norm_mode is None or self.norm_mode in NORM_MODES,
+            f"ExpertModel.norm_mode must be one of {NORM_MODES}, got {self.norm_mode!r}",
         )
         _positive_int("ExpertModel", "num_steps", self.num_steps)
 
@@ -218,14 +255,34 @@ class ExpertStageConfig:
     model: ExpertModel = field(default_factory=ExpertModel)
 
     def __post_init__(self) -> None:
-        _check(self.stage in (2, 3), f"ExpertStageConfig.stage must be 2 or 3, got {self.stage!r}")
+        _check(self.stage in STAGES, f"ExpertStageConfig.stage must be one of {STAGES}, got {self.stage!r}")
+        _check(
+            not (self.data.action_mode == "delta" and (self.model.max_delay or 0) > 0),
+            "training-time RTC (model.max_delay > 0) needs absolute actions, got data.action_mode='delta'",
+        )
+        contract = self.recipe()  # the stage's recipe with the explicit overrides, checked
+        object.__setattr__(self, "data", dataclasses.replace(self.data, action_mode=contract.representation))
+        model = dataclasses.replace(
+            self.model,
+            max_delay=contract.max_delay,
+            norm_mode=contract.norm_mode,
+            normalize_state=contract.normalize_state,
+        )
+        object.__setattr__(self, "model", model)
         _check(
             self.model.max_delay <= self.data.horizon,
             f"model.max_delay ({self.model.max_delay}) must not exceed data.horizon ({self.data.horizon})",
         )
-        _check(
-            not (self.data.action_mode == "delta" and self.model.max_delay > 0),
-            "training-time RTC (model.max_delay > 0) needs absolute actions, got data.action_mode='delta'",
+
+    def recipe(self) -> StageRecipe:
+        """What the checkpoint of this run will mean: STAGE_RECIPES[stage] with the explicit
+        overrides of data.action_mode, model.norm_mode, model.normalize_state, model.max_delay."""
+        return recipe(
+            self.stage,
+            representation=self.data.action_mode,
+            norm_mode=self.model.norm_mode,
+            normalize_state=self.model.normalize_state,
+            max_delay=self.model.max_delay,
         )
 
 
@@ -241,6 +298,7 @@ _TINY_RUN = RunConfig(
     save_every=1000,
     progress=False,
     tensorboard=True,
+    eval_every=10,
 )
 
 PRESETS: dict[str, dict[str, StageConfig]] = {
@@ -267,17 +325,15 @@ PRESETS: dict[str, dict[str, StageConfig]] = {
             stage=2,
             run=RunConfig(steps=30_000, global_batch=2048, save_every=5000),
             optim=OptimConfig(lr=1e-4, betas=(0.9, 0.999), weight_decay=0.0, grad_clip=1.0),
-            data=ExpertData(format="humanoid_everyday", horizon=16, action_mode="delta"),
-            model=ExpertModel(expert_preset="psi0_stage2", norm_mode="q99", normalize_state=False, max_delay=0),
+            data=ExpertData(format="humanoid_everyday", horizon=16),
+            model=ExpertModel(expert_preset="psi0_stage2"),
         ),
         "tiny": ExpertStageConfig(
             stage=2,
             run=dataclasses.replace(_TINY_RUN, global_batch=16),
             optim=OptimConfig(lr=3e-3),
-            data=ExpertData(format="humanoid_everyday", horizon=16, action_mode="delta"),
-            model=ExpertModel(
-                expert_preset="tiny", vlm=TINY_VLM, norm_mode="q99", normalize_state=False, max_delay=0, num_steps=4
-            ),
+            data=ExpertData(format="humanoid_everyday", horizon=16),
+            model=ExpertModel(expert_preset="tiny", vlm=TINY_VLM, num_steps=4),
         ),
     },
     "stage3": {
@@ -288,16 +344,32 @@ PRESETS: dict[str, dict[str, StageConfig]] = {
             optim=OptimConfig(
                 lr=1e-4, betas=(0.95, 0.999), eps=1e-8, weight_decay=1e-6, warmup_steps=1000, schedule="cosine"
             ),
-            data=ExpertData(format="episodes", horizon=30, action_mode="absolute", color_jitter=True),
-            model=ExpertModel(expert_preset="psi0", norm_mode="bounds", normalize_state=True, max_delay=8, num_steps=8),
+            data=ExpertData(format="episodes", horizon=30, color_jitter=True),
+            model=ExpertModel(expert_preset="psi0", num_steps=8),
         ),
         "tiny": ExpertStageConfig(
             stage=3,
             run=dataclasses.replace(_TINY_RUN, global_batch=16),
             optim=OptimConfig(lr=3e-3, betas=(0.95, 0.999), weight_decay=1e-6, warmup_steps=3, schedule="cosine"),
-            data=ExpertData(format="episodes", horizon=30, action_mode="absolute", color_jitter=False),
+            data=ExpertData(format="episodes", horizon=30, color_jitter=False),
+            model=ExpertModel(expert_preset="tiny", vlm=TINY_VLM, num_steps=4),
+        ),
+        # The main job's small-demo recipe (`psi0 demo`, docs/main_job.md): the tiny expert and a
+        # tiny random VLM whose image features are scaled to the expert's positional encodings,
+        # trained to fit ten to thirty sim demos on a CPU in minutes. Measured against the tiny
+        # preset: the recipe's dropouts (proprio 0.2, obs 0.1) and 1500 steps under-fit.
+        "sim": ExpertStageConfig(
+            stage=3,
+            run=dataclasses.replace(_TINY_RUN, steps=4000, global_batch=32, log_every=50, save_every=4000),
+            optim=OptimConfig(lr=3e-3, betas=(0.95, 0.999), weight_decay=1e-6, warmup_steps=100, schedule="cosine"),
+            data=ExpertData(format="episodes", horizon=30, color_jitter=False),
             model=ExpertModel(
-                expert_preset="tiny", vlm=TINY_VLM, norm_mode="bounds", normalize_state=True, max_delay=8, num_steps=4
+                expert_preset="tiny",
+                vlm=TINY_VLM,
+                num_steps=4,
+                proprio_dropout=0.0,
+                obs_dropout=0.0,
+                tiny_vlm_image_scale=30.0,
             ),
         ),
     },

@@ -12,6 +12,9 @@ multi-node.
   step (= the data position: the sampler restarts at that global batch), every process's RNG.
 - Metrics: metrics.csv (every step), TensorBoard (every log_every steps, when installed),
   loss.png at the end, a tqdm progress bar with ETA on rank 0.
+- Validation: every run.eval_every steps and at the last step, rank 0 calls Task.validate on the
+  unwrapped module (eval mode, no gradients, the training's autocast); the values it returns join
+  that step's metrics row as extra columns (empty on other steps) and go to TensorBoard as val/*.
 """
 
 from __future__ import annotations
@@ -154,6 +157,11 @@ class Task:
 
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         raise NotImplementedError
+
+    def validate(self, module: nn.Module, step: int) -> dict[str, float]:
+        """Held-out metrics ("val_loss", ...) merged into the step's metrics row; {} when the task
+        has nothing to validate. Rank 0 only, on the unwrapped module, so no collectives."""
+        return {}
 
     def export(self, module: nn.Module, output_dir: Path, state: dict[str, torch.Tensor] | None = None) -> Path:
         """Write the stage's product (rank 0, after the last step); returns its path. state: the
@@ -314,23 +322,24 @@ def load_rng(path: Path, dist: DistInfo) -> None:
 
 
 class MetricsLog:
-    """metrics.csv (every step) and TensorBoard (every log_every steps), rank 0 only."""
+    """metrics.csv (every step) and TensorBoard (every log_every steps), rank 0 only. Columns a row
+    brings beyond METRIC_COLUMNS (validation) are added to the file when they first appear."""
 
     def __init__(self, output_dir: Path, start_step: int, run: RunConfig, enabled: bool):
         self.enabled = enabled
         self.path = Path(output_dir) / METRICS_FILE
         self.every = run.log_every
         self.writer = None
+        self.columns = list(METRIC_COLUMNS)
         if not enabled:
             return
         rows = []
         if self.path.is_file() and start_step > 0:  # keep the rows up to the resumed step
             with self.path.open() as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= start_step]
-        with self.path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
+                reader = csv.DictReader(f)
+                rows = [r for r in reader if int(r["step"]) <= start_step]
+                self.columns += [c for c in reader.fieldnames or () if c not in self.columns]
+        self._rewrite(rows)
         if run.tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -339,14 +348,31 @@ class MetricsLog:
             if SummaryWriter is not None:
                 self.writer = SummaryWriter(str(Path(output_dir) / "tensorboard"), purge_step=start_step + 1)
 
+    def _rewrite(self, rows: list[dict[str, str]]) -> None:
+        with self.path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
     def log(self, row: dict[str, float]) -> None:
         if not self.enabled:
             return
+        new = [k for k in row if k not in self.columns]
+        if new:  # a new column (the first validation): rewrite the file with the wider header
+            with self.path.open() as f:
+                rows = list(csv.DictReader(f))
+            self.columns += new
+            self._rewrite(rows)
         with self.path.open("a", newline="") as f:
-            csv.DictWriter(f, fieldnames=METRIC_COLUMNS).writerow({k: row.get(k, "") for k in METRIC_COLUMNS})
-        if self.writer is not None and int(row["step"]) % self.every == 0:
-            for key in METRIC_COLUMNS[1:]:
-                self.writer.add_scalar(f"train/{key}", row[key], int(row["step"]))
+            csv.DictWriter(f, fieldnames=self.columns).writerow({k: row.get(k, "") for k in self.columns})
+        if self.writer is not None:
+            step = int(row["step"])
+            if step % self.every == 0:
+                for key in METRIC_COLUMNS[1:]:
+                    self.writer.add_scalar(f"train/{key}", row[key], step)
+            for key in row:
+                if key not in METRIC_COLUMNS:  # validation values: at every step that has them
+                    self.writer.add_scalar(f"val/{key.removeprefix('val_')}", row[key], step)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -354,40 +380,24 @@ class MetricsLog:
 
 
 def read_metrics(output_dir: Path) -> list[dict[str, float]]:
+    """metrics.csv rows; a row has only the columns it has values for (validation every N steps)."""
     with (Path(output_dir) / METRICS_FILE).open() as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
 
 def plot_loss(output_dir: Path) -> Path | None:
-    """loss.png from metrics.csv (None when matplotlib is missing or there is nothing to plot)."""
+    """loss.png from metrics.csv: train loss, and the val loss and arm error when the run validated
+    (psi0_ros.loss_plot); None when matplotlib is missing or there is nothing to plot."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib  # noqa: F401
     except ImportError:
         return None
-    rows = read_metrics(output_dir)
-    if not rows:
+    from psi0_ros.loss_plot import plot_training_curves
+
+    try:
+        return plot_training_curves(Path(output_dir) / METRICS_FILE, Path(output_dir) / PLOT_FILE)
+    except ValueError:
         return None
-    steps = [r["step"] for r in rows]
-    losses = [r["loss"] for r in rows]
-    figure, axis = plt.subplots(figsize=(6, 3.5))
-    axis.plot(steps, losses, linewidth=0.8, label="loss")
-    if len(losses) >= 10:
-        window = max(2, len(losses) // 20)
-        smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
-        axis.plot(steps[window - 1 :], smooth, linewidth=1.5, label=f"mean of {window}")
-    axis.set_xlabel("step")
-    axis.set_ylabel("loss")
-    axis.set_yscale("log" if min(losses) > 0 else "linear")
-    axis.legend()
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    path = Path(output_dir) / PLOT_FILE
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
 
 
 @dataclass
@@ -522,17 +532,20 @@ def _train(task: Task, run: RunConfig, optim: OptimConfig, config: Any, max_step
             if not math.isfinite(value):
                 raise FloatingPointError(f"loss became {value} at step {step}; the last checkpoint is kept")
             losses.append(value)
-            metrics.log(
-                {
-                    "step": step,
-                    "loss": value,
-                    "lr": scheduler.get_last_lr()[0],
-                    "grad_norm": float(grad_norm),
-                    "samples_per_s": run.global_batch / step_time,
-                    "data_wait_fraction": wait / step_time,
-                    "elapsed_s": time.perf_counter() - began,
-                }
-            )
+            row = {
+                "step": step,
+                "loss": value,
+                "lr": scheduler.get_last_lr()[0],
+                "grad_norm": float(grad_norm),
+                "samples_per_s": run.global_batch / step_time,
+                "data_wait_fraction": wait / step_time,
+                "elapsed_s": time.perf_counter() - began,
+            }
+            if dist.is_main and not fsdp and (step % run.eval_every == 0 or step == stop):
+                module.eval()
+                with torch.no_grad(), _autocast(run, dist.device):
+                    row.update(task.validate(module, step))
+            metrics.log(row)
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(loss=f"{value:.4f}")

@@ -1,8 +1,13 @@
 """Stages 2 and 3: the MM-DiT action expert on VLM features, with flow matching.
 
+What a stage's checkpoint means is its recipe, psi0_ros.policy.config.STAGE_RECIPES (with the
+config's explicit overrides): ExpertTask.setup derives the checkpoint's PolicyConfig from it, and
+the training targets go through that config's own transform list (transforms.make_transforms),
+the one Policy.infer inverts when serving.
+
 Stage 2 (post-training, shared/RECIPE.md): the expert from scratch with the VLM frozen, chunks of
-16 delta actions a[t+1] - a[t] over hands + arms (psi0_ros.policy.transforms.actions_to_deltas;
-the 8 lower-body dims masked out), q99 bounds, the state (absolute joints) not normalised, no RTC.
+16 delta actions a[t+1] - a[t] over hands + arms (psi0_ros.layout.actions_to_deltas; the 8
+lower-body dims masked out), q99 bounds, the state (absolute joints) not normalised, no RTC.
 Stage 3 (fine-tuning): chunks of 30 absolute 36-D actions, min/max bounds, normalised state,
 training-time RTC (a clean prefix of 0..max_delay-1 actions, excluded from the loss), colour
 jitter; initialised from the stage-2 checkpoint (only the transformer blocks when the chunk
@@ -29,23 +34,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from psi0_ros.constants import ACTION_DIM
+from psi0_ros.layout import ACTION_DIM, actions_to_deltas
 from psi0_ros.policy.checkpoint import load_checkpoint, save_checkpoint
-from psi0_ros.policy.config import FlowConfig, ImageConfig, NormConfig, PolicyConfig, RTCConfig, expert_preset
-from psi0_ros.policy.flow import prefix_token_mask
+from psi0_ros.policy.config import ImageConfig, expert_preset
+from psi0_ros.policy.flow import flow_loss
+from psi0_ros.policy.interface import uses_token_sigma
 from psi0_ros.policy.mmdit import ActionExpert, Conditioning
-from psi0_ros.policy.transforms import (
-    DELTA_ACTION_MASK,
-    Normalizer,
-    NormStats,
-    actions_to_deltas,
-    compute_stats,
-)
+from psi0_ros.policy.sampling import check_policy_config
+from psi0_ros.policy.transforms import Normalizer, NormStats, Sample, action_transforms, compute_stats
 from psi0_ros.policy.vlm import VLMBackbone, check_vlm_dir, write_tiny_vlm
 from training.config import TINY_VLM, ExpertStageConfig
 from training.engine import DistInfo, Task, barrier
 from training.feature_cache import FeatureCache, file_signature, fingerprint
 from training.readers import EpisodeSource, open_source
+from training.validation import SPLIT_FILE, HeldOutValidation, split_held_out, write_split
 from training.vlm_inputs import VLMInputBuilder, color_jitter
 
 CHECKPOINT_DIR = "checkpoint"  # <output_dir>/checkpoint: the policy checkpoint a stage writes
@@ -55,33 +57,9 @@ TRAINED_VLM_DIR = "vlm"
 CACHE_BUILD_BATCH = 8
 
 
-def flow_loss(
-    expert: ActionExpert,
-    actions: torch.Tensor,  # (B, H, A) normalised targets
-    noise: torch.Tensor,  # (B, H, A) standard normal
-    sigma: torch.Tensor,  # (B,) noise level per sample, U(0, 1)
-    delays: torch.Tensor,  # (B,) long: clean RTC prefix length per sample (0 without RTC)
-    weights: torch.Tensor,  # (B, H, A) 1 where the target counts (real dims, unpadded steps)
-    cond: Conditioning,
-    per_token_sigma: bool,
-) -> torch.Tensor:
-    """psi0_ros.policy.flow.flow_matching_loss with the randomness given (one draw per sample):
-    x = (1 - s) x0 + s eps, target eps - x0, squared error summed over the chunk, averaged over
-    batch and dims; the clean prefix (s = 0) is excluded."""
-    batch, horizon, _ = actions.shape
-    prefix = prefix_token_mask(batch, horizon, delays, actions.device)
-    token_sigma = torch.where(prefix, torch.zeros((), device=actions.device), sigma[:, None])
-    x0 = actions.float()
-    s = token_sigma[:, :, None]
-    noisy = (1.0 - s) * x0 + s * noise.float()
-    target = noise.float() - x0
-    prediction = expert(noisy, token_sigma if per_token_sigma else sigma, cond)
-    mask = (~prefix)[:, :, None].float() * weights.float()
-    return (((prediction.float() - target) ** 2) * mask).sum(dim=1).mean(dim=0).mean()
-
-
 class ExpertTrainModule(nn.Module):
-    """Expert (+ the VLM, frozen unless train_vlm): batch -> flow-matching loss."""
+    """Expert (+ the VLM, frozen unless train_vlm): batch -> the policy's flow-matching loss
+    (psi0_ros.policy.flow.flow_loss, the one Policy.loss uses), the randomness given per sample."""
 
     def __init__(self, expert: ActionExpert, vlm: VLMBackbone | None, train_vlm: bool, per_token_sigma: bool):
         super().__init__()
@@ -141,6 +119,8 @@ class ExpertSamples(torch.utils.data.Dataset):
         self.normalizer = normalizer
         self.horizon = horizon
         self.action_mode = action_mode
+        # The transform list of the checkpoint's PolicyConfig (pad, delta/absolute, normalise).
+        self.transforms = action_transforms(action_mode, normalizer)
         self.max_delay = max_delay
         self.builder = builder
         self.jitter = jitter
@@ -157,30 +137,26 @@ class ExpertSamples(torch.utils.data.Dataset):
 
     def targets(self, episode: int, frame: int) -> tuple[np.ndarray, np.ndarray]:
         """Normalised action chunk (H, 36) and its loss weights (H, 36)."""
+        sample = self.sample(episode, frame)
+        return sample.actions, sample.weights()
+
+    def sample(self, episode: int, frame: int) -> Sample:
+        """The frame's state and action chunk through the transform list (model space)."""
         entry = self.source.entries[episode]
-        extra = 1 if self.action_mode == "delta" else 0
-        steps = frame + np.arange(self.horizon + extra)
-        chunk = entry.action[np.minimum(steps, entry.length - 1)]
-        if self.action_mode == "delta":
-            chunk = actions_to_deltas(chunk)
-            valid = steps[1:] < entry.length
-            dims = DELTA_ACTION_MASK
-        else:
-            valid = steps < entry.length
-            dims = np.ones(ACTION_DIM, dtype=bool)
-        weights = (valid[:, None] & dims[None, :]).astype(np.float32)
-        return self.normalizer.normalize_actions(chunk), weights
+        steps = frame + np.arange(self.horizon + self.transforms.extra_rows)  # a delta chunk needs H + 1
+        chunk = entry.action[np.minimum(steps, entry.length - 1)]  # an episode end repeats its last action
+        return self.transforms.forward(Sample(state=entry.state[frame], actions=chunk, valid=steps < entry.length))
 
     def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
         index, seed = key
         episode, frame = self.locate(index)
         entry = self.source.entries[episode]
         rng = np.random.default_rng(seed)
-        actions, weights = self.targets(episode, frame)
+        transformed = self.sample(episode, frame)
         sample: dict[str, Any] = {
-            "state": torch.from_numpy(self.normalizer.normalize_state(entry.state[frame])),
-            "actions": torch.from_numpy(actions),
-            "weights": torch.from_numpy(weights),
+            "state": torch.from_numpy(transformed.state),
+            "actions": torch.from_numpy(transformed.actions),
+            "weights": torch.from_numpy(transformed.weights()),
             "sigma": torch.tensor(rng.random(), dtype=torch.float32),
             "delay": torch.tensor(int(rng.integers(0, self.max_delay)) if self.max_delay else 0),
             "noise": torch.from_numpy(rng.standard_normal((self.horizon, ACTION_DIM)).astype(np.float32)),
@@ -253,7 +229,9 @@ class ExpertTask(Task):
             path = self.output_dir / TINY_VLM_DIR
             if dist.is_main and not (path / "config.json").is_file():
                 state = torch.get_rng_state()
-                write_tiny_vlm(path, seed=self.config.run.seed, hidden_size=vlm_dim)
+                write_tiny_vlm(
+                    path, seed=self.config.run.seed, hidden_size=vlm_dim, image_scale=model.tiny_vlm_image_scale
+                )
                 torch.set_rng_state(state)
             barrier(dist)
             return path
@@ -278,13 +256,9 @@ class ExpertTask(Task):
         if model.obs_dropout is not None:
             overrides["obs_dropout"] = model.obs_dropout
         expert_config = dataclasses.replace(preset, **overrides)
-        self.policy_config = PolicyConfig(
-            expert=expert_config,
-            flow=FlowConfig(num_steps=model.num_steps, max_delay=model.max_delay),
-            rtc=RTCConfig(mode="training" if model.max_delay > 0 else "none"),
-            norm=NormConfig(mode=model.norm_mode, normalize_state=model.normalize_state),
-            image=ImageConfig(),
-        )
+        # What the checkpoint's numbers mean comes from the stage's recipe, nowhere else (DESIGN §6).
+        self.policy_config = config.recipe().policy_config(expert_config, model.num_steps, ImageConfig())
+        check_policy_config(self.policy_config)
         torch.manual_seed(run.seed)
         self.expert = ActionExpert(expert_config)
         self.loaded_from_init: list[str] = []
@@ -298,16 +272,22 @@ class ExpertTask(Task):
                 f"({', '.join(p.name for p in skipped[:5])}{', ...' if len(skipped) > 5 else ''})",
                 flush=True,
             )
-        self.stats = compute_norm_stats(self.source, data.action_mode)
-        normalizer = Normalizer(self.stats, model.norm_mode, model.normalize_state)
+        self.source, held_out = split_held_out(self.source, data.val_episodes, run.seed)  # before the stats
+        self.validation = None if held_out is None else HeldOutValidation(self, held_out)
+        if dist.is_main:
+            write_split(self.output_dir / SPLIT_FILE, self.source, held_out)
+        representation, norm = self.policy_config.action.representation, self.policy_config.norm
+        self.stats = compute_norm_stats(self.source, representation)
+        normalizer = Normalizer(self.stats, norm.mode, norm.normalize_state)
         builder = VLMInputBuilder.from_backbone(self.vlm)
+        max_delay = self.policy_config.flow.max_delay
         self.samples = ExpertSamples(
-            self.source, normalizer, data.horizon, data.action_mode, model.max_delay, builder, data.color_jitter
+            self.source, normalizer, data.horizon, representation, max_delay, builder, data.color_jitter
         )
         if data.feature_cache and not model.train_vlm and not data.color_jitter:
             self.samples.cache = self.feature_cache(dist)
             self.cache_used = True
-        self._module = ExpertTrainModule(self.expert, self.vlm, model.train_vlm, model.max_delay > 0)
+        self._module = ExpertTrainModule(self.expert, self.vlm, model.train_vlm, uses_token_sigma(self.policy_config))
 
     def cache_fingerprint(self) -> str:
         files = [self.vlm_path / "config.json"] + sorted(self.vlm_path.glob("*.safetensors"))
@@ -355,6 +335,10 @@ class ExpertTask(Task):
 
     def collate(self, samples: Sequence[Any]) -> Any:
         return self.samples.collate(samples)
+
+    def validate(self, module: nn.Module, step: int) -> dict[str, float]:
+        """Held-out loss and open-loop errors (training/validation.py); {} without val_episodes."""
+        return {} if self.validation is None else self.validation.run(module, self.dist.device)
 
     def loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         return model(batch)
