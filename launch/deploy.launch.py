@@ -5,7 +5,7 @@
     ros2 launch psi0_ros deploy.launch.py checkpoint:=... rviz:=true namespace:=g1
 
 Nodes and parameters come from psi0_ros.deploy_graph and config/deploy.yaml, exactly what
-`psi0 deploy` (no launch_ros needed) runs. lower_body_node and viz_node join where installed.
+`psi0 deploy` (no launch_ros needed) runs; a graph node that is not installed is an error naming it.
 """
 
 from launch.actions import DeclareLaunchArgument, OpaqueFunction

@@ -5,9 +5,9 @@ same arguments and config/deploy.yaml, so the launch file and the launch_ros-fre
 the same graph. The bridge's parameters start from config/sim.yaml (backend sim) or
 config/robot_bridge.yaml (backend unitree), overlaid by deploy.yaml's robot_bridge_node section.
 
-Nodes of other issues (lower_body_node: AMO; viz_node: robot_description, /tf, chunk markers)
-join the graph only where their module exists (importlib.util.find_spec), so the graph runs on
-a branch without them.
+Every node of GRAPH_NODES is part of psi0_ros: a node whose module is missing (a broken install)
+is an error naming it, never a graph that silently runs without it. The class of each node is
+named in psi0_ros.nodes.graph (a table of imports), which composes the graph in one process.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ import yaml
 from psi0_ros.robot.params import flatten, node_parameters
 
 BACKENDS = ("sim", "unitree")
-OPTIONAL_NODES = ("lower_body_node", "viz_node")
-GRAPH_NODES = ("robot_bridge_node", "camera_node", "vlm_node", "chunk_node", *OPTIONAL_NODES)
+GRAPH_NODES = ("robot_bridge_node", "camera_node", "vlm_node", "chunk_node", "lower_body_node", "viz_node")
 
 
 @dataclass
@@ -62,8 +61,13 @@ def read_sections(path: Path, names: tuple[str, ...]) -> dict[str, dict[str, Any
     return {name: flatten(node_parameters(document, name) or {}) for name in names}
 
 
-def module_exists(name: str) -> bool:
-    return importlib.util.find_spec(f"psi0_ros.nodes.{name}") is not None
+def require_module(spec: NodeSpec) -> None:
+    """Raise ModuleNotFoundError naming the node when its module (its executable) is missing."""
+    if importlib.util.find_spec(spec.module) is None:
+        raise ModuleNotFoundError(
+            f"deploy graph node {spec.name!r} is missing: no module {spec.module} (is psi0_ros fully installed?)",
+            name=spec.module,
+        )
 
 
 def deploy_nodes(
@@ -110,10 +114,9 @@ def deploy_nodes(
     if instruction:
         vlm["instruction"] = instruction
     nodes += [NodeSpec("vlm_node", vlm), NodeSpec("chunk_node", chunk)]
-    if not kinematic and module_exists("lower_body_node"):
+    if not kinematic:  # physics sim or robot: AMO turns the 8-D command into leg targets
         nodes.append(NodeSpec("lower_body_node", dict(sections["lower_body_node"])))
-    if module_exists("viz_node"):
-        nodes.append(NodeSpec("viz_node", dict(sections["viz_node"])))
+    nodes.append(NodeSpec("viz_node", dict(sections["viz_node"])))
     if sim_time:
         if backend != "sim":
             raise ValueError(f"sim_time needs the sim backend; {backend!r} runs on the wall clock")
@@ -121,6 +124,7 @@ def deploy_nodes(
         for spec in nodes:
             spec.params["use_sim_time"] = True
     for spec in nodes:
+        require_module(spec)
         spec.params.update((overrides or {}).get(spec.name, {}))
     return nodes
 

@@ -9,13 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from psi0_ros.control.chunk_runner import deploy_state, joint_positions
+from psi0_ros.control.chunk_runner import joint_positions
 from psi0_ros.control.scheduler import catch_up_ticks
-from psi0_ros.data.streams import build_state, joint_columns, lower_body_vector
-from psi0_ros.deploy_graph import deploy_nodes, module_exists
+from psi0_ros.data.streams import joint_columns, lower_body_vector
+from psi0_ros.deploy_graph import GRAPH_NODES, NodeSpec, deploy_nodes
 from psi0_ros.g1 import ALL_JOINTS
+from psi0_ros.layout import build_state, deploy_state
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _module_exists(name: str) -> bool:
+    return importlib.util.find_spec(f"psi0_ros.nodes.{name}") is not None
 
 
 def test_catch_up_ticks():
@@ -31,17 +36,28 @@ def test_deploy_nodes_for_each_backend():
     names = [n.name for n in sim]
     assert names[:3] == ["robot_bridge_node", "vlm_node", "chunk_node"]
     assert ("lower_body_node" in names) is False  # kinematic sim: the bridge follows the 8-D command
-    assert ("viz_node" in names) == module_exists("viz_node")
+    assert ("viz_node" in names) == _module_exists("viz_node")
     params = {n.name: n.params for n in sim}
     assert params["robot_bridge_node"]["lower_body_input"] == "command"
     assert params["chunk_node"]["checkpoint"] == "/ckpt" and params["chunk_node"]["mode"] == "sync"
     assert params["vlm_node"]["instruction"] == "pick"
     robot = [n.name for n in deploy_nodes("unitree", "/ckpt")]
     assert "camera_node" in robot
-    assert ("lower_body_node" in robot) == module_exists("lower_body_node")
+    assert ("lower_body_node" in robot) == _module_exists("lower_body_node")
     with pytest.raises(ValueError, match="backend"):
         deploy_nodes("gazebo")
     assert not any("use_sim_time" in n.params for n in sim)  # the wall clock unless asked
+
+
+def test_every_graph_node_is_in_the_graph_and_a_missing_module_is_named(monkeypatch):
+    names = [n.name for n in deploy_nodes("sim", "/ckpt")] + [n.name for n in deploy_nodes("unitree", "/ckpt")]
+    assert set(names) == set(GRAPH_NODES)  # lower_body_node and viz_node are never dropped
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "psi0_ros.nodes.viz_node" else real(name, *a)
+    )
+    with pytest.raises(ModuleNotFoundError, match="deploy graph node 'viz_node' is missing"):
+        deploy_nodes("sim", "/ckpt")
 
 
 def test_the_bridge_gets_its_config_files_parameters_for_each_backend():
@@ -76,7 +92,7 @@ def test_sim_time_puts_every_node_on_the_sims_clock():
 
 
 def test_an_evaluation_episode_runs_the_policy_nodes_on_sim_time():
-    from psi0_ros.nodes.eval_node import CAMERA_RATE_HZ, episode_nodes
+    from psi0_ros.jobs.evaluation import CAMERA_RATE_HZ, episode_nodes
 
     nodes = episode_nodes("/ckpt", "can_to_basket", seed=100007)
     names = [n.name for n in nodes]
@@ -86,6 +102,17 @@ def test_an_evaluation_episode_runs_the_policy_nodes_on_sim_time():
     assert bridge["sim.camera_rate_hz"] == CAMERA_RATE_HZ < 30.0  # frames vlm_node can use, not 30 Hz
     assert all(n.params["use_sim_time"] is True for n in nodes)
     assert nodes[0].params["instruction"] == "pick up the red can and put it in the blue basket"
+
+
+def test_the_node_class_table_names_every_graph_node():
+    pytest.importorskip("rclpy")
+    from psi0_ros.nodes.graph import NODE_CLASSES, node_class
+
+    assert set(NODE_CLASSES) == set(GRAPH_NODES)
+    for name, cls in NODE_CLASSES.items():
+        assert cls.__module__ == NodeSpec(name).module, name  # the class `python -m` and launch run
+    with pytest.raises(ValueError, match="'rviz_node'"):
+        node_class("rviz_node")
 
 
 def test_deploy_yaml_names_only_declared_chunk_node_parameters():

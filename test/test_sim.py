@@ -137,6 +137,25 @@ def test_layouts_are_seeded_on_the_table_and_apart():
         sample_layout("kitchen", 0)
 
 
+def test_lab_layouts_keep_each_object_in_its_own_box_and_still_vary():
+    boxes = {"can": ((0.45, 0.55), (-0.20, -0.10)), "basket": ((0.48, 0.58), (0.08, 0.18))}
+    layouts = [sample_layout("tabletop", seed, "lab") for seed in range(40)]
+    assert layouts[3] == sample_layout("tabletop", 3, "lab") and layouts[3] != sample_layout("tabletop", 3)
+    for name, ((x0, x1), (y0, y1)) in boxes.items():
+        xs = np.array([layout.pose(name).x for layout in layouts])
+        ys = np.array([layout.pose(name).y for layout in layouts])
+        assert ((x0 <= xs) & (xs <= x1) & (y0 <= ys) & (ys <= y1)).all(), name
+        # the range is really used: at least +-4 cm of the +-5 cm in each axis over 40 seeds
+        assert np.ptp(xs) > 0.08 and np.ptp(ys) > 0.08, name
+    for layout in layouts:
+        assert layout.pose("cube").y > layout.pose("basket").y  # the distractor lies beyond the basket
+    assert G1Sim(SimConfig(seed=3, layout="lab", base_mode="kinematic")).layout == layouts[3]
+    with pytest.raises(ValueError, match="unknown layout"):
+        sample_layout("tabletop", 0, "kitchen")
+    with pytest.raises(ValueError, match="unknown layout"):
+        SimConfig(layout="everywhere")
+
+
 def _object_corners(sim: G1Sim, name: str) -> np.ndarray:
     """World corners (8, 3) of the axis-aligned box around all geoms of a body."""
     body = sim.model.body(name).id

@@ -11,7 +11,7 @@ HELP = "the main job: expert demos, convert, train a small Psi0, closed-loop eva
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from psi0_ros.main_job import MainJobConfig
+    from psi0_ros.jobs.main_job import MainJobConfig
 
     d = MainJobConfig()
     parser.add_argument("--out", type=Path, default=d.out, help=f"output directory (default: {d.out})")
@@ -24,11 +24,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-seed", type=int, default=d.eval_seed, help="eval layout seeds: 100000 + SEED + i")
     parser.add_argument("--max-episode-s", type=float, default=d.max_episode_s, help="sim s per eval episode")
     parser.add_argument("--plot-frames", type=int, default=d.plot_frames, help="predicted chunks in the plot")
+    parser.add_argument(
+        "--layout", choices=("full", "lab"), default=d.layout, help=f"object layout ranges (default: {d.layout})"
+    )
+    parser.add_argument(
+        "--val-demos", type=int, default=d.val_demos, help=f"demos held out of training (default: {d.val_demos})"
+    )
+    parser.add_argument(
+        "--seen-episodes",
+        type=int,
+        default=d.seen_episodes,
+        help=f"also evaluate on this many training demos' own layouts (default: {d.seen_episodes}; 0: skip)",
+    )
+    parser.add_argument("--train-preset", default=d.train_preset, help=f"stage-3 preset (default: {d.train_preset})")
 
 
 def run(args: argparse.Namespace) -> int:
     import psi0_ros
-    from psi0_ros.main_job import MainJobConfig, run_main_job
+    from psi0_ros.jobs.main_job import MainJobConfig, run_main_job
 
     config = MainJobConfig(
         out=args.out,
@@ -41,6 +54,10 @@ def run(args: argparse.Namespace) -> int:
         eval_seed=args.eval_seed,
         max_episode_s=args.max_episode_s,
         plot_frames=args.plot_frames,
+        layout=args.layout,
+        val_demos=args.val_demos,
+        seen_episodes=args.seen_episodes,
+        train_preset=args.train_preset,
     )
     try:
         result = run_main_job(config, Path(psi0_ros.__file__).resolve().parents[1])
@@ -48,8 +65,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"psi0 demo: {err}", file=sys.stderr)
         return 1
     cached = [k for k, v in result["cached"].items() if v] or ["none"]
+    seen = result.get("seen")
+    seen_text = "" if not seen else f", {result['seen_success_rate']:.2f} over {len(seen['episodes'])} demo layouts"
     print(
-        f"psi0 demo: success rate {result['success_rate']:.2f} over {len(result['episodes'])} episodes, "
+        f"psi0 demo: success rate {result['success_rate']:.2f} over {len(result['episodes'])} new layouts{seen_text}, "
         f"real-time factor {result['realtime_factor']:.2f}, {result['wall_s']:.0f} s in all (cached: "
         f"{', '.join(cached)}); report: {args.out / 'report.md'}, {args.out / 'eval.json'}"
     )

@@ -81,24 +81,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_composed(nodes: list[Any], args: argparse.Namespace) -> int:
-    import importlib
-
-    from rclpy.node import Node
-    from rclpy.parameter import Parameter
-
+    from psi0_ros.nodes.graph import make_nodes as make_graph_nodes
     from psi0_ros.nodes.runtime import spin_nodes
 
     def make_nodes() -> list[Any]:
-        made = []
-        for spec in nodes:
-            module = importlib.import_module(spec.module)
-            node_class = next(
-                v
-                for v in vars(module).values()
-                if isinstance(v, type) and issubclass(v, Node) and v.__module__ == module.__name__
-            )
-            overrides = [Parameter(name, value=value) for name, value in spec.params.items()]
-            made.append(node_class(parameter_overrides=overrides, namespace=args.namespace or None))
+        made = make_graph_nodes(nodes, args.namespace or None)
         if args.duration:  # counted from the moment every node is up
             signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
             signal.setitimer(signal.ITIMER_REAL, args.duration)

@@ -1,4 +1,8 @@
-"""`psi0 eval --checkpoint DIR --task NAME --episodes M --json FILE`: closed-loop success on the sim."""
+"""`psi0 eval --checkpoint DIR --task NAME --episodes M --json FILE`: closed-loop success on the sim.
+
+`psi0 eval --open-loop EPISODE_FILE_OR_DIR... --checkpoint DIR --json FILE [--samples K] [--stride N]
+[--train-episodes DIR [--train-split]]`: the policy's chunks against recorded episodes
+(psi0_ros.open_loop; no ROS, no simulator)."""
 
 from __future__ import annotations
 
@@ -8,11 +12,15 @@ import sys
 from pathlib import Path
 
 NAME = "eval"
-HELP = "closed-loop evaluation of a checkpoint through the deploy graph on the simulated G1"
+HELP = (
+    "closed-loop evaluation of a checkpoint through the deploy graph on the simulated G1, "
+    "or open-loop against recorded episodes (--open-loop)"
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from psi0_ros.evaluation import DEFAULT_MAX_EPISODE_S
+    from psi0_ros.jobs.evaluation import DEFAULT_MAX_EPISODE_S
+    from psi0_ros.sim.scene import LAYOUTS
     from psi0_ros.sim.tasks import DEFAULT_TASK
 
     parser.add_argument("--checkpoint", required=True, type=Path, help="policy checkpoint directory (DESIGN §6)")
@@ -31,12 +39,45 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="comma-separated layout seeds to evaluate instead (e.g. 0,1,2: the layouts of `psi0 sim demos "
         "--seed 0`, to separate execution from generalisation); --episodes is then ignored",
     )
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="full",
+        help="ranges the evaluation layouts are drawn from (as `psi0 sim demos --layout`; default full)",
+    )
     parser.add_argument("--json", type=Path, help="write the summary here")
     parser.add_argument("--work-dir", type=Path, help="per-episode results and traces (default: beside the JSON)")
+    open_loop = parser.add_argument_group("open loop (psi0_ros.open_loop; --task and the closed-loop options unused)")
+    open_loop.add_argument(
+        "--open-loop",
+        nargs="+",
+        type=Path,
+        metavar="EPISODE_FILE_OR_DIR",
+        help="score the policy's chunks against these recorded episodes (HDF5 files or directories of them)",
+    )
+    open_loop.add_argument("--samples", type=int, default=4, help="chunks drawn per frame (default: 4)")
+    open_loop.add_argument("--stride", type=int, default=10, help="score every N-th frame (default: 10)")
+    open_loop.add_argument(
+        "--train-episodes",
+        nargs="+",
+        type=Path,
+        metavar="EPISODE_FILE_OR_DIR",
+        help="training episodes (files or directories) for the nearest-training-frame baseline",
+    )
+    open_loop.add_argument(
+        "--train-split", action="store_true", help="also score the --train-episodes themselves (JSON key 'train')"
+    )
+    open_loop.add_argument(
+        "--split", default="held_out", help="JSON key of the --open-loop episodes' metrics (default: held_out)"
+    )
+    open_loop.add_argument("--camera", default="", help="camera of the episodes (default: the first)")
+    open_loop.add_argument("--device", default="auto", help="torch device (default: cuda when available, else cpu)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from psi0_ros.evaluation import evaluate
+    if args.open_loop:
+        return run_open_loop(args)
+    from psi0_ros.jobs.evaluation import evaluate
 
     work = args.work_dir or (args.json.parent / f"{args.json.stem}_episodes" if args.json else None)
     try:
@@ -48,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             work,
             args.max_episode_s,
             layout_seeds=args.layout_seeds,
+            layout=args.layout,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"psi0 eval: {err}", file=sys.stderr)
@@ -61,3 +103,38 @@ def run(args: argparse.Namespace) -> int:
         f"{summary['errors']} errors"
     )
     return 1 if summary["errors"] else 0
+
+
+def run_open_loop(args: argparse.Namespace) -> int:
+    import torch
+
+    from psi0_ros.open_loop import open_loop_metrics, read_episodes
+    from psi0_ros.policy.interface import Policy
+
+    if args.train_split and args.train_episodes is None:
+        print("psi0 eval: --train-split needs --train-episodes", file=sys.stderr)
+        return 2
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        episodes = read_episodes(args.open_loop, args.camera)
+        train = read_episodes(args.train_episodes, args.camera) if args.train_episodes else None
+        policy = Policy.from_checkpoint(args.checkpoint, device=device, load_vlm=True)
+        splits = {args.split: open_loop_metrics(policy, episodes, args.samples, args.stride, train)}
+        if args.train_split:
+            splits["train"] = open_loop_metrics(policy, train, args.samples, args.stride, train)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"psi0 eval: {err}", file=sys.stderr)
+        return 2
+    summary = {"checkpoint": str(args.checkpoint), **splits}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    for name, metrics in splits.items():
+        print(
+            f"psi0 eval --open-loop {name}: {metrics['frames']} frames, arms first/chunk "
+            f"{metrics['arms_first_rad']:.3f}/{metrics['arms_chunk_rad']:.3f} rad "
+            f"(hold state {metrics['hold_state_arms_first_rad']:.3f}/{metrics['hold_state_arms_chunk_rad']:.3f}), "
+            f"hands first {metrics['hands_first_rad']:.3f} rad, lower velocity first "
+            f"{metrics['lower_velocity_first']:.3f} m/s"
+        )
+    return 0

@@ -27,6 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--demo", action="store_true", help="also run sim_demo_node: wave, grip, squat, walk")
     parser.add_argument("--scene", choices=("tabletop", "empty"), help="scene (default from the config)")
     parser.add_argument("--seed", type=int, help="object layout seed (default from the config)")
+    parser.add_argument("--layout", choices=("full", "lab"), help="layout ranges (default from the config)")
     parser.add_argument("--mode", choices=("kinematic", "physics"), help="lower-body mode (default from the config)")
     parser.add_argument("--task", default="can_to_basket", help="task whose success is reported at the end")
     parser.add_argument("--no-camera", action="store_true", help="do not render the head camera")
@@ -49,6 +50,8 @@ def sim_parameters(args: argparse.Namespace) -> dict[str, Any]:
         params["sim.scene"] = args.scene
     if args.seed is not None:
         params["sim.seed"] = args.seed
+    if args.layout is not None:
+        params["sim.layout"] = args.layout
     if args.mode:
         params["sim.base_mode"] = args.mode
     if args.no_camera:
@@ -60,7 +63,7 @@ def sim_parameters(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "action", None) == "demos":
-        from psi0_ros.nodes.sim_expert_node import run_demos
+        from psi0_ros.jobs.demos import run_demos
 
         return run_demos(args)
     from psi0_ros.sim.tasks import get_task

@@ -20,11 +20,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import importlib
+    from training.run import run_from_args
 
-    entry = importlib.import_module("training.run")
     try:
-        return entry.run_from_args(args)
+        return run_from_args(args)
     except (KeyError, ValueError, FileNotFoundError) as err:
         print(f"psi0 train: {err}")
         return 2

@@ -300,14 +300,32 @@ def tiny_tokenizer() -> object:
     return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>")
 
 
-def write_tiny_vlm(directory: Path, seed: int = 0, hidden_size: int = 64, dtype: torch.dtype = torch.float32) -> Path:
-    """Save a random tiny Qwen3-VL, its tokenizer and a preprocessor config as a local HF directory."""
+def write_tiny_vlm(
+    directory: Path,
+    seed: int = 0,
+    hidden_size: int = 64,
+    dtype: torch.dtype = torch.float32,
+    image_scale: float = 1.0,
+) -> Path:
+    """Save a random tiny Qwen3-VL, its tokenizer and a preprocessor config as a local HF directory.
+
+    image_scale multiplies the output layers of the vision merger (and its deepstack mergers), so
+    the image tokens' features are that much larger. At random init (std 0.02 everywhere) image
+    features have rms ~0.03 and vary across object layouts by ~0.01, against the action expert's
+    sinusoidal positions of rms ~0.71 added to them; a trained VLM's features are large. 30 gives
+    rms ~0.8 and ~0.26 across layouts (docs/main_job.md). 1 keeps the plain random model."""
+    if not image_scale > 0:
+        raise ValueError(f"image_scale must be > 0, got {image_scale!r}")
     from transformers import Qwen3VLForConditionalGeneration
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = Qwen3VLForConditionalGeneration(tiny_qwen3vl_config(hidden_size=hidden_size)).to(dtype).eval()
+    if image_scale != 1.0:
+        with torch.no_grad():
+            for merger in (model.model.visual.merger, *model.model.visual.deepstack_merger_list):
+                merger.linear_fc2.weight.mul_(image_scale)
     model.save_pretrained(str(directory))
     tiny_tokenizer().save_pretrained(str(directory))
     spec = VisionSpec()

@@ -86,6 +86,9 @@ PARAMETERS: tuple[Param, ...] = (
     *_safety_params(),
     Param("sim.scene", "tabletop", "sim: 'tabletop' (table, can, cube, basket) or 'empty'"),
     Param("sim.seed", 0, "sim: seed of the randomised object layout"),
+    Param(
+        "sim.layout", "full", "sim: ranges the object layout is drawn from: 'full' (anywhere) or 'lab' (docs/sim.md)"
+    ),
     Param("sim.base_mode", "kinematic", "sim: 'kinematic' (the base follows the lower-body command) or 'physics'"),
     Param("sim.timestep", 0.002, "sim: physics step (s)"),
     Param(
@@ -243,6 +246,7 @@ def _make_sim_backend(p: Mapping[str, Any]) -> RobotBackend:
         base_mode=p["sim.base_mode"],
         scene=p["sim.scene"],
         seed=p["sim.seed"],
+        layout=p["sim.layout"],
         timestep=p["sim.timestep"],
         harness=p["sim.harness"],
         grasp_assist=p["sim.grasp_assist"],

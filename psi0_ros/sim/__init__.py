@@ -6,7 +6,7 @@ kinematic.py is the lower-body mode that follows the 8-D command without a walki
 simulator.py steps it all and applies per-joint PD commands like the real motors; camera.py
 renders the egocentric head camera offscreen (MUJOCO_GL=egl); grasp.py is the labelled grasp
 assist; expert.py a scripted, privileged expert for the basket tasks and demos.py runs it (the
-recording graph is psi0_ros.nodes.sim_expert_node). See docs/sim.md.
+recording graph is psi0_ros.jobs.demos). See docs/sim.md.
 """
 
 import os

@@ -1,6 +1,6 @@
 """Scripted demonstrations: which seed each episode gets, and the expert run without ROS.
 
-`psi0 sim demos` (psi0_ros.nodes.sim_expert_node.record_demos) records one bag per episode
+`psi0 sim demos` (psi0_ros.jobs.demos.record_demos) records one bag per episode
 through the real graph; this module holds what needs no ROS: the per-episode seeds and bag
 names, and run_expert_episode(), which drives the same ScriptedExpert through the same Bridge
 and safety layer as robot_bridge_node does, but ticked on sim time as fast as the CPU allows
@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from psi0_ros import g1
+from psi0_ros.sim.scene import LAYOUTS
 
 DEMOS_HELP = "record scripted expert demonstrations into bags through the real recorder (one bag per episode)"
 DEMO_SEED_STRIDE = 1  # episode i of a run with --seed S uses layout seed S + i
@@ -59,6 +60,7 @@ def run_expert_episode(
     rate_hz: float = 250.0,
     grasp_assist: bool = False,
     plan_offset: tuple[float, float] = (0.0, 0.0),
+    layout: str = "full",
 ) -> ExpertOutcome:
     """One expert episode on a fresh sim (camera off), bridge ticked on sim time. The fingers alone
     hold the object unless grasp_assist switches the labelled weld aid (psi0_ros.sim.grasp) on."""
@@ -71,7 +73,9 @@ def run_expert_episode(
     from psi0_ros.sim.tasks import get_task
 
     check = get_task(task)
-    backend = SimBackend(SimBackendConfig(sim=SimConfig(seed=seed, grasp_assist=grasp_assist), camera_mode="off"))
+    backend = SimBackend(
+        SimBackendConfig(sim=SimConfig(seed=seed, layout=layout, grasp_assist=grasp_assist), camera_mode="off")
+    )
     bridge = Bridge(
         backend,
         BridgeConfig(
@@ -112,7 +116,9 @@ def run_expert_episode(
     )
 
 
-def replay_episode(episode_file: Path, seed: int, task: str = "can_to_basket", max_s: float = MAX_EPISODE_S) -> dict:
+def replay_episode(
+    episode_file: Path, seed: int, task: str = "can_to_basket", max_s: float = MAX_EPISODE_S, layout: str = "full"
+) -> dict:
     """Replay a converted episode's recorded actions open loop on a fresh sim of layout `seed`.
 
     The bridge is built from config/sim.yaml by robot_bridge_node's own build_bridge (layout
@@ -131,6 +137,7 @@ def replay_episode(episode_file: Path, seed: int, task: str = "can_to_basket", m
     params = {
         **load_yaml(config_path("sim.yaml")),
         "sim.seed": seed,
+        "sim.layout": layout,
         "sim.camera_mode": "off",
         "safety.estop_wait_s": 0.0,
     }
@@ -162,12 +169,15 @@ def measure_expert(
     grasp_assist: bool = False,
     log: Callable[[str], None] = print,
     plan_offset: tuple[float, float] = (0.0, 0.0),
+    layout: str = "full",
 ) -> dict:
     """The expert's success rate over `episodes` layouts (seeds as `psi0 sim demos` uses them);
     plan_offset: the expert plans for the object displaced by (dx, dy) m (ScriptedExpert)."""
     outcomes = []
     for i in range(episodes):
-        outcome = run_expert_episode(episode_seed(seed, i), task, grasp_assist=grasp_assist, plan_offset=plan_offset)
+        outcome = run_expert_episode(
+            episode_seed(seed, i), task, grasp_assist=grasp_assist, plan_offset=plan_offset, layout=layout
+        )
         log(f"seed {outcome.seed}: {'success' if outcome.success else 'failure'} ({outcome.wall_s:.1f} s wall)")
         outcomes.append(outcome.to_dict())
     rate = sum(o["success"] for o in outcomes) / len(outcomes)
@@ -178,6 +188,7 @@ def measure_expert(
         "task": task,
         "seed": seed,
         "grasp_assist": grasp_assist,
+        "layout": layout,
         "plan_offset_m": list(plan_offset),
         "episodes": outcomes,
         "success_rate": rate,
@@ -197,6 +208,13 @@ def configure_demos(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="directory for the bags (one per episode)")
     parser.add_argument("--seed", type=int, default=0, help="layout seed of the first episode (episode i: seed + i)")
     parser.add_argument("--task", default="can_to_basket", help="task the expert performs (default can_to_basket)")
+    parser.add_argument(
+        "--layout",
+        choices=LAYOUTS,
+        default="full",
+        help="ranges the object layouts are drawn from: full (anywhere on the table) or lab (each object "
+        "+-5 cm around a fixed spot, docs/sim.md) (default full)",
+    )
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), help="bag storage (default from config/record.yaml)")
     parser.add_argument(
         "--measure",

@@ -2,7 +2,7 @@
 
 It plays the teleoperator: ScriptedExpert.command(t) gives the same two commands a teleop rig
 publishes, the upper-body targets (28, UPPER_BODY_JOINTS order: 14 arm + 14 hand) and the 8-D
-lower-body command (LOWER_BODY_COMMAND_NAMES order), which sim_expert_node publishes on
+lower-body command (LOWER_BODY_COMMAND_NAMES order), which psi0_ros.nodes.sim_expert publishes on
 /psi0/upper_body_command and /psi0/lower_body_command. It is privileged: it reads the object and
 pelvis poses straight from the G1Sim (as a motion-capture system would) and plans with inverse
 kinematics on its own MjData of the same model. The base is driven closed loop (a P controller on

@@ -20,7 +20,7 @@ from psi0_ros import g1
 from psi0_ros.control.command import JointCommand
 from psi0_ros.sim.grasp import GraspAssist
 from psi0_ros.sim.model import BASE_MODES, IMU_SITE, PELVIS_BODY, STANDING_PELVIS_Z
-from psi0_ros.sim.scene import SCENES, SceneLayout, build_mjcf, sample_layout
+from psi0_ros.sim.scene import LAYOUTS, SCENES, SceneLayout, build_mjcf, sample_layout
 
 GRAVITY = 9.81  # m/s^2
 HARNESS_STIFFNESS = 10000.0  # N/m: hanging the whole 35 kg robot on it sags 3.4 cm
@@ -34,6 +34,7 @@ class SimConfig:
     base_mode: str = "kinematic"  # "kinematic" | "physics"
     scene: str = "tabletop"  # "tabletop" | "empty"
     seed: int = 0  # object layout
+    layout: str = "full"  # ranges the layout is drawn from (scene.LAYOUTS): "full" | "lab"
     timestep: float = 0.002  # s, physics step
     # physics mode: a virtual gantry (a rope that only pulls up to the standing height, plus a
     # gimbal spring toward upright) so the robot does not fall without a balancing controller.
@@ -47,6 +48,8 @@ class SimConfig:
             raise ValueError(f"unknown base_mode {self.base_mode!r}; expected one of {BASE_MODES}")
         if self.scene not in SCENES:
             raise ValueError(f"unknown scene {self.scene!r}; expected one of {SCENES}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"unknown layout {self.layout!r}; expected one of {LAYOUTS}")
         if not 0.0005 <= self.timestep <= 0.01:
             raise ValueError(f"timestep must be in [0.0005, 0.01] s, got {self.timestep}")
 
@@ -69,7 +72,7 @@ def yaw_quat(yaw: float) -> np.ndarray:
 class G1Sim:
     def __init__(self, config: SimConfig | None = None) -> None:
         self.config = config or SimConfig()
-        self.layout: SceneLayout = sample_layout(self.config.scene, self.config.seed)
+        self.layout: SceneLayout = sample_layout(self.config.scene, self.config.seed, self.config.layout)
         self.mjcf = build_mjcf(self.config.base_mode, self.layout, self.config.timestep)
         self.model = mujoco.MjModel.from_xml_string(self.mjcf)
         self.data = mujoco.MjData(self.model)

@@ -1,7 +1,7 @@
 """The main job's report: OUT/report.md with its images (ROS-free).
 
 - rollout.gif: the first evaluation episode from the head camera (left) and a scene camera
-  (right), rendered from its world snapshots (psi0_ros.evaluation.render_rollout);
+  (right), rendered from its world snapshots (psi0_ros.jobs.evaluation.render_rollout);
 - predicted_vs_expert.png: for one demonstration episode, the chunks the trained policy predicts
   from a few of its observations (image, state, instruction) over the expert's recorded actions,
   for the four action dimensions that move most in that episode;
@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import csv
 import io
 from pathlib import Path
 from typing import Any
@@ -20,30 +19,10 @@ import numpy as np
 
 
 def plot_loss(metrics_csv: Path, out: Path) -> Path:
-    import matplotlib
+    """loss.png: training loss, and the held-out loss and arm error when the run validated."""
+    from psi0_ros.loss_plot import plot_training_curves
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    steps, losses = [], []
-    with metrics_csv.open() as f:
-        for row in csv.DictReader(f):
-            if row.get("loss"):
-                steps.append(int(row["step"]))
-                losses.append(float(row["loss"]))
-    if not steps:
-        raise ValueError(f"{metrics_csv} has no loss rows")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, losses, lw=1)
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("flow-matching loss")
-    ax.set_title("stage-3 training loss")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return plot_training_curves(metrics_csv, out, title="stage-3 training")
 
 
 def predicted_vs_expert(checkpoint: Path, episode_file: Path, out: Path, frames: int = 4) -> dict[str, Any]:
@@ -94,6 +73,47 @@ def predicted_vs_expert(checkpoint: Path, episode_file: Path, out: Path, frames:
     return {"episode": str(episode_file), "dims": [ACTION_NAMES[d] for d in dims], "mean_abs_error": errors}
 
 
+LAYOUT_TEXT = {
+    "full": "can, basket and cube anywhere in the placement area, either hand",
+    "lab": "can, basket and cube each uniform within +-5 cm of a fixed spot, docs/sim.md",
+}
+OPEN_LOOP_ROWS = (
+    ("arms, first action (rad)", "arms_first_rad", "hold_state_arms_first_rad", "nearest_arms_first_rad"),
+    ("arms, whole chunk (rad)", "arms_chunk_rad", "hold_state_arms_chunk_rad", "nearest_arms_chunk_rad"),
+    ("hands, first action (rad)", "hands_first_rad", "hold_state_hands_first_rad", "nearest_hands_first_rad"),
+    ("vx, vy, first action (m/s)", "lower_velocity_first", "hold_state_lower_velocity_first", None),
+)
+
+
+def open_loop_table(open_loop: dict[str, Any]) -> list[str]:
+    """Markdown: the policy's open-loop errors beside the trivial baselines, per split."""
+
+    def cell(metrics: dict[str, Any], key: str | None) -> str:
+        return f"{metrics[key]:.4f}" if key and key in metrics else "-"
+
+    lines = [
+        "## Open loop (the policy's chunks against the recorded actions)",
+        "",
+        "| split | frames | what | policy | hold current state | nearest training frame |",
+        "|---|---|---|---|---|---|",
+    ]
+    for split in ("train", "held_out"):
+        metrics = open_loop.get(split)
+        if not metrics:
+            continue
+        for label, policy, hold, nearest in OPEN_LOOP_ROWS:
+            row = f"| {split} | {metrics['frames']} | {label} | {cell(metrics, policy)} | {cell(metrics, hold)} |"
+            lines.append(row + f" {cell(metrics, nearest)} |")
+        bias, spread = cell(metrics, "bias_arms_rad"), cell(metrics, "spread_arms_rad")
+        jitter, expert = cell(metrics, "jitter_arms"), cell(metrics, "expert_jitter_arms")
+        lines.append(
+            f"| {split} | | arms: bias of the mean chunk / sampling spread {bias} / {spread}; "
+            f"jitter {jitter} (expert {expert}) | | | |"
+        )
+    lines += [""]
+    return lines
+
+
 def write_report(
     out: Path,
     task: str,
@@ -102,11 +122,16 @@ def write_report(
     train_dir: Path,
     summary: dict[str, Any],
     plot_frames: int = 4,
+    seen: dict[str, Any] | None = None,
+    open_loop: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write OUT/report.md and its images; returns what was written (paths and plot data)."""
+    """Write OUT/report.md and its images; returns what was written (paths and plot data).
+
+    summary: `psi0 eval` on new layouts; seen: the same on the demonstrations' own layouts (or
+    None); open_loop: `psi0 eval --open-loop`'s JSON with "train" and "held_out" splits (or None)."""
     import json
 
-    from psi0_ros.evaluation import render_rollout
+    from psi0_ros.jobs.evaluation import render_rollout
 
     out = Path(out)
     written: dict[str, Any] = {}
@@ -123,12 +148,22 @@ def write_report(
         train_dir / "checkpoint", episode_files[0], out / "predicted_vs_expert.png", plot_frames
     )
     demos = json.loads((Path(demos_dir) / "demos.json").read_text())
+    layout = summary.get("layout", "full")
     lines = [
         f"# psi0_ros main job: {task}",
         "",
-        f"**Closed-loop success: {summary['success_rate'] * 100:.0f}%** over {len(summary['episodes'])} evaluation "
-        f"episodes (layout seeds {summary['layout_seeds'][0]}-{summary['layout_seeds'][-1]}, none used by a demo), "
-        f"through the deploy graph (vlm_node, chunk_node with RTC, robot_bridge_node on the simulated G1).",
+        f"**Closed-loop success on new layouts: {summary['success_rate'] * 100:.0f}%** over "
+        f"{len(summary['episodes'])} evaluation episodes (layout seeds {summary['layout_seeds'][0]}-"
+        f"{summary['layout_seeds'][-1]}, none used by a demo)"
+        + (
+            f"; **on the demonstrations' own layouts: {seen['success_rate'] * 100:.0f}%** over "
+            f"{len(seen['episodes'])} episodes (seeds {', '.join(str(x) for x in seen['layout_seeds'])})"
+            if seen
+            else ""
+        )
+        + ", through the deploy graph (vlm_node, chunk_node with RTC, robot_bridge_node on the simulated G1).",
+        "",
+        f"Layouts: `{layout}` ranges ({LAYOUT_TEXT.get(layout, layout)}), for demonstrations and evaluation alike.",
         "",
         f"- demonstrations: {len(demos['episodes'])} scripted-expert episodes, expert success "
         f"{demos['success_rate'] * 100:.0f}%; {len(episode_files)} HDF5 episodes after `psi0 convert`",
@@ -146,6 +181,14 @@ def write_report(
             f"{r.get('wall_s', 0.0):.1f} | {r.get('realtime_factor', 0.0):.2f} |"
         )
     lines += [""]
+    if seen:
+        lines += ["Demonstrations' own layouts:", "", "| layout seed | outcome | sim s |", "|---|---|---|"]
+        for r in seen["episodes"]:
+            outcome = "error: " + r["error"] if r.get("error") else ("success" if r.get("success") else "failure")
+            lines.append(f"| {r['seed']} | {outcome} | {r.get('sim_time_s', 0.0):.1f} |")
+        lines += [""]
+    if open_loop:
+        lines += open_loop_table(open_loop)
     if "gif" in written:
         lines += ["## One rollout (head camera | scene camera)", "", "![rollout](rollout.gif)", ""]
     errors = ", ".join(f"{e:.3f}" for e in written["prediction"]["mean_abs_error"])
@@ -158,6 +201,8 @@ def write_report(
         "![predicted vs expert](predicted_vs_expert.png)",
         "",
         "## Training loss",
+        "",
+        "Training loss per step; with held-out demos, their flow loss and the arms' first-action error.",
         "",
         "![loss](loss.png)",
         "",
