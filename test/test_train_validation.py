@@ -101,3 +101,30 @@ def test_loss_plot_draws_train_and_validation_curves(tmp_path):
     metrics.write_text("\n".join(lines) + "\n")
     out = plot_training_curves(metrics, tmp_path / "loss.png")
     assert out.is_file() and out.stat().st_size > 1000
+
+
+def test_episode_reader_keeps_episodes_loaded_within_its_byte_budget(episodes, monkeypatch):
+    """Frames drawn from every episode in turn must not re-read a whole file per sample."""
+    import psi0_ros.data.hdf5 as hdf5
+    from training import readers
+
+    reads = []
+    real = hdf5.read_episode
+
+    def counted(path, images=True):
+        if images:  # opening the source reads actions and states only
+            reads.append(path)
+        return real(path, images=images)
+
+    monkeypatch.setattr(hdf5, "read_episode", counted)
+    source = readers.open_source("episodes", str(episodes))
+    assert len(source.entries) >= 2
+    for _ in range(3):
+        for episode in range(len(source.entries)):
+            assert source.image(episode, 0).ndim == 3
+    assert len(reads) == len(source.entries)  # each file read once, then kept
+    # a budget smaller than one episode keeps only the newest: every switch reads again
+    small = readers._LRU(limit=1 << 16, budget=1)
+    for key in ("a", "b", "a"):
+        small.get_or(key, lambda key=key: real(source.entries[0].source))
+    assert list(small) == ["a"] and len(small.weights) == 1

@@ -30,7 +30,12 @@ from training.video import DatasetError, VideoReader
 
 LEROBOT_VERSION = "v2.1"
 HE_G1_JOINTS = 28  # Humanoid Everyday G1: 14 hand + 14 arm joints
-_OPEN_LIMIT = 2  # episodes (or video files) a reader keeps open per process
+_OPEN_LIMIT = 2  # video files a reader keeps open per process
+# Episode files a reader keeps loaded, by the bytes their images hold: training draws frames of
+# every episode in random order, and with only two kept every sample re-read a whole episode
+# (~10 ms for 465 JPEG frames), half the step time of end-to-end stage 3. JPEG episodes are
+# ~7 MB each, so a few hundred fit; raw-frame episodes (~100 MB) keep about ten.
+_EPISODE_BUDGET_BYTES = 1 << 30
 EPISODE_SUFFIX = ".hdf5"  # what `psi0 convert` names episode files (DESIGN §5)
 
 
@@ -66,22 +71,45 @@ def _decode_jpeg(data: bytes, source: str) -> np.ndarray:
         raise DatasetError(f"{source}: image is not a readable JPEG/PNG ({err})") from None
 
 
+def _image_bytes(value: Any) -> int:
+    """Bytes the images of a loaded episode hold (1 for anything else: counted, not weighed)."""
+    images = getattr(value, "images", None)
+    if not isinstance(images, dict):
+        return 1
+    total = 0
+    for frames in images.values():
+        total += frames.nbytes if isinstance(frames, np.ndarray) else sum(len(f) for f in frames)
+    return max(1, total)
+
+
 class _LRU(OrderedDict):
+    """Least recently used values; the oldest go (and are closed) past `limit` entries or, with
+    `budget`, once the values weigh more than `budget` bytes (the newest always stays)."""
+
+    def __init__(self, limit: int = _OPEN_LIMIT, budget: int | None = None):
+        super().__init__()
+        self.limit, self.budget = limit, budget
+        self.weights: dict[Any, int] = {}
+
     def get_or(self, key: Any, make: Any) -> Any:
         if key in self:
             self.move_to_end(key)
             return self[key]
         value = make()
         self[key] = value
-        while len(self) > _OPEN_LIMIT:
-            _, old = self.popitem(last=False)
+        self.weights[key] = _image_bytes(value) if self.budget is not None else 1
+        while len(self) > 1 and (
+            len(self) > self.limit or (self.budget is not None and sum(self.weights.values()) > self.budget)
+        ):
+            old_key, old = self.popitem(last=False)
+            self.weights.pop(old_key, None)
             close = getattr(old, "close", None)
             if close is not None:
                 close()
         return value
 
     def __reduce__(self) -> Any:
-        return (_LRU, ())
+        return (_LRU, (self.limit, self.budget))
 
 
 class EpisodeSource:
@@ -118,6 +146,7 @@ class HDF5EpisodeSource(EpisodeSource):
         sim demo whose task check failed) are left out unless include_failures: a policy learns
         what was demonstrated. They are listed in self.skipped."""
         super().__init__()
+        self._open = _LRU(limit=1 << 16, budget=_EPISODE_BUDGET_BYTES)  # loaded episodes, weighed by images
         from psi0_ros.data.hdf5 import is_temp_file, read_episode
 
         self._read = read_episode
