@@ -152,3 +152,31 @@ def test_a_new_rtc_mode_is_one_registered_class():
         sampling.RTC_SAMPLERS.pop("mine")
     with pytest.raises(ValueError, match="unknown RTC mode"):
         sampling.rtc_sampler("mine")
+
+
+def test_noise_scale_defaults_to_flow_matching_as_trained_and_narrows_the_samples():
+    from psi0_ros.policy.config import FlowConfig, PolicyConfig
+
+    assert FlowConfig().noise_scale == 1.0
+    # a checkpoint written before the field existed reads as 1 (its config.json has no such key)
+    old = tiny_policy_config().to_dict()
+    del old["flow"]["noise_scale"]
+    assert PolicyConfig.from_dict(old).flow.noise_scale == 1.0
+
+    def samples(scale: float | None, n: int = 6) -> np.ndarray:
+        policy = _policy()
+        if scale is not None:
+            policy.config = dataclasses.replace(
+                policy.config, flow=dataclasses.replace(policy.config.flow, noise_scale=scale)
+            )
+        policy.reset()
+        return np.stack([policy.infer_normalized(_observation()) for _ in range(n)])
+
+    as_trained = samples(None)
+    assert np.array_equal(as_trained, samples(1.0))  # scale 1 is bit-identical to the default
+    spread = {s: float(np.abs(x - x.mean(axis=0)).mean()) for s, x in ((1.0, as_trained), (0.5, samples(0.5)))}
+    assert spread[0.5] < 0.75 * spread[1.0], spread
+    deterministic = samples(0.0)
+    assert np.allclose(deterministic, deterministic[0], atol=1e-6)  # no noise: the same chunk every call
+    with pytest.raises(ValueError, match="noise_scale"):
+        FlowConfig(noise_scale=1.5)

@@ -72,6 +72,7 @@ PARAMETERS: tuple[tuple[str, Any, str], ...] = (
         "rtc (RTC mode training) | rtc_guidance (guidance) | sync | naive_async | temporal_ensemble (none)",
     ),
     ("num_steps", 0, "Euler steps per chunk (0: the checkpoint's)"),
+    ("noise_scale", -1.0, "std of the initial flow noise, in [0, 1] (< 0: the checkpoint's, 1 unless set)"),
     ("guidance_beta", 0.0, "rtc_guidance: clip of the guidance weight (0: the checkpoint's)"),
     ("min_execution_horizon", 0, "actions of a chunk that run before the next inference (0: horizon // 2; Psi0 15)"),
     ("delay_window", 6, "delay d = max of this many recent measured delays [ticks] (Psi0: 6)"),
@@ -115,6 +116,7 @@ class ChunkNode(Node):
             rtc_mode=SCHEDULER_MODES[p["mode"]],
             num_steps=int(p["num_steps"]) or None,  # 0: the checkpoint's
             guidance_beta=float(p["guidance_beta"]) or None,  # 0: the checkpoint's
+            noise_scale=None if float(p["noise_scale"]) < 0 else float(p["noise_scale"]),
         )
         horizon = self.policy.horizon
         self.scheduler = RTCScheduler(

@@ -90,6 +90,10 @@ class FlowConfig:
     # Training-time RTC: a clean prefix of d ~ U{0, ..., max_delay - 1} actions per sample (Psi0's
     # torch.randint(0, max_delay)); 0 disables it. A model trained so accepts prefixes d < max_delay.
     max_delay: int = 8
+    # Serving only: the initial noise of the Euler integration is drawn with this standard
+    # deviation. 1 is flow matching as trained (and Psi0's servers); below 1 the chunks move towards
+    # the model's mean, trading sampling spread for bias (docs/main_job.md measures it).
+    noise_scale: float = 1.0
 
     def __post_init__(self) -> None:
         _check(
@@ -101,6 +105,7 @@ class FlowConfig:
             isinstance(self.max_delay, int) and self.max_delay >= 0,
             f"FlowConfig.max_delay must be >= 0, got {self.max_delay!r}",
         )
+        _check(0.0 <= self.noise_scale <= 1.0, f"FlowConfig.noise_scale must be in [0, 1], got {self.noise_scale!r}")
 
 
 @dataclass(frozen=True)

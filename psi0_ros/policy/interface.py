@@ -106,15 +106,16 @@ class Policy:
         rtc_mode: str | None = None,
         num_steps: int | None = None,
         guidance_beta: float | None = None,
+        noise_scale: float | None = None,
     ) -> Policy:
         """The one factory: everything from the checkpoint's own config (DESIGN §6), with explicit
         serving overrides layered over it (None: the checkpoint's): the RTC mode (a sampler name,
-        config.RTC_MODES), Euler steps, the guidance clip. What gives the numbers their meaning
+        config.RTC_MODES), Euler steps, the guidance clip, the initial noise scale. What gives the numbers their meaning
         (representation, normalisation, max delay) is never overridden; config.json never changes,
         and a bad override raises naming it. load_vlm=False for chunk_node, which receives VLM
         features instead of images."""
         checkpoint = load_checkpoint(directory, device, dtype)
-        config = serving_config(checkpoint.config, rtc_mode, num_steps, guidance_beta)
+        config = serving_config(checkpoint.config, rtc_mode, num_steps, guidance_beta, noise_scale)
         normalizer = Normalizer(checkpoint.stats, config.norm.mode, config.norm.normalize_state)
         vlm = None
         if load_vlm:
@@ -175,7 +176,8 @@ class Policy:
         """The chunk in the model's [-1, 1] space, (H, 36) float32 (before denormalisation)."""
         cond = self._conditioning(observation)
         horizon, action_dim = self.horizon, self.config.expert.action_dim
-        noise = torch.randn((1, horizon, action_dim), generator=self._generator, device=self.device).to(self.dtype)
+        noise = torch.randn((1, horizon, action_dim), generator=self._generator, device=self.device)
+        noise = (noise * self.config.flow.noise_scale).to(self.dtype)
         previous, delay = None, 0
         if prefix is not None and self.sampler.uses_prefix:
             previous = torch.from_numpy(self._check_prefix(prefix))[None].to(self.device, self.dtype)
@@ -228,6 +230,7 @@ def serving_config(
     rtc_mode: str | None = None,
     num_steps: int | None = None,
     guidance_beta: float | None = None,
+    noise_scale: float | None = None,
 ) -> PolicyConfig:
     """A checkpoint's config with the inference-time choices replaced (None: keep); checked against
     the samplers (sampling.check_policy_config) with the value named."""
@@ -237,6 +240,8 @@ def serving_config(
     if guidance_beta is not None:
         rtc = dataclasses.replace(rtc, guidance_beta=float(guidance_beta))
     flow = config.flow if num_steps is None else dataclasses.replace(config.flow, num_steps=int(num_steps))
+    if noise_scale is not None:
+        flow = dataclasses.replace(flow, noise_scale=float(noise_scale))
     config = dataclasses.replace(config, rtc=rtc, flow=flow)
     check_policy_config(config)
     return config
