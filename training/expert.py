@@ -37,7 +37,7 @@ from torch import nn
 from psi0_ros.layout import ACTION_DIM, actions_to_deltas
 from psi0_ros.policy.checkpoint import load_checkpoint, save_checkpoint
 from psi0_ros.policy.config import ImageConfig, expert_preset
-from psi0_ros.policy.flow import flow_loss
+from psi0_ros.policy.flow import batch_flow_loss
 from psi0_ros.policy.interface import uses_token_sigma
 from psi0_ros.policy.mmdit import ActionExpert, Conditioning
 from psi0_ros.policy.sampling import check_policy_config
@@ -89,16 +89,7 @@ class ExpertTrainModule(nn.Module):
         hidden, mask = self.features(batch)
         dtype = next(self.expert.parameters()).dtype
         cond = Conditioning(hidden.to(dtype), mask.bool(), batch["state"].to(dtype))
-        return flow_loss(
-            self.expert,
-            batch["actions"],
-            batch["noise"],
-            batch["sigma"],
-            batch["delay"],
-            batch["weights"],
-            cond,
-            self.per_token_sigma,
-        )
+        return batch_flow_loss(self.expert, batch, cond, self.per_token_sigma)
 
 
 class ExpertSamples(torch.utils.data.Dataset):

@@ -13,7 +13,7 @@ actions that will already have run, at every Euler step, so the chunk continues 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 
@@ -90,6 +90,23 @@ def flow_loss(
         batch, horizon, action_dim
     )
     return (((prediction.float() - target) ** 2) * mask).sum(dim=1).mean(dim=0).mean()
+
+
+def batch_flow_loss(
+    expert: ActionExpert, batch: Mapping[str, torch.Tensor], cond: Conditioning, per_token_sigma: bool
+) -> torch.Tensor:
+    """flow_loss on a training batch: "actions", "noise", "sigma", "delay" and "weights" as the
+    training data set cuts them (what Policy.loss and training/expert.py both call)."""
+    return flow_loss(
+        expert,
+        batch["actions"],
+        batch["noise"],
+        batch["sigma"],
+        batch["delay"],
+        batch["weights"],
+        cond,
+        per_token_sigma,
+    )
 
 
 def flow_matching_loss(

@@ -31,7 +31,7 @@ from psi0_ros.constants import ACTION_DIM
 from psi0_ros.layout import check_actions
 from psi0_ros.policy.checkpoint import load_checkpoint
 from psi0_ros.policy.config import PolicyConfig
-from psi0_ros.policy.flow import flow_loss
+from psi0_ros.policy.flow import batch_flow_loss
 from psi0_ros.policy.mmdit import ActionExpert, Conditioning
 from psi0_ros.policy.sampling import check_policy_config
 from psi0_ros.policy.transforms import Normalizer, Sample, Transforms, action_transforms
@@ -208,16 +208,7 @@ class Policy:
         """The training loss of this policy's expert on a batch from the same transform list:
         actions (B, H, 36) normalised targets, weights (B, H, 36), and the per-sample randomness
         noise (B, H, 36), sigma (B,), delay (B,) (flow.flow_loss)."""
-        return flow_loss(
-            self.expert,
-            batch["actions"],
-            batch["noise"],
-            batch["sigma"],
-            batch["delay"],
-            batch["weights"],
-            cond,
-            per_token_sigma=uses_token_sigma(self.config),
-        )
+        return batch_flow_loss(self.expert, batch, cond, per_token_sigma=uses_token_sigma(self.config))
 
 
 def uses_token_sigma(config: PolicyConfig) -> bool:
