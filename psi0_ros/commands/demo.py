@@ -12,6 +12,7 @@ HELP = "the main job: expert demos, convert, train a small Psi0, closed-loop eva
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from psi0_ros.jobs.main_job import MainJobConfig
+    from psi0_ros.sim.scene import LAYOUTS
 
     d = MainJobConfig()
     parser.add_argument("--out", type=Path, default=d.out, help=f"output directory (default: {d.out})")
@@ -25,7 +26,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-episode-s", type=float, default=d.max_episode_s, help="sim s per eval episode")
     parser.add_argument("--plot-frames", type=int, default=d.plot_frames, help="predicted chunks in the plot")
     parser.add_argument(
-        "--layout", choices=("full", "lab"), default=d.layout, help=f"object layout ranges (default: {d.layout})"
+        "--layout", choices=LAYOUTS, default=d.layout, help=f"object layout ranges (default: {d.layout})"
     )
     parser.add_argument(
         "--val-demos", type=int, default=d.val_demos, help=f"demos held out of training (default: {d.val_demos})"

@@ -21,13 +21,15 @@ HELP = "run the simulated G1 behind robot_bridge_node as a live ROS 2 graph (--d
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    from psi0_ros.sim.scene import LAYOUTS
+
     parser.add_argument(
         "--duration", type=float, default=None, metavar="S", help="seconds to run (default: until Ctrl-C)"
     )
     parser.add_argument("--demo", action="store_true", help="also run sim_demo_node: wave, grip, squat, walk")
     parser.add_argument("--scene", choices=("tabletop", "empty"), help="scene (default from the config)")
     parser.add_argument("--seed", type=int, help="object layout seed (default from the config)")
-    parser.add_argument("--layout", choices=("full", "lab"), help="layout ranges (default from the config)")
+    parser.add_argument("--layout", choices=LAYOUTS, help="layout ranges (default from the config)")
     parser.add_argument("--mode", choices=("kinematic", "physics"), help="lower-body mode (default from the config)")
     parser.add_argument("--task", default="can_to_basket", help="task whose success is reported at the end")
     parser.add_argument("--no-camera", action="store_true", help="do not render the head camera")
