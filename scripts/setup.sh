@@ -126,6 +126,42 @@ else
   log "source install/setup.bash to use ros2 run / ros2 launch"
 fi
 
+# The robot-side DDS peer for test/test_unitree_peer.py: a Python 3.10 venv with cyclonedds 0.10.2
+# (what unitree_sdk2_python pins; PyPI has no 0.10.2 wheels for newer Pythons). Optional: without a
+# 3.10 interpreter (PSI0_PEER_PYTHON, python3.10 on PATH, or pyenv's) those tests skip.
+PEER_VENV="$ROOT/.venv-unitree-peer"
+PEER_REQUIREMENTS="$ROOT/test/peers/requirements.txt"
+find_python310() {
+  local candidate
+  for candidate in "${PSI0_PEER_PYTHON:-}" "$(command -v python3.10 || true)" \
+    "$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.10.*/bin/python 2> /dev/null | sort -V | tail -n 1)"; do
+    if [[ -n "$candidate" && -x "$candidate" ]] \
+      && "$candidate" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2> /dev/null; then
+      echo "$candidate"
+      return
+    fi
+  done
+}
+PEER_STAMP="$PEER_VENV/.psi0-peer-stamp"
+if [[ -f "$PEER_STAMP" && "$(cat "$PEER_STAMP")" == "$(sha256sum < "$PEER_REQUIREMENTS")" ]]; then
+  log "robot-side DDS peer env up to date ($PEER_VENV)"
+else
+  PYTHON310="$(find_python310)"
+  if [[ -z "$PYTHON310" ]]; then
+    log "note: no Python 3.10 interpreter found: the robot-side DDS peer tests (cyclonedds 0.10.2) will skip"
+  else
+    log "creating the robot-side DDS peer env with $PYTHON310 (cyclonedds 0.10.2)"
+    rm -rf "$PEER_VENV"
+    if "$PYTHON310" -m venv "$PEER_VENV" \
+      && "$PEER_VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$PEER_REQUIREMENTS"; then
+      sha256sum < "$PEER_REQUIREMENTS" > "$PEER_STAMP"
+    else
+      rm -rf "$PEER_VENV"
+      log "note: could not install $PEER_REQUIREMENTS for Python 3.10: the robot-side DDS peer tests will skip"
+    fi
+  fi
+fi
+
 "$PY" -c 'from psi0_ros.msg import ActionChunk, VLMFeatures, LowerBodyCommand, EpisodeEvent; import tf2_msgs.msg' \
   || { echo "error: generated messages do not import" >&2; exit 1; }
 log "ready: $VENV ($MODE)"

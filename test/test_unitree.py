@@ -199,16 +199,39 @@ def test_disabled_hand_commands_follow_unitrees_stop_path():
             assert (motor.q, motor.dq, motor.tau, motor.kp, motor.kd) == (0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-def test_sdk_path_without_unitree_sdk2py_fails_clearly():
-    try:
-        import unitree_sdk2py  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("unitree_sdk2py is installed here")
-    backend = UnitreeBackend(UnitreeConfig(dds="sdk"))
-    with pytest.raises(RuntimeError, match="unitree_sdk2py.*cyclonedds"):
-        backend.start()
+def test_the_shipped_default_is_the_path_that_works_with_any_cyclonedds():
+    """unitree_sdk2py's types crash a robot-side cyclonedds 0.10.x under a newer cyclonedds, so the
+    default (UnitreeConfig, the node's parameter, config/robot_bridge.yaml) is the own types."""
+    from psi0_ros.robot import params
+
+    assert UnitreeConfig().dds == "cyclonedds"
+    assert params.DEFAULTS["unitree.dds"] == "cyclonedds"
+    assert params.load_yaml(Path(__file__).parents[1] / "config" / "robot_bridge.yaml")["unitree.dds"] == "cyclonedds"
+
+
+def _cyclonedds_version() -> str:
+    from importlib.metadata import version
+
+    return version("cyclonedds")
+
+
+def test_the_sdk_path_is_refused_unless_cyclonedds_is_the_robots(capsys):
+    """With a cyclonedds other than 0.10.x, unitree.dds='sdk' stops at start, before unitree_sdk2py is
+    even imported, with one line naming the version and what to install; `psi0 doctor --hands
+    --dds sdk` prints that line and exits 1."""
+    from psi0_ros.cli import main
+
+    installed = _cyclonedds_version()
+    if installed.startswith("0.10."):
+        pytest.skip(f"cyclonedds {installed} here is the robot's: the sdk path is not refused")
+    with pytest.raises(RuntimeError) as refused:
+        UnitreeBackend(UnitreeConfig(dds="sdk")).start()
+    message = str(refused.value)
+    assert "\n" not in message and f"cyclonedds {installed}" in message
+    assert "pip install cyclonedds==0.10.2" in message and "Set unitree.dds to 'cyclonedds'" in message
+    assert main(["doctor", "--hands", "--dds", "sdk", "--domain-id", "149"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"error: {message}"]
 
 
 class FakeRobot:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -30,8 +33,8 @@ _CHECKS: tuple[tuple[str, str, str], ...] = (
     ("rosbags", "reading rosbag2 without ROS", "convert"),
     ("h5py", "episode files", "convert, training"),
     ("mujoco", "simulated G1", "sim"),
-    ("cyclonedds", "unitree_hg wire types", "unitree backend tests"),
-    ("unitree_sdk2py", "Unitree SDK (robot only)", "unitree backend on the robot"),
+    ("cyclonedds", "DDS to the G1 (own unitree_hg types)", "unitree backend"),
+    ("unitree_sdk2py", "Unitree SDK (optional)", "unitree backend with unitree.dds=sdk"),
 )
 
 
@@ -58,7 +61,23 @@ def _probe(module_name: str) -> tuple[bool, str]:
         module = importlib.import_module(module_name)
     except Exception as err:
         return False, f"{type(err).__name__}: {err}".splitlines()[0][:120]
-    return True, str(getattr(module, "__version__", "ok"))
+    version = getattr(module, "__version__", None)
+    if version is None and "." not in module_name:
+        try:
+            version = importlib.metadata.version(module_name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return True, str(version or "ok")
+
+
+def _unitree_dds_paths() -> dict[str, str | None]:
+    """Each unitree.dds path -> why it cannot talk to the robot from here (None: it can)."""
+    from psi0_ros.robot.unitree_backend import DDS_PATHS, dds_path_problem
+
+    paths = {path: dds_path_problem(path) for path in DDS_PATHS}
+    if paths["sdk"] is None and importlib.util.find_spec("unitree_sdk2py") is None:
+        paths["sdk"] = "needs unitree_sdk2py (from source: github.com/unitreerobotics/unitree_sdk2_python)"
+    return paths
 
 
 HAND_CHECK_RATE_HZ = 50.0  # HandCmd_ rate while moving a finger
@@ -126,9 +145,12 @@ def _run_hands(args: argparse.Namespace) -> int:
         dds=args.dds, network_interface=args.network_interface, domain_id=args.domain_id, hands=True, **orders
     )
     backend = UnitreeBackend(config)
-    backend.start()
     try:
+        backend.start()
         moved = check_hands(backend, args.move_s, args.ask)
+    except RuntimeError as err:  # a refused DDS path, a missing package, hands that never report
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     finally:
         backend.close()
     bad = [entry for names in moved.values() for entry in names if "operator said no" in entry]
@@ -159,6 +181,9 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         report["cuda"] = None
     print(f"  cuda: {report['cuda'] or 'not available'}")
+    report["unitree_dds"] = _unitree_dds_paths()
+    for path, problem in report["unitree_dds"].items():  # type: ignore[union-attr]
+        print(f"  unitree.dds={path}: {problem or 'ok'}")
     env = {key: os.environ.get(key) for key in (*TRANSPORT_DEFAULTS, "ROS_DOMAIN_ID", "ROS_DISTRO", "MUJOCO_GL")}
     report["environment"] = env
     for key, value in env.items():

@@ -111,7 +111,12 @@ PARAMETERS: tuple[Param, ...] = (
     Param(
         "sim.heading", "target_yaw", "sim kinematic: heading follows 'target_yaw' (+ vyaw feed-forward) or 'vyaw' only"
     ),
-    Param("unitree.dds", "sdk", "unitree: 'sdk' (unitree_sdk2py) or 'cyclonedds' (psi0_ros's own unitree_hg types)"),
+    Param(
+        "unitree.dds",
+        "cyclonedds",
+        "unitree: 'cyclonedds' (psi0_ros's own unitree_hg types, any cyclonedds) or 'sdk' (unitree_sdk2py; "
+        "refused unless cyclonedds is 0.10.x, the robot's)",
+    ),
     Param("unitree.network_interface", "", "unitree: DDS network interface to the robot, e.g. 'eth0' ('' = default)"),
     Param("unitree.domain_id", 0, "unitree: DDS domain of the robot (Unitree uses 0)"),
     Param("unitree.hands", True, "unitree: command the two Dex3-1 hands on rt/dex3/{left,right}/cmd"),

@@ -4,9 +4,14 @@ Topics (DESIGN §2): rt/lowcmd, rt/lowstate, rt/dex3/{left,right}/cmd and .../st
 echoes the newest LowState_.mode_machine, enables the 29 body motors (mode 1) with the safety
 layer's kp/kd and carries Unitree's CRC32; each hand gets its own HandCmd_ in its wire order.
 
-Two DDS paths, the same messages: dds="sdk" uses unitree_sdk2py (installed from source on the
-robot; missing -> a clear error), dds="cyclonedds" uses psi0_ros.robot.unitree_idl with the
-cyclonedds package (the loopback tests use it; it also talks to a real G1).
+Two DDS paths, the same messages. dds="cyclonedds" (the default) uses psi0_ros.robot.unitree_idl with
+the cyclonedds package, any version from 0.10 on: its types announce exactly the type information of
+Unitree's C++ IDL, so the robot's DDS (cyclonedds 0.10.x) matches them without a type lookup.
+dds="sdk" uses unitree_sdk2py (installed from source; missing -> a clear error), whose types say
+uint8 where Unitree's IDL says octet: under cyclonedds 0.10.x that is announced as octet and matches,
+but under a newer cyclonedds it is announced as TK_UINT8, the robot-side 0.10.x process asks for the
+type and crashes resolving it (SIGSEGV, "ddsi_xt_type ... INVALID"). dds="sdk" is therefore refused
+unless the installed cyclonedds is 0.10.x (dds_path_problem()).
 
 Nothing is sent before the first LowState_ (mode_machine unknown), nor before each enabled hand
 has reported. A LowState_ older than state_timeout_s is reported with NaN joint positions, which
@@ -19,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -37,7 +43,9 @@ from psi0_ros.robot.unitree_codec import (
     imu_state,
 )
 
-DDS_PATHS = ("sdk", "cyclonedds")
+DDS_PATHS = ("cyclonedds", "sdk")
+# The robot side's DDS: unitree_sdk2 bundles cyclonedds 0.10.2 and unitree_sdk2_python pins it.
+ROBOT_CYCLONEDDS = "0.10"
 TOPIC_LOWCMD = "rt/lowcmd"
 TOPIC_LOWSTATE = "rt/lowstate"
 TOPIC_HAND_CMD = {side: f"rt/dex3/{side}/cmd" for side in HAND_SIDES}
@@ -46,7 +54,7 @@ TOPIC_HAND_STATE = {side: f"rt/dex3/{side}/state" for side in HAND_SIDES}
 
 @dataclass(frozen=True)
 class UnitreeConfig:
-    dds: str = "sdk"
+    dds: str = "cyclonedds"  # see the module docstring; "sdk" needs cyclonedds 0.10.x
     network_interface: str = ""  # e.g. "eth0" on the robot's 192.168.123.x network; "" = DDS default
     domain_id: int = 0
     hands: bool = True
@@ -73,6 +81,29 @@ class UnitreeConfig:
         return hand_slots(side, getattr(self, f"{side}_hand_wire_order"))
 
 
+def installed_cyclonedds() -> str | None:
+    """Version of the installed cyclonedds package, or None."""
+    try:
+        return metadata.version("cyclonedds")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def dds_path_problem(dds: str) -> str | None:
+    """Why `dds` cannot talk to the robot from this environment (one line saying what to install), or None."""
+    installed = installed_cyclonedds()
+    if installed is None:
+        return "the unitree backend needs the cyclonedds package: pip install 'psi0_ros[unitree]' (or cyclonedds)"
+    if dds == "sdk" and not installed.startswith(ROBOT_CYCLONEDDS + "."):
+        return (
+            f"unitree.dds='sdk' is refused with cyclonedds {installed}: unitree_sdk2py's types then crash the "
+            f"robot's cyclonedds {ROBOT_CYCLONEDDS}.x in type lookup. Set unitree.dds to 'cyclonedds' (psi0_ros's "
+            f"own types, any cyclonedds), or use Python <= 3.10 with `pip install cyclonedds==0.10.2` and "
+            "unitree_sdk2py from source (github.com/unitreerobotics/unitree_sdk2_python)"
+        )
+    return None
+
+
 class _Transport:
     """Publishers/subscribers for the five topics, and constructors for the messages."""
 
@@ -91,6 +122,9 @@ class _Transport:
 
 class _SdkTransport(_Transport):
     def __init__(self, config: UnitreeConfig) -> None:
+        problem = dds_path_problem("sdk")
+        if problem:
+            raise RuntimeError(problem)
         try:
             from unitree_sdk2py.core.channel import ChannelFactoryInitialize, ChannelPublisher, ChannelSubscriber
             from unitree_sdk2py.idl.default import unitree_hg_msg_dds__HandCmd_, unitree_hg_msg_dds__LowCmd_
@@ -98,7 +132,7 @@ class _SdkTransport(_Transport):
         except ImportError as err:
             raise RuntimeError(
                 "the unitree backend with unitree.dds='sdk' needs unitree_sdk2py, which is not installed "
-                f"({err}). Install it from source on the robot (github.com/unitreerobotics/unitree_sdk2_python), "
+                f"({err}). Install it from source (github.com/unitreerobotics/unitree_sdk2_python), "
                 "or set unitree.dds to 'cyclonedds' to use psi0_ros's own unitree_hg types."
             ) from err
         ChannelFactoryInitialize(config.domain_id, config.network_interface or None)
@@ -141,8 +175,12 @@ class _SdkTransport(_Transport):
 
 class _CycloneTransport(_Transport):
     def __init__(self, config: UnitreeConfig) -> None:
+        problem = dds_path_problem("cyclonedds")
+        if problem:
+            raise RuntimeError(problem)
         from cyclonedds.core import Listener
         from cyclonedds.domain import Domain, DomainParticipant
+        from cyclonedds.internal import InvalidSample
         from cyclonedds.pub import DataWriter
         from cyclonedds.sub import DataReader
         from cyclonedds.topic import Topic
@@ -164,6 +202,7 @@ class _CycloneTransport(_Transport):
             "handcmd": unitree_idl.HandCmd_,
             "handstate": unitree_idl.HandState_,
         }
+        self._invalid_sample = InvalidSample
         self._topic_cls, self._writer_cls, self._reader_cls, self._listener_cls = (
             Topic,
             DataWriter,
@@ -190,7 +229,8 @@ class _CycloneTransport(_Transport):
             if reader is None or self._closed:  # a callback racing close()
                 return
             for sample in reader.take(N=16):
-                handler(sample)
+                if not isinstance(sample, self._invalid_sample):  # no data: the writer left or disposed
+                    handler(sample)
 
         listener = self._listener_cls(on_data_available=on_data_available)
         dds_topic = self._topic_cls(self._participant, topic, self._types[kind])

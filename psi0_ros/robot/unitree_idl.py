@@ -1,12 +1,12 @@
 """unitree_hg IDL types for the `cyclonedds` Python package (DDS names unitree_hg::msg::dds_::*).
 
 Field lists, order, types and annotations follow Unitree's C++ IDL (unitree_sdk2
-include/unitree/idl/hg/*.hpp): `mode`, `mode_pr`, `mode_machine` and `wireless_remote` are `octet`
-(types.byte). Under cyclonedds 11 a uint8 field is announced as TK_UINT8, not TK_BYTE, and with type
-discovery a Unitree-typed peer then never matches; with octet the type information equals the
-bytes compiled into Unitree's headers (test/test_unitree.py), so a DataReader/DataWriter built
-with these types talks to the robot directly. Used by the unitree backend when unitree_sdk2py is not installed
-(dds="cyclonedds") and by the loopback tests. The default_* helpers build zeroed messages.
+include/unitree/idl/hg/*.hpp): `mode`, `mode_pr`, `mode_machine` and `wireless_remote` are `octet`.
+With type discovery a peer matches only on equal type information; these types announce the bytes
+compiled into Unitree's headers under cyclonedds 11 and under the robot's cyclonedds 0.10.x alike
+(test/test_unitree.py, test/test_unitree_peer.py), so a DataReader/DataWriter built with them talks
+to the robot directly and never sends it a type it cannot resolve. They are the unitree backend's
+default path (dds="cyclonedds") and the loopback tests' types. The default_* helpers build zeroed messages.
 
 cyclonedds's generic encoder walks nested structs field by field (about 1 ms per LowCmd_ or
 LowState_ here); at 500 Hz that is most of a core. LowCmd_, HandCmd_, LowState_ and HandState_ therefore
@@ -26,6 +26,11 @@ import cyclonedds.idl.types as types
 from cyclonedds.idl import Endianness
 
 from psi0_ros.robot.crc import NUM_MOTOR_SLOTS, low_cmd_values, low_state_values
+
+# IDL `octet`. cyclonedds 11 spells it types.byte (its types.uint8 is announced as TK_UINT8, which a
+# 0.10.x peer cannot resolve); cyclonedds 0.10.x has no types.byte and announces its types.uint8 as
+# TK_BYTE, i.e. octet. Either way the type information equals Unitree's (test/test_unitree_peer.py).
+octet = types.byte if hasattr(types, "byte") else types.uint8
 
 _XCDR1_LE = b"\x00\x01\x00\x00"  # encapsulation header: plain CDR, little-endian
 # XCDR1 bodies (offsets from the end of the header). Unlike the C struct, CDR does not align a
@@ -47,7 +52,7 @@ def _fast(buffer: object, endianness: object, use_version_2: object) -> bool:
 @annotate.final
 @annotate.autoid("sequential")
 class MotorCmd_(idl.IdlStruct, typename="unitree_hg.msg.dds_.MotorCmd_"):
-    mode: types.byte = 0  # body: 1 = enable, 0 = off; Dex3: id | status << 4 | timeout << 7
+    mode: octet = 0  # body: 1 = enable, 0 = off; Dex3: id | status << 4 | timeout << 7
     q: types.float32 = 0.0  # rad
     dq: types.float32 = 0.0  # rad/s
     tau: types.float32 = 0.0  # N·m feed-forward
@@ -60,7 +65,7 @@ class MotorCmd_(idl.IdlStruct, typename="unitree_hg.msg.dds_.MotorCmd_"):
 @annotate.final
 @annotate.autoid("sequential")
 class MotorState_(idl.IdlStruct, typename="unitree_hg.msg.dds_.MotorState_"):
-    mode: types.byte = 0
+    mode: octet = 0
     q: types.float32 = 0.0
     dq: types.float32 = 0.0
     ddq: types.float32 = 0.0
@@ -97,8 +102,8 @@ class PressSensorState_(idl.IdlStruct, typename="unitree_hg.msg.dds_.PressSensor
 @annotate.final
 @annotate.autoid("sequential")
 class LowCmd_(idl.IdlStruct, typename="unitree_hg.msg.dds_.LowCmd_"):
-    mode_pr: types.byte = 0  # 0 = PR (ankle/waist pitch-roll joints), 1 = AB (raw actuators)
-    mode_machine: types.byte = 0  # must echo LowState_.mode_machine
+    mode_pr: octet = 0  # 0 = PR (ankle/waist pitch-roll joints), 1 = AB (raw actuators)
+    mode_machine: octet = 0  # must echo LowState_.mode_machine
     motor_cmd: types.array[MotorCmd_, NUM_MOTOR_SLOTS] = field(
         default_factory=lambda: [MotorCmd_() for _ in range(NUM_MOTOR_SLOTS)]
     )
@@ -116,14 +121,14 @@ class LowCmd_(idl.IdlStruct, typename="unitree_hg.msg.dds_.LowCmd_"):
 @annotate.autoid("sequential")
 class LowState_(idl.IdlStruct, typename="unitree_hg.msg.dds_.LowState_"):
     version: types.array[types.uint32, 2] = field(default_factory=lambda: [0, 0])
-    mode_pr: types.byte = 0
-    mode_machine: types.byte = 0
+    mode_pr: octet = 0
+    mode_machine: octet = 0
     tick: types.uint32 = 0
     imu_state: IMUState_ = field(default_factory=IMUState_)
     motor_state: types.array[MotorState_, NUM_MOTOR_SLOTS] = field(
         default_factory=lambda: [MotorState_() for _ in range(NUM_MOTOR_SLOTS)]
     )
-    wireless_remote: types.array[types.byte, 40] = field(default_factory=lambda: [0] * 40)
+    wireless_remote: types.array[octet, 40] = field(default_factory=lambda: [0] * 40)
     reserve: types.array[types.uint32, 4] = field(default_factory=lambda: [0] * 4)
     crc: types.uint32 = 0
 
