@@ -32,6 +32,7 @@ setup(
         "h5py>=3.9",
         "rosbags>=0.10",
         "pillow>=10",
+        "simplejpeg>=1.7",  # episode JPEGs straight from the message buffer (libjpeg-turbo)
         "tqdm>=4.66",
         "tokenizers>=0.20",  # FAST action tokenizer (training/fast.py)
         "matplotlib>=3.8",  # training loss curves
@@ -41,8 +42,9 @@ setup(
         "sim": ["mujoco>=3.2"],
         "lerobot": ["pyarrow>=15", "pandas>=2", "av>=12"],
         "unitree": ["cyclonedds>=0.10"],
-        # mcap: an independent bag writer for the tests; scipy: reference numerics; urdf-parser-py: ROS's URDF parser
-        "dev": ["pytest>=8", "ruff>=0.6", "urdf-parser-py>=0.0.4", "scipy>=1.11", "mcap>=1.1"],
+        # mcap, zstandard: an independent bag writer and compressor for the tests; scipy: reference
+        # numerics; urdf-parser-py: ROS's URDF parser
+        "dev": ["pytest>=8", "ruff>=0.6", "urdf-parser-py>=0.0.4", "scipy>=1.11", "mcap>=1.1", "zstandard>=0.22"],
     },
     entry_points={"console_scripts": ["psi0=psi0_ros.cli:main"]},
 )

@@ -240,3 +240,69 @@ def test_a_changed_message_definition_is_read_with_the_bags_own_definition(tmp_p
     action = read_episode(Path(summary.episodes[0].output), images=False).action
     rows = {tuple(np.float32(v) for v in row) for row in expected}
     assert all(tuple(r) in rows for r in action[:, 28:])  # every tick holds one of the recorded commands
+
+
+def _cli(*args: str, preexec_fn=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "psi0_ros.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=preexec_fn,
+    )
+
+
+METADATA_DAMAGE = {
+    "random bytes": np.random.default_rng(0).bytes(3000),
+    "a yaml list": b"- 1\n- 2\n",
+    "no file list": b"rosbag2_bagfile_information:\n  version: 9\n",
+    "a count that is no number": (
+        b"rosbag2_bagfile_information:\n  relative_file_paths: [good_0.mcap]\n  topics_with_message_count:\n"
+        b"    - topic_metadata: {name: /joint_states}\n      message_count: many\n"
+    ),
+    "an unknown compression": (
+        b"rosbag2_bagfile_information:\n  relative_file_paths: [good_0.mcap]\n"
+        b"  compression_format: brotli\n  compression_mode: FILE\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("command", ["convert", "inspect"])
+@pytest.mark.parametrize("damage", sorted(METADATA_DAMAGE))
+def test_a_damaged_metadata_yaml_is_one_clear_line_and_exit_1(good_bag, tmp_path, command, damage):
+    bag = tmp_path / "bag"
+    bag.mkdir()
+    (bag / "good_0.mcap").write_bytes(next(good_bag.glob("*.mcap")).read_bytes())
+    (bag / "metadata.yaml").write_bytes(METADATA_DAMAGE[damage])
+    extra = ("-o", str(tmp_path / "out"), "-j", "1", "--no-progress") if command == "convert" else ()
+    result = _cli(command, str(bag), *extra)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    named = [line for line in result.stdout.splitlines() if "metadata.yaml" in line]
+    assert len(named) == 1 and "error" in named[0], result.stdout
+
+
+@pytest.fixture(scope="module")
+def wide_bag(tmp_path_factory) -> Path:
+    """160x120 frames: an episode file outgrows a 64 KiB file-size limit part way through (this
+    layout, 3.6 s with a 1 s second episode, crashed HDF5's shutdown every time)."""
+    episodes = (SyntheticEpisode(0.3, 1.0), SyntheticEpisode(2.0, 3.0))
+    return _bag(tmp_path_factory.mktemp("wide") / "wide", duration_s=3.6, episodes=episodes, width=160, height=120)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_file_size_limit_ends_convert_cleanly(wide_bag, tmp_path, jobs):
+    """Python ignores SIGXFSZ, so a write past `ulimit -f` fails with EFBIG inside HDF5: that is
+    reported per episode, and the process then exits 1 (no SIGSEGV from HDF5's shutdown, no
+    traceback from a worker)."""
+
+    def limit() -> None:  # the limit only: the disposition of SIGXFSZ is Python's own
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    out = tmp_path / "out"
+    result = _cli("convert", str(wide_bag), "-o", str(out), "-j", jobs, "--no-progress", preexec_fn=limit)
+    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
+    errors = [line for line in result.stdout.splitlines() if line.startswith("error")]
+    assert len(errors) == 2 and all("File too large (over the file-size limit" in e for e in errors), errors
+    assert _outputs(out) == []

@@ -261,6 +261,72 @@ def test_replayed_episode_events_create_no_episodes(source, tmp_path):
     assert report.valid and any("replayed" in w for w in report.warnings)
 
 
+def test_late_delivered_episode_events_keep_their_own_stamps(source, tmp_path):
+    """EpisodeEvents the recorder got only when its subscription matched again (a restarted
+    publisher; transient-local delivery): received seconds after their stamps, and more of them
+    late than on time. Each event takes effect at its own stamp, so the episodes are the
+    reference's exactly."""
+    messages, reference = source
+    t0 = messages[0].log_time_ns
+    events = [m for m in messages if m.topic == TOPIC_EPISODE_EVENTS]
+    assert len(events) == 6  # START, STOP, SUCCESS of episodes 0 and 1
+    late = [replace(m, log_time_ns=t0 + 7_000_000_000 + i) for i, m in enumerate(events[:4])]
+    rest = [m for m in messages if m not in events[:4]]
+    bag = write_mcap(tmp_path / "rec" / "rec_0.mcap", sorted([*rest, *late], key=lambda m: m.log_time_ns))
+    summary = _convert(bag.parent, tmp_path / "out")
+    assert summary.ok and [(r.episode_index, r.outcome) for r in summary.episodes] == [(0, "success"), (1, "success")]
+    _assert_same(tmp_path / "out", reference)
+    for name in NAMES:
+        with h5py.File(tmp_path / "out" / name) as a, h5py.File(reference / name) as b:
+            assert (
+                a.attrs["start_time_ns"] == b.attrs["start_time_ns"]
+                and a.attrs["stop_time_ns"] == b.attrs["stop_time_ns"]
+            )
+
+
+def _chunk_holding(bag: Path, log_time_ns: int):
+    from mcap.reader import make_reader
+
+    with bag.open("rb") as f:
+        indexes = make_reader(f).get_summary().chunk_indexes
+    return next(c for c in indexes if c.message_start_time <= log_time_ns <= c.message_end_time)
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_mcap_killed_mid_chunk_after_the_outcome(source, tmp_path, compression):
+    """The recorder dies while writing the chunk that holds episode 0's SUCCESS (after its STOP).
+    Uncompressed, the SUCCESS is still in the file and is read; in a zstd chunk cut inside its
+    only block it is gone, and the summary says the outcome may have been lost."""
+    messages, reference = source
+    kind = CompressionType.NONE if compression == "none" else CompressionType.ZSTD
+    bag = write_mcap(tmp_path / "rec" / "rec_0.mcap", messages, chunk_size=64 * 1024, compression=kind)
+    success = [m for m in messages if m.topic == TOPIC_EPISODE_EVENTS][2]
+    chunk = _chunk_holding(bag, success.log_time_ns)
+    assert chunk.message_start_time < success.log_time_ns < chunk.message_end_time
+    whole = bag.read_bytes()
+    if compression == "none":  # cut right after the SUCCESS record
+        cut = whole.index(success.data, chunk.chunk_start_offset) + len(success.data) + 10
+    else:
+        cut = chunk.chunk_start_offset + chunk.chunk_length // 2
+    bag.write_bytes(whole[:cut])
+    summary = _convert(bag.parent, tmp_path / "out")
+    assert [(r.episode_index, r.status) for r in summary.episodes] == [(0, "ok")], summary.to_dict()
+    result = summary.episodes[0]
+    with h5py.File(tmp_path / "out" / NAMES[0]) as f:
+        outcome, flags = f.attrs["outcome"], list(f.attrs["flags"])
+    if compression == "none":
+        assert result.outcome == outcome == "success" and not result.flags, summary.to_dict()
+    else:
+        assert result.outcome == outcome == "unknown"
+        lost = [flag for flag in result.flags if flag.startswith("outcome_lost")]
+        assert len(lost) == 1 and str(bag) in lost[0] and lost[0] in flags, result.flags
+    _assert_same(tmp_path / "out", reference, NAMES[:1])
+    report = inspect_paths([bag.parent])[0]
+    episodes = report.summary["episodes"]
+    assert [e["outcome"] for e in episodes] == ["success" if compression == "none" else "unknown"]
+    assert any(f.startswith("outcome_lost") for f in episodes[0]["flags"]) == (compression == "zstd")
+
+
 MEMORY_PROBE = """
 import resource, sys
 from pathlib import Path

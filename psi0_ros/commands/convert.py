@@ -87,6 +87,22 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary.to_dict(), indent=2) + "\n")
-    if summary.interrupted:
-        return 130  # the shell's code for a command ended by SIGINT
-    return 0 if summary.ok else 1
+    status = 130 if summary.interrupted else 0 if summary.ok else 1  # 130: the shell's code for Ctrl-C
+    _exit_past_unclosed_files(status)
+    return status
+
+
+def _exit_past_unclosed_files(status: int) -> None:
+    """End the process now when a failed write (disk full, file-size limit) left HDF5 holding a
+    file it cannot close: HDF5's own shutdown would retry the write and crash (SIGSEGV)."""
+    import os
+
+    from psi0_ros.data.hdf5 import unclosed_files
+
+    if unclosed_files():
+        from psi0_ros.data.bag_compression import release_decompressed
+
+        release_decompressed()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)

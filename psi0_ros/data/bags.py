@@ -17,11 +17,19 @@ from typing import Any
 
 import yaml
 from rosbags.interfaces import Connection, MessageDefinitionFormat
-from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from psi0_ros.data.bag_compression import (
+    ZSTD_MAGIC,
+    ZSTD_SUFFIX,
+    CompressionError,
+    compression_of,
+    decompress_message,
+    decompressed_copy,
+    inner_name,
+)
 from psi0_ros.data.storage import StorageError, open_storage
-from psi0_ros.data.typestore import shared_typestore
+from psi0_ros.data.typestore import bag_definition_store, shared_typestore
 
 STORAGE_SUFFIXES = (".mcap", ".db3")
 METADATA = "metadata.yaml"
@@ -44,10 +52,12 @@ def find_bags(paths: Iterable[Path | str]) -> list[Path]:
         if path.is_file():
             if path.name == METADATA:
                 found.append(path.parent)
-            elif path.suffix in STORAGE_SUFFIXES:
+            elif is_storage_file(path):
                 found.append(path)
             else:
-                raise BagError(f"{path}: not a rosbag2 bag (expected a directory, {METADATA}, .mcap or .db3)")
+                raise BagError(
+                    f"{path}: not a rosbag2 bag (expected a directory, {METADATA}, .mcap, .db3 or their .zstd)"
+                )
             continue
         bags = bags_under(path)
         if not bags:
@@ -64,7 +74,7 @@ def bags_under(directory: Path) -> list[Path]:
     """Bags at or below a directory: one with metadata.yaml or storage files is one bag."""
     if (directory / METADATA).is_file():
         return [directory]
-    if any(p.is_file() and p.suffix in STORAGE_SUFFIXES for p in directory.iterdir()):
+    if any(p.is_file() and is_storage_file(p) for p in directory.iterdir()):
         return [directory]  # storage files without metadata.yaml: one bag, read in split order
     bags: list[Path] = []
     for child in sorted(p for p in directory.iterdir() if p.is_dir()):
@@ -75,13 +85,18 @@ def bags_under(directory: Path) -> list[Path]:
 def is_bag(path: Path) -> bool:
     """Whether path is itself a bag as find_bags() takes it (not a directory of bags)."""
     if path.is_file():
-        return path.name == METADATA or path.suffix in STORAGE_SUFFIXES
+        return path.name == METADATA or is_storage_file(path)
     return path.is_dir() and bags_under(path) == [path]
+
+
+def is_storage_file(path: Path) -> bool:
+    """A .mcap or .db3 storage file, or one rosbag2 compressed whole (.mcap.zstd, .db3.zstd)."""
+    return PurePath(inner_name(path)).suffix in STORAGE_SUFFIXES
 
 
 def bag_name(bag: Path) -> str:
     """A short name for output files: the bag directory's name or the storage file's stem."""
-    return bag.stem if bag.is_file() else bag.name
+    return PurePath(inner_name(bag)).stem if bag.is_file() else bag.name
 
 
 def unique_bag_names(bags: Sequence[Path]) -> list[str]:
@@ -112,26 +127,79 @@ def header_stamp_ns(msg: Any) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def storage_files(bag: Path) -> tuple[list[Path], dict[str, Any] | None]:
-    """The storage files of a bag in recording order, and its metadata.yaml content (or None).
+@dataclass(frozen=True)
+class BagMetadata:
+    """What the reader takes from a bag's metadata.yaml."""
+
+    files: list[str]  # relative_file_paths
+    declared: dict[str, int]  # messages per topic (topics_with_message_count)
+    compression: str  # "none", "file" or "message"
+
+
+def read_metadata(path: Path) -> BagMetadata:
+    """Parse a rosbag2 metadata.yaml; anything else is a BagError naming the file and the problem."""
+
+    def bad(reason: str) -> BagError:
+        return BagError(f"{path}: unreadable rosbag2 metadata: {reason}")
+
+    try:
+        text = path.read_bytes().decode("utf-8")
+        document = yaml.safe_load(text)
+    except OSError as err:
+        raise bad(err.strerror or str(err)) from err
+    except UnicodeDecodeError as err:
+        raise bad(f"not UTF-8 text (byte {err.start})") from err
+    except yaml.YAMLError as err:
+        raise bad(f"not YAML ({str(err).splitlines()[0]})") from err
+    except RecursionError as err:
+        raise bad("nested too deeply") from err
+    info = document.get("rosbag2_bagfile_information") if isinstance(document, dict) else None
+    if not isinstance(info, dict):
+        raise bad("no rosbag2_bagfile_information mapping")
+    files = info.get("relative_file_paths")
+    if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
+        raise bad("relative_file_paths is not a list of file names")
+    declared: dict[str, int] = {}
+    entries = info.get("topics_with_message_count") or []
+    for entry in entries if isinstance(entries, list) else [entries]:
+        try:
+            topic, count = entry["topic_metadata"]["name"], entry["message_count"]
+        except (KeyError, TypeError):
+            raise bad(
+                f"topics_with_message_count entry {entry!r:.80} lacks topic_metadata.name or message_count"
+            ) from None
+        if not isinstance(topic, str) or isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise bad(f"topics_with_message_count: {topic!r:.80} has message_count {count!r:.40}")
+        declared[topic] = declared.get(topic, 0) + count
+    try:
+        compression = compression_of(info)
+    except CompressionError as err:
+        raise bad(str(err)) from err
+    return BagMetadata(files, declared, compression)
+
+
+def storage_files(bag: Path) -> tuple[list[Path], BagMetadata | None]:
+    """The storage files of a bag in recording order, and its metadata.yaml (or None).
 
     Without metadata.yaml, a directory's storage files are one bag split by the recorder
-    (name_0, name_1, ... in numeric order); a file is a bag of its own.
+    (name_0, name_1, ... in numeric order; where rosbag2 compressed a file but was killed before
+    removing the original, the original); a file is a bag of its own.
     """
     if bag.is_file():
         return [bag], None
     metadata_path = bag / METADATA
     if metadata_path.is_file():
-        try:
-            info = yaml.safe_load(metadata_path.read_text())["rosbag2_bagfile_information"]
-            files = [bag / PurePath(name).name for name in info["relative_file_paths"]]
-        except (OSError, yaml.YAMLError, KeyError, TypeError) as err:
-            raise BagError(f"{metadata_path}: unreadable rosbag2 metadata: {type(err).__name__}: {err}") from err
+        info = read_metadata(metadata_path)
+        files = [bag / PurePath(name).name for name in info.files]
         missing = [str(f) for f in files if not f.is_file()]
         if missing:
             raise BagError(f"{bag}: storage file(s) named in {METADATA} are missing: {missing}")
         return files, info
-    files = sorted((p for p in bag.iterdir() if p.is_file() and p.suffix in STORAGE_SUFFIXES), key=_split_order)
+    found = [p for p in bag.iterdir() if p.is_file() and is_storage_file(p)]
+    names = {p.name for p in found}
+    files = sorted(
+        (p for p in found if not (p.name.endswith(ZSTD_SUFFIX) and inner_name(p) in names)), key=_split_order
+    )
     if not files:
         raise BagError(f"{bag}: no {METADATA} and no .mcap/.db3 storage file")
     return files, None
@@ -139,10 +207,11 @@ def storage_files(bag: Path) -> tuple[list[Path], dict[str, Any] | None]:
 
 def _split_order(path: Path) -> tuple[str, int, str]:
     """rosbag2 names split files <bag>_<n>.<ext>: order by the name, then n as a number."""
-    stem, _, number = path.stem.rpartition("_")
+    name = PurePath(inner_name(path))
+    stem, _, number = name.stem.rpartition("_")
     if stem and number.isdigit():
-        return stem, int(number), path.suffix
-    return path.stem, -1, path.suffix
+        return stem, int(number), name.suffix
+    return name.stem, -1, name.suffix
 
 
 class BagReader:
@@ -160,6 +229,8 @@ class BagReader:
         self._source: dict[int, tuple[Any, int]] = {}  # bag-wide id -> (storage, its own id)
         self._decoders: dict[int, Callable[[bytes], Any]] = {}
         self._declared: dict[str, int] = {}
+        self._cut_files: list[Path] = []  # compressed storage files that end inside their zstd frame
+        self._zstd_messages = False
         self.files: list[Path] = []
 
     def __enter__(self) -> BagReader:
@@ -167,17 +238,14 @@ class BagReader:
             self.files, info = storage_files(self.path)
         except BagError as err:
             raise BagError(f"{self.path}: cannot open bag: {err}") from err
-        mode = str((info or {}).get("compression_mode", "") or "").lower()
-        if mode not in ("", "none"):
-            raise BagError(
-                f"{self.path}: cannot open bag: compressed rosbag2 bags (compression_mode {mode}) are not "
-                "supported; decompress it with `ros2 bag convert` or record with storage-level compression"
-            )
+        # Message-mode compression: declared by metadata.yaml; without one (a killed recorder) each
+        # message is looked at (a zstd frame's magic never starts CDR data).
+        self._zstd_messages = info is None or info.compression == "message"
         self._storages = []
         try:
             for file in self.files:
-                self._storages.append(open_storage(file))
-        except (StorageError, OSError) as err:
+                self._storages.append(self._open_storage(file))
+        except (StorageError, CompressionError, OSError) as err:
             self.__exit__()
             raise BagError(f"{self.path}: cannot open bag: {err}") from err
         for storage in self._storages:
@@ -185,15 +253,28 @@ class BagReader:
                 bag_id = len(self._connections) + 1
                 self._connections.append(conn._replace(id=bag_id))
                 self._source[bag_id] = (storage, conn.id)
-        for entry in (info or {}).get("topics_with_message_count", []) or []:
-            topic = entry["topic_metadata"]["name"]
-            self._declared[topic] = self._declared.get(topic, 0) + int(entry["message_count"])
+        if info is not None:
+            self._declared = dict(info.declared)
         if not info:  # an MCAP file's own statistics say how many messages it holds
             for storage in self._storages:
                 if getattr(storage, "file", None) is not None and storage.file.indexed:
                     for conn in storage.connections:
                         self._declared[conn.topic] = self._declared.get(conn.topic, 0) + conn.msgcount
         return self
+
+    def _open_storage(self, file: Path) -> Any:
+        """A storage file; one rosbag2 compressed whole (.zstd) is read from a decompressed copy."""
+        if not file.name.endswith(ZSTD_SUFFIX):
+            return open_storage(file)
+        copy, cut = decompressed_copy(file)
+        try:
+            storage = open_storage(copy)
+        except StorageError as err:
+            raise StorageError(f"{file} (decompressed): {str(err).replace(str(copy), inner_name(file))}") from err
+        storage.path = file  # reports name the file in the bag
+        if cut:
+            self._cut_files.append(file)
+        return storage
 
     def __exit__(self, *exc: object) -> None:
         for storage in self._storages or []:
@@ -210,7 +291,7 @@ class BagReader:
     def truncated_files(self) -> list[Path]:
         """Storage files their recorder did not finish: cut off, or the last file of a bag
         directory without metadata.yaml (rosbag2 writes it when the recording ends)."""
-        files = [s.path for s in self.storages if s.truncated]
+        files = [s.path for s in self.storages if s.truncated or s.path in self._cut_files]
         if self.path.is_dir() and not (self.path / METADATA).is_file() and self.files[-1] not in files:
             files.append(self.files[-1])
         return files
@@ -281,9 +362,7 @@ class BagReader:
         parse_error: Exception | None = None
         if conn.msgdef.format == MessageDefinitionFormat.MSG and conn.msgdef.data:
             try:
-                bag_store = get_typestore(Stores.EMPTY)
-                bag_store.register(get_types_from_msg(conn.msgdef.data, conn.msgtype))
-                bag_store.get_msgdef(conn.msgtype)
+                bag_store = bag_definition_store(conn.msgdef.data, conn.msgtype)
             except Exception as err:
                 bag_store, parse_error = None, err
         if known:
@@ -330,11 +409,17 @@ class BagReader:
             return
         decoders = {c.id: self.decoder(c) for c in conns}
         shortcuts = {c.id: fast[c.topic] for c in conns if fast and c.topic in fast}
+        zstd_messages = self._zstd_messages
         try:
             later = {c.id: topic_start_ns[c.topic] for c in conns if topic_start_ns and c.topic in topic_start_ns}
             for conn, receive_ns, raw in self._raw(conns, start_ns, stop_ns):
                 if later and receive_ns < later.get(conn.id, receive_ns):
                     continue
+                if zstd_messages and raw[:4] == ZSTD_MAGIC:
+                    try:
+                        raw = decompress_message(raw)
+                    except CompressionError as err:
+                        raise BagError(f"{self.path}: topic {conn.topic}: message at {receive_ns} ns: {err}") from err
                 shortcut = shortcuts.get(conn.id)
                 if shortcut is not None:
                     sample = shortcut(raw)

@@ -1,8 +1,9 @@
-"""Fast paths for the high-rate messages of a teleop bag: sensor_msgs/JointState and Imu.
+"""Fast paths for the heavy messages of a teleop bag: sensor_msgs/JointState, Imu and Image.
 
 The robot bridge publishes /joint_states and /imu/data at hundreds of Hz, and the generic
 rosbags deserialiser spends most of the conversion's decoding time on them (validating 43 joint
-names again and again). These decoders read the CDR (little-endian, as every ROS 2 middleware
+names again and again); an Image's pixels are ~1 MB a frame, which rosbags copies out of the
+message while the fast path returns a view of them. These decoders read the CDR (little-endian, as every ROS 2 middleware
 on x86/ARM writes it) directly: stamps, and numpy views of the values; joint names are decoded
 once per distinct name list. Anything they do not expect (big-endian data, lengths that overrun
 the buffer) returns None and the caller falls back to rosbags. test_data_cdr.py checks both
@@ -145,3 +146,40 @@ def decode_imu(raw: bytes | memoryview) -> ImuSample | None:
     except (struct.error, ValueError):
         return None
     return ImuSample(stamp_ns, values[0:4], values[13:16], values[25:28])
+
+
+class ImageSample(NamedTuple):
+    """The fields of a sensor_msgs/Image that the converter reads (the CameraAligner, image_to_rgb)."""
+
+    stamp_ns: int
+    height: int
+    width: int
+    encoding: str
+    is_bigendian: int
+    step: int
+    data: np.ndarray  # (step * height,) uint8, a view of the message's bytes (no copy)
+
+
+def decode_image(raw: bytes | memoryview) -> ImageSample | None:
+    """An Image's header stamp, size, encoding and pixel bytes (a view), or None (use rosbags)."""
+    try:
+        cursor, stamp_ns = _after_header(raw)
+        height = cursor.u32()
+        width = cursor.u32()
+        length = cursor.u32()
+        if length == 0 or cursor.pos + length > len(raw):
+            return None
+        encoding = bytes(raw[cursor.pos : cursor.pos + length - 1]).decode("utf-8")
+        cursor.pos += length
+        if cursor.pos >= len(raw):
+            return None
+        is_bigendian = raw[cursor.pos]
+        cursor.pos += 1
+        step = cursor.u32()
+        count = cursor.u32()
+        if cursor.pos + count > len(raw):
+            return None
+        data = np.frombuffer(raw, dtype=np.uint8, count=count, offset=cursor.pos)
+    except (struct.error, ValueError, UnicodeDecodeError):
+        return None
+    return ImageSample(stamp_ns, height, width, encoding, is_bigendian, step, data)

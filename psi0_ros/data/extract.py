@@ -17,9 +17,9 @@ from psi0_ros.data.aligners import (
     LowerBodyCommandAligner,
     UpperBodyCommandAligner,
 )
-from psi0_ros.data.bag_schema import camera_topics, event_topics, expected_types, required_topics
+from psi0_ros.data.bag_schema import IMAGE, camera_topics, event_topics, expected_types, required_topics
 from psi0_ros.data.bags import BagReader
-from psi0_ros.data.cdr import decode_imu, decode_joint_state
+from psi0_ros.data.cdr import decode_image, decode_imu, decode_joint_state
 from psi0_ros.data.clocks import NS_PER_S, READ_MARGIN_BEFORE_NS, READ_MARGIN_NS, TAIL_NS, seconds_to_ns
 from psi0_ros.data.config import ConvertConfig
 from psi0_ros.data.episode_schema import EpisodeData
@@ -85,7 +85,12 @@ class _Extraction:
         before = self.span.start_ns - READ_MARGIN_BEFORE_NS
         after = self.span.stop_ns + READ_MARGIN_NS
         commands = {t for t in (config.upper_body_command_topic, config.lower_body_command_topic) if t in topics}
-        fast = {config.joint_states_topic: decode_joint_state, config.imu_topic: decode_imu}
+        fast = {
+            config.joint_states_topic: decode_joint_state,
+            config.upper_body_command_topic: decode_joint_state,  # a JointState as well
+            config.imu_topic: decode_imu,
+        }
+        fast.update({c.topic: decode_image for c in self.cameras.values() if present.get(c.topic) == IMAGE})
         lookback = before - seconds_to_ns(config.lookback_s)
         not_commands = {t: before for t in topics if t not in commands}
         window = reader.read(topics, start_ns=lookback, stop_ns=after, fast=fast, topic_start_ns=not_commands)

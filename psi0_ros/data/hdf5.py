@@ -6,11 +6,14 @@ complete and closed, so a reader never sees a partial episode.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import re
+import sys
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,17 +62,68 @@ def write_episode(episode: EpisodeData, path: Path, overwrite: bool = False) -> 
     _check_shapes(episode)
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = temp_path_for(path)
+    f: h5py.File | None = None
     try:
-        with h5py.File(temp, "w") as f:
+        with _close_errors() as close_errors:
+            f = h5py.File(temp, "w")
             _write(f, episode)
+            f.close()
+        if close_errors:  # a dataset's last write failed as it was freed: the file is incomplete
+            raise close_errors[0]
         os.replace(temp, path)
     except (OSError, RuntimeError, ValueError) as err:
+        if f is not None:
+            with _close_errors(), contextlib.suppress(Exception):
+                f.close()  # fails again where a write failed: HDF5 then keeps the file open
+            global _UNCLOSED_FILES
+            _UNCLOSED_FILES += 1
         temp.unlink(missing_ok=True)
         raise _write_error(path, err) from err
-    except BaseException:
+    except BaseException:  # Ctrl-C, SIGTERM's SystemExit: no partial file either
+        if f is not None:
+            with contextlib.suppress(Exception):
+                f.close()
         temp.unlink(missing_ok=True)
         raise
     return path
+
+
+# Files whose writes failed (disk full, file-size limit) in this process. HDF5 cannot close such
+# a file: it retries the failed flush whenever one of its objects is freed, and at exit, where its
+# shutdown crashed the process (SIGSEGV). A command that saw one ends with os._exit (see
+# psi0_ros/commands/convert.py).
+_UNCLOSED_FILES = 0
+
+
+def unclosed_files() -> int:
+    """How many episode files this process failed to write and HDF5 still holds open."""
+    return _UNCLOSED_FILES
+
+
+@contextlib.contextmanager
+def _close_errors() -> Iterator[list[BaseException]]:
+    """Errors HDF5 raises while h5py frees an object (a dataset is flushed as it closes). Python
+    would only print them ("Exception ignored in ... __dealloc__") and the write would look fine;
+    here they are collected for the writer to fail with."""
+    caught: list[BaseException] = []
+    previous, previous_print = sys.unraisablehook, sys.excepthook
+
+    def hook(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, RuntimeError) and "h5py" in str(unraisable.object):
+            caught.append(unraisable.exc_value)
+        else:
+            previous(unraisable)
+
+    def print_hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        # Cython prints the traceback of an error in __dealloc__ before reporting it as unraisable
+        if not (isinstance(value, RuntimeError) and tb is not None and "h5py" in tb.tb_frame.f_code.co_filename):
+            previous_print(kind, value, tb)
+
+    sys.unraisablehook, sys.excepthook = hook, print_hook
+    try:
+        yield caught
+    finally:
+        sys.unraisablehook, sys.excepthook = previous, previous_print
 
 
 # HDF5 reports a failed write(2) inside its own message: "... errno = 27, error message = 'File too large' ..."

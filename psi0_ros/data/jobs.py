@@ -21,6 +21,7 @@ from psi0_ros.data.episode_schema import TEMP_MARKER, EpisodeData
 from psi0_ros.data.extract import extract_episode
 from psi0_ros.data.hdf5 import write_episode
 from psi0_ros.data.planning import STATUS_ERROR, STATUS_OK, STATUS_SKIPPED, STATUSES, EpisodeJob, EpisodeResult
+from psi0_ros.data.typestore import shared_typestore
 
 # Where a converted episode goes: a picklable callable (it travels to the worker processes).
 EpisodeSink = Callable[[EpisodeData, EpisodeJob], Path]
@@ -101,6 +102,7 @@ def run_jobs(
                 results[i] = convert_episode(job, config, sink)
                 bar.update(1)
         else:
+            warm_decoders(jobs[0].bag)
             pool = _pool_context().Pool(min(workers, len(jobs)), initializer=_worker_init)
             try:
                 items = [(i, job, config, sink) for i, job in enumerate(jobs)]
@@ -121,6 +123,25 @@ def run_jobs(
     for job in undone:
         remove_temporaries(job.output)
     return JobResults([r for r in results if r is not None], undone)
+
+
+def warm_decoders(bag: Path) -> None:
+    """Prepare the decoding of a bag's connections in this process, before the workers fork.
+
+    Per process, a bag's message definitions are parsed once (typestore.bag_definition_store, ~10 ms
+    each) and rosbags generates a type's deserialiser code on its first message (~10 ms each). Done
+    here for the first bag (the bags of a dataset share their definitions), every worker inherits
+    both instead of doing them again: ~0.1 s a worker. A bag that fails here is left to its
+    episodes' jobs, which report why."""
+    store = shared_typestore()
+    try:
+        with BagReader(bag) as reader:
+            for connection in reader.connections_all:
+                reader.decoder(connection)
+                if connection.msgtype in store.types:
+                    store.get_msgdef(connection.msgtype)
+    except (BagError, OSError):
+        pass
 
 
 def remove_temporaries(output: Path) -> None:

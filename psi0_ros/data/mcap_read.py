@@ -351,7 +351,7 @@ class McapFile:
         length = min(_u64(size_bytes, 0), body_at + available - records_at)
         info = ChunkInfo(records_at, length, 1 << 63, 0, compression, True)
         last = -1
-        for op, payload in self._records(info, want_data=False):
+        for op, payload, _ in self._records(info, want_data=False):
             if op == OP_SCHEMA:
                 schema = _parse_schema(payload)
                 self.schemas[schema.id] = schema
@@ -377,9 +377,11 @@ class McapFile:
         channels: Collection[int] | None = None,
         start_ns: int = 0,
         stop_ns: int = 1 << 63,
-    ) -> Iterator[tuple[int, bytes]]:
-        """(opcode, body) of each complete record in the chunk; for messages outside the
-        selection only the 22-byte header (data skipped). A record cut off ends the chunk."""
+    ) -> Iterator[tuple[int, bytes, bytes]]:
+        """(opcode, body, data) of each complete record in the chunk. For a message the body is
+        its 22-byte header and data its payload (b"" outside the selection: skipped, never read;
+        kept apart so a megabyte image is not copied again); other records have data b"".
+        A record cut off ends the chunk."""
         stream = _Stream(self.f, chunk.offset, chunk.length, chunk.compression or "")
         while True:
             head = stream.read(RECORD_PREFIX)
@@ -396,16 +398,16 @@ class McapFile:
                     data = stream.read(n - MESSAGE_HEADER)
                     if len(data) < n - MESSAGE_HEADER:
                         return
-                    yield op, header + data
+                    yield op, header, data
                 else:
                     if not stream.skip(n - MESSAGE_HEADER):
                         return
-                    yield op, header
+                    yield op, header, b""
             elif op in (OP_SCHEMA, OP_CHANNEL):
                 body = stream.read(n)
                 if len(body) < n:
                     return
-                yield op, body
+                yield op, body, b""
             elif chunk.compression is None and op != OP_MESSAGE:
                 return  # the end of a run of top-level messages
             elif not stream.skip(n):
@@ -432,13 +434,13 @@ class McapFile:
             if chunk.in_order is None:
                 chunk.in_order = self._chunk_in_order(chunk.index_offsets)
             later_start = min((c.start_ns for c in todo[i + 1 :]), default=1 << 63)
-            for op, body in self._records(chunk, True, wanted, lo, hi):
+            for op, header, data in self._records(chunk, True, wanted, lo, hi):
                 if op != OP_MESSAGE:
                     continue
-                channel_id, log_time = _u16(body, 0), _u64(body, 6)
+                channel_id, log_time = _u16(header, 0), _u64(header, 6)
                 if channel_id not in wanted or not lo <= log_time < hi:
                     continue
-                heapq.heappush(pending, (log_time, arrival, RawMessage(channel_id, log_time, body[MESSAGE_HEADER:])))
+                heapq.heappush(pending, (log_time, arrival, RawMessage(channel_id, log_time, data)))
                 arrival += 1
                 if chunk.in_order:
                     watermark = min(log_time, later_start)

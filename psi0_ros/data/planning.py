@@ -18,7 +18,7 @@ from psi0_ros.data.bags import BagError, BagReader, find_bags, unique_bag_names
 from psi0_ros.data.clocks import CLOCK_AHEAD_NS, NS_PER_S, choose_times
 from psi0_ros.data.config import ConvertConfig
 from psi0_ros.data.episode_schema import EPISODE_SUFFIX
-from psi0_ros.data.episodes import EpisodeSpan, Event, EventType, cut_episodes
+from psi0_ros.data.episodes import OUTCOME_UNKNOWN, EpisodeSpan, Event, EventType, cut_episodes
 
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
@@ -91,9 +91,11 @@ def read_events(reader: BagReader, config: ConvertConfig) -> BagEvents:
             raw_events.append((m.receive_ns, m.header_ns, msg))
         else:
             instructions.append((m.receive_ns, str(m.msg.data)))
-    receive = np.array([r for r, _, _ in raw_events], dtype=np.int64)
-    header = np.array([h for _, h, _ in raw_events], dtype=np.int64)
-    times, _ = choose_times(receive, header, config)
+    times = event_times(
+        np.array([r for r, _, _ in raw_events], dtype=np.int64),
+        np.array([h for _, h, _ in raw_events], dtype=np.int64),
+        config,
+    )
     events = []
     for t, (_, _, msg) in zip(times.tolist(), raw_events, strict=True):
         try:
@@ -102,6 +104,20 @@ def read_events(reader: BagReader, config: ConvertConfig) -> BagEvents:
             raise BagError(f"{reader.path}: EpisodeEvent with unknown type {msg.type}") from None
         events.append(Event(kind, int(t), int(msg.episode_index), str(msg.task)))
     return BagEvents(events, instructions, replayed, read)
+
+
+def event_times(receive_ns: np.ndarray, header_ns: np.ndarray, config: ConvertConfig) -> np.ndarray:
+    """When each EpisodeEvent takes effect: its own header stamp, set by the recorder node when
+    the operator pressed the button. An event may reach the bag much later than that (delivered
+    again, transient-local, when a subscription matches anew), so lateness never moves it to its
+    receive time; only stamps on another clock do (zero, ahead of the receive time by more than
+    CLOCK_AHEAD_NS, or older than REPLAY_MAX_AGE_NS, such as sim time), as for other streams."""
+    if config.time_source == "receive" or receive_ns.size == 0 or np.any(header_ns == 0):
+        return receive_ns
+    offset = float(np.median(header_ns - receive_ns))
+    if offset > CLOCK_AHEAD_NS or offset < -REPLAY_MAX_AGE_NS:
+        return choose_times(receive_ns, header_ns, config)[0]
+    return header_ns
 
 
 def instruction_for(span: EpisodeSpan, instructions: Sequence[tuple[int, str]]) -> str:
@@ -151,7 +167,24 @@ def plan_episodes(reader: BagReader, config: ConvertConfig) -> BagPlan:
                     f"({', '.join(truncated)} not finished by its recorder); not converted",
                 )
             )
+    _flag_lost_outcome(episodes, events, truncated, reader.end_ns)
     return BagPlan(episodes, errors, found.instructions, found.replayed, truncated)
+
+
+def _flag_lost_outcome(episodes: list[EpisodeSpan], events: list[Event], truncated: list[str], end_ns: int) -> None:
+    """A recording cut off after an episode's STOP may have lost its SUCCESS / FAILURE (the
+    operator marks it after stopping, until the next START). When the file does not hold it,
+    the episode still converts, and its flags say the outcome may have been lost."""
+    if not truncated or not episodes:
+        return
+    last = episodes[-1]
+    later_start = any(e.type == EventType.START and e.stamp_ns > last.start_ns for e in events)
+    if last.discarded or last.outcome != OUTCOME_UNKNOWN or "no_stop" in last.flags or later_start:
+        return
+    last.flags.append(
+        f"outcome_lost: the recording ends {(end_ns - last.stop_ns) / NS_PER_S:.3f} s after its STOP, cut off "
+        f"({', '.join(truncated)} not finished by its recorder); a SUCCESS/FAILURE marked later may have been lost"
+    )
 
 
 def plan_bag(

@@ -85,3 +85,14 @@ def shared_typestore(distro: str | None = None) -> Typestore:
     work to once per process instead of once per bag or episode.
     """
     return make_typestore(distro)
+
+
+@functools.lru_cache(maxsize=256)
+def bag_definition_store(definition: str, msgtype: str) -> Typestore:
+    """A Typestore holding msgtype as a bag's own .msg definition text declares it (and the types
+    it uses). Parsing a definition takes ~10 ms, so each distinct one is parsed once per process,
+    not once per bag and episode. Raises what rosbags raises for a definition it cannot parse."""
+    store = get_typestore(Stores.EMPTY)
+    store.register(get_types_from_msg(definition, msgtype))
+    store.get_msgdef(msgtype)
+    return store
