@@ -6,8 +6,8 @@
     ros2 launch psi0_ros sim.launch.py namespace:=robot1      # /robot1/joint_states, ...
     ros2 launch psi0_ros sim.launch.py params_file:=my_sim.yaml   # like `psi0 sim --config`
 
-Parameters come from config/sim.yaml (the same file `psi0 sim` reads; its `/**/robot_bridge_node`
-key applies in any namespace) or params_file; the arguments below override a few. String
+Parameters come from config/sim.yaml (the same file `psi0 sim` reads; its `/**` key applies in
+any namespace) or params_file; the arguments below override a few. String
 arguments reach the node as strings (camera_mode:=off is the string 'off', not YAML false). In
 kinematic mode the bridge follows psi0/lower_body_command itself; in physics mode it takes
 psi0/lower_body_targets, so run lower_body_node alongside.

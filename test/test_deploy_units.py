@@ -61,14 +61,14 @@ def test_every_graph_node_is_in_the_graph_and_a_missing_module_is_named(monkeypa
 
 
 def test_the_bridge_gets_its_config_files_parameters_for_each_backend():
-    """config/sim.yaml and config/robot_bridge.yaml name the node `/**/robot_bridge_node` (any
-    namespace); the graph must apply them as rcl does, not fall back to the parameter defaults
-    (it did: the robot ran with safety.max_step 0.02 instead of its file's 0.01)."""
+    """config/sim.yaml and config/robot_bridge.yaml key their parameters `/**` (any node loading
+    them, in any namespace); the graph must apply them as rcl does, not fall back to the parameter
+    defaults (it did: the robot ran with safety.max_step 0.02 instead of its file's 0.01)."""
     import yaml
 
     def file_params(name: str) -> dict:
         document = yaml.safe_load((ROOT / "config" / name).read_text())
-        return document["/**/robot_bridge_node"]["ros__parameters"]
+        return document["/**"]["ros__parameters"]
 
     robot_file, sim_file = file_params("robot_bridge.yaml"), file_params("sim.yaml")
     robot = deploy_nodes("unitree", "/ckpt")[0].params

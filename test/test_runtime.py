@@ -7,7 +7,7 @@ on real node processes watched over real DDS topics:
 - a node that raises NodeFailure ends its process (status 1) with the reason;
 - camera_mode sync renders and publishes (the GL context stays on the camera thread);
 - two sims run side by side in two namespaces: each namespace's topics flow on their own, a
-  command in one moves only that robot, and config/sim.yaml (`/**/robot_bridge_node`) applies
+  command in one moves only that robot, and config/sim.yaml (its `/**` section) applies
   under both namespaces.
 """
 
@@ -219,7 +219,7 @@ def test_two_sims_side_by_side_in_two_namespaces(probe):
     try:
         for ns in (a, b):
             probe.wait(lambda ns=ns: probe.count(f"{ns}{TOPIC_JOINT_STATES}") > 5, f"{ns} joint states")
-            # config/sim.yaml's `/**/robot_bridge_node` section applied in the namespace (the default is 500)
+            # config/sim.yaml's `/**` section applied in the namespace (the default is 500)
             assert probe.parameter(f"{ns}/robot_bridge_node", "control_rate_hz") == 250.0
         start_b = ros_messages.joint_state_to_vector(probe.get(f"{b}{TOPIC_JOINT_STATES}"), [elbow])[0]
         targets = g1.table("default", g1.UPPER_BODY_JOINTS).copy()

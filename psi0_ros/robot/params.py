@@ -153,7 +153,7 @@ def load_yaml(path: Path | str, node_name: str = NODE_NAME) -> dict[str, Any]:
     document = yaml.safe_load(path.read_text()) or {}
     found = node_parameters(document, node_name)
     if found is None:
-        raise ValueError(f"{path}: no '/**/{node_name}: ros__parameters:' section")
+        raise ValueError(f"{path}: no '/**: ros__parameters:' (or '/**/{node_name}:') section")
     params = flatten(found)
     check_names(params, str(path))
     return params
