@@ -138,6 +138,9 @@ def bridge(tmp_path_factory):
     }
     process = NodeProcess("psi0_ros.nodes.robot_bridge_node", *ros_parameters(overrides, SIM_YAML), log=log)
     probe = Probe()
+    # The probe's estop publisher is matched with the bridge, which follows nothing before its
+    # latched value arrives: release it, as an operator's estop node does at start.
+    probe.estop.publish(Bool(data=False))
     try:
         probe.wait(lambda: probe.get(TOPIC_JOINT_STATES) is not None and probe.diagnostics(), "the bridge to come up")
         yield probe
@@ -159,8 +162,9 @@ def test_state_imu_camera_and_diagnostics_are_published(bridge):
     assert (image.width, image.height, image.encoding) == (320, 240, "rgb8") and len(image.data) == 320 * 240 * 3
     assert np.asarray(image.data, dtype=np.uint8).std() > 5.0  # a rendered scene, not a blank buffer
     assert (info.width, info.height) == (320, 240) and info.k[0] > 0 and info.k[2] == 160.0
-    # STARTING (issue 10: no estop message yet) until safety.estop_wait_s passes, then WAITING
-    bridge.wait(lambda: bridge.diagnostics()["mode"] == "waiting", "WAITING after the estop wait")
+    # STARTING until the probe's latched release arrives, then WAITING (no command yet)
+    bridge.wait(lambda: bridge.diagnostics()["mode"] == "waiting", "WAITING after the estop release")
+    assert bridge.diagnostics()["estop_publishers"] == "1" and bridge.diagnostics()["estop_publishers_unheard"] == "0"
 
 
 def test_targets_converge(bridge):

@@ -4,8 +4,8 @@ The bridge (sim backend, kinematic base, robot-like settings: auto_resume false)
 a latched /psi0/estop = true was published from another participant, while commands already
 stream. The tests then run in file order on that one process (starting MuJoCo + rclpy costs
 seconds): estop honoured from the first tick, the kinematic base frozen under HOLD / DAMP /
-ESTOP, estop release after a watchdog DAMP, empty messages, NaN velocity/effort fields, and
-commands lost in a flood counted. Every wait polls with a generous timeout (a shared machine).
+ESTOP, estop release after a watchdog DAMP, empty messages, NaN or wrong-length velocity/effort
+fields, and commands lost in a flood counted. Every wait polls with a generous timeout (a shared machine).
 """
 
 from __future__ import annotations
@@ -316,6 +316,16 @@ def test_nonfinite_velocity_or_effort_drops_the_whole_message(bridge):
         bridge.upper.publish(msg)
         time.sleep(0.03)
     bridge.wait(lambda: bridge.counter("rejected_nonfinite") >= rejected + 20, "all 20 messages rejected")
+    bad_length, bad_names = bridge.counter("rejected_bad_length"), bridge.counter("rejected_bad_names")
+    for bad_field in ("velocity", "effort") * 5:  # finite, but not one value per name: dropped as well
+        msg = JointState()
+        msg.name, msg.position = names, positions.tolist()
+        setattr(msg, bad_field, [0.0] * (len(names) - 1))
+        bridge.upper.publish(msg)
+        time.sleep(0.03)
+    bridge.wait(lambda: bridge.counter("rejected_bad_length") >= bad_length + 10, "10 wrong-length rejections")
+    assert bridge.counter("rejected_bad_names") == bad_names  # counted under their own reason
+    assert "27 effort" in bridge.diagnostics()["last_rejection"]
     assert abs(bridge.q(joint) - 0.2) < 0.05  # the -0.6 in the bad messages was not followed
     bridge.set_targets(left_shoulder_yaw_joint=0.2)
     engage_estop(bridge)

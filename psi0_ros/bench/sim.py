@@ -17,7 +17,9 @@ limit_overshoot_rad / speed_over_cap: a limit-to-limit sweep of every arm and ha
 in physics mode (harness on, empty scene), through the bridge and its safety layer at --rate, with
 targets 0.5 rad beyond each URDF limit sent at 30 Hz. Measured from the sim's own joint states
 each tick: the worst distance past a URDF limit (rad; target 0.0) and the worst joint speed over
-that joint's velocity cap (ratio; target <= 1.1).
+that joint's velocity cap (ratio; target <= 1.1), the larger of the sim's joint velocity and the
+step the joint made over the tick; limit_overshoot_joint / speed_over_cap_joint name the worst
+joints (per-joint figures are under limit_sweep.per_joint).
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ def limit_sweep(groups: list[tuple[str, ...]] | None = None, rate: float = 250.0
     then the default pose, each for long enough to get there at the velocity and acceleration
     bounds plus 0.4 s; the other joints hold their default pose. Every tick reads the sim's own
     joint state. Returns the worst overshoot past a URDF limit [rad] (0.0 if none), the worst
-    |dq| / velocity cap, the joints where they happened, and how much of each range was covered.
+    speed / velocity cap (speed: the larger of |dq| and the tick's |step| / dt), the joints where they happened, and how much of each range was covered.
     """
     from psi0_ros import g1
     from psi0_ros.control import SafetyConfig
@@ -180,6 +182,7 @@ def limit_sweep(groups: list[tuple[str, ...]] | None = None, rate: float = 250.0
         travel_s = float(np.max((upper - lower) / cap + cap / safety.config.max_acceleration)) + 0.4
         seen_low, seen_high = np.full(len(joints), np.inf), np.full(len(joints), -np.inf)
         worst_over, worst_ratio = np.full(len(joints), -np.inf), np.zeros(len(joints))
+        previous = backend.sim.joint_state()[0][index]
         for goal in (upper + 0.5, lower - 0.5, default[slots]):
             targets = default.copy()
             targets[slots] = goal
@@ -191,7 +194,10 @@ def limit_sweep(groups: list[tuple[str, ...]] | None = None, rate: float = 250.0
                 q, dq, _ = backend.sim.joint_state()
                 q, dq = q[index], dq[index]
                 worst_over = np.maximum(worst_over, np.maximum(q - upper, lower - q))
-                worst_ratio = np.maximum(worst_ratio, np.abs(dq) / cap)
+                # the sim's joint velocity, and the step the joint made over this tick
+                speed = np.maximum(np.abs(dq), np.abs(q - previous) * rate)
+                worst_ratio = np.maximum(worst_ratio, speed / cap)
+                previous = q
                 seen_low, seen_high = np.minimum(seen_low, q), np.maximum(seen_high, q)
         for i, name in enumerate(joints):
             over[name], ratio[name] = float(worst_over[i]), float(worst_ratio[i])
@@ -240,7 +246,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sweep = limit_sweep(rate=args.rate)
     return {
         "limit_overshoot_rad": sweep["limit_overshoot_rad"],
+        "limit_overshoot_joint": sweep["limit_overshoot_joint"],
         "speed_over_cap": sweep["speed_over_cap"],
+        "speed_over_cap_joint": sweep["speed_over_cap_joint"],
         "limit_sweep": sweep,
         "realtime_factor": _median(rtf["camera"]),
         "realtime_factor_no_camera": _median(rtf["no_camera"]),

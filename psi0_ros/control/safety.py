@@ -9,8 +9,8 @@ control tick, update() turns the newest valid targets into one JointCommand for 
     kp/kd table  ->  finite check
 
 Modes: STARTING (the estop state is not known yet: hold the pose measured at start, store no
-command), WAITING (no command yet: hold the pose measured at start), ACTIVE, HOLD (a stream went
-quiet, or the measured state is NaN: brake to rest within the acceleration bound and stay there),
+command; see set_estop_publishers() for when it is known), WAITING (no command yet: hold the pose measured at start), ACTIVE, HOLD (a stream went
+quiet, or the measured state is NaN: stop at the last commanded setpoint and stay there),
 DAMP (quiet for too long: kp = 0, damping only; latched unless auto_resume), ESTOP (damping,
 latched until the estop is released). Leaving DAMP/ESTOP restarts position control from the
 measured pose at rest, so nothing jumps. Not thread-safe: the caller serialises
@@ -65,8 +65,10 @@ class SafetyConfig:
     # 6 rather than 8: with the sim's AMO gains (lower arm kp than the table this was tuned on) the
     # shoulder pitch passed its URDF limit by 0.0015 rad at 8 and stayed inside at 6.
     max_acceleration: float = 6.0
-    # s to wait at start for the latched /psi0/estop sample; until it arrives (or this passes)
-    # nothing is followed. inf: follow nothing before an explicit estop message.
+    # s to wait for the latched /psi0/estop sample when no estop publisher is matched, counted from
+    # the first command received (the commands' discovery is done; the estop's gets as long again).
+    # A matched estop publisher is waited for without a bound. inf: follow nothing before an
+    # explicit estop message.
     estop_wait_s: float = 2.0
     hold_after_s: float = 0.25  # no fresh command for this long -> hold the last safe pose
     damp_after_s: float = 2.0  # ... and for this long -> damp
@@ -134,7 +136,10 @@ class InterventionCounters:
     targets_clamped: int = 0  # joint targets outside the URDF range, clipped (per joint per message)
     rate_limited: int = 0  # times a joint was held back by the step/velocity limit for over RATE_LIMIT_GRACE_S
     rejected_nonfinite: int = 0  # messages dropped for NaN/inf values
-    rejected_bad_names: int = 0  # messages dropped for unknown/duplicate/foreign joint names or bad length
+    rejected_bad_names: int = 0  # messages dropped for unknown, duplicate or foreign joint names
+    # messages dropped for arrays of the wrong length: positions, or a non-empty velocity/effort, not
+    # one value per name; a lower-body command without 8 values
+    rejected_bad_length: int = 0
     rejected_empty: int = 0  # messages without any joint target (they do not feed the watchdog)
     commands_dropped: int = 0  # commands lost before they reached the bridge (publisher sequence gaps)
     lower_command_clamped: int = 0  # lower-body commands with an entry out of bounds (clipped)
@@ -196,7 +201,13 @@ class SafetyLayer:
         self._last_v = np.zeros(len(self.joints))  # rad/s, last commanded velocity
         # None: not known yet (no estop message, estop_wait_s not over); estop_wait_s 0: no wait at all
         self._estop: bool | None = False if config.estop_wait_s == 0.0 else None
-        self._first_tick: float | None = None
+        self._first_command: float | None = None  # when the first command arrived (the estop wait starts)
+        # Estop publishers matched now, and how many of them are known to have been heard: the
+        # matched count when the newest estop sample arrived (a count cannot say which publisher
+        # spoke), lowered when publishers leave. More matched than heard: a publisher whose
+        # latched value has not arrived yet, so nothing is followed.
+        self._estop_matched = 0
+        self._estop_heard = 0
         self._mode = SafetyMode.STARTING if self._estop is None else SafetyMode.WAITING
         self._damp_latched = False
         self._lower_command: np.ndarray | None = None
@@ -224,6 +235,7 @@ class SafetyLayer:
         if source not in SOURCE_JOINTS:
             raise ValueError(f"unknown command source {source!r}; expected one of {sorted(SOURCE_JOINTS)}")
         self._received[source] += 1
+        self._note_command(now)
         allowed = SOURCE_JOINTS[source]
         names = list(names)
         values = np.asarray(positions, dtype=np.float64).reshape(-1)
@@ -231,17 +243,20 @@ class SafetyLayer:
             "velocities": np.asarray(velocities, dtype=np.float64).reshape(-1),
             "efforts": np.asarray(efforts, dtype=np.float64).reshape(-1),
         }
-        problem = ""
         if not names and values.shape[0] == 0:
             self.counters.rejected_empty += 1
             self._last_rejection = f"{source}: a message without joint targets"
             return False
-        if len(names) != values.shape[0]:
-            problem = f"{len(names)} names but {values.shape[0]} positions"
-        elif any(v.shape[0] not in (0, len(names)) for v in extra.values()):
-            field_name = next(k for k, v in extra.items() if v.shape[0] not in (0, len(names)))
-            problem = f"{len(names)} names but {extra[field_name].shape[0]} {field_name}"
-        elif len(set(names)) != len(names):
+        # One position per name; velocity/effort empty (ROS allows it) or one per name. A sender
+        # whose arrays disagree is broken, so its positions are not followed either.
+        lengths = {"positions": values.shape[0], **{k: v.shape[0] for k, v in extra.items() if v.shape[0]}}
+        wrong = [(k, n) for k, n in lengths.items() if n != len(names)]
+        if wrong:
+            self.counters.rejected_bad_length += 1
+            self._last_rejection = f"{source}: {len(names)} names but {wrong[0][1]} {wrong[0][0]}"
+            return False
+        problem = ""
+        if len(set(names)) != len(names):
             problem = "duplicate joint names"
         else:
             foreign = [n for n in names if n not in allowed or n not in self.index]
@@ -277,9 +292,10 @@ class SafetyLayer:
         set_follower_targets(), which feeds nothing).
         """
         self._received[SOURCE_LOWER] += 1
+        self._note_command(now)
         values = np.asarray(command, dtype=np.float64).reshape(-1)
         if values.shape[0] != 8:
-            self.counters.rejected_bad_names += 1
+            self.counters.rejected_bad_length += 1
             self._last_rejection = f"lower-body command has {values.shape[0]} values, expected 8"
             return None
         if not np.isfinite(values).all():
@@ -325,10 +341,35 @@ class SafetyLayer:
             self.counters.commands_dropped += int(count)
 
     def _accepting(self) -> bool:
-        """Whether new targets are stored: the estop known and released, no latched DAMP (unless auto_resume)."""
+        """Whether new targets are stored: the estop known and released (and, while STARTING, every
+        matched estop publisher heard), no latched DAMP (unless auto_resume)."""
+        if self._mode is SafetyMode.STARTING and self._estop_unheard():
+            return False
         return self._estop is False and (not self._damp_latched or self.config.auto_resume)
 
-    def set_estop(self, engaged: bool) -> None:
+    def _note_command(self, now: float) -> None:
+        if self._first_command is None:
+            self._first_command = now
+
+    def set_estop_publishers(self, matched: int) -> None:
+        """How many /psi0/estop publishers the subscription is matched with now (the node polls it).
+
+        While more are matched than have been heard (a publisher whose latched value has not
+        arrived), nothing is followed: STARTING lasts, ACTIVE becomes HOLD. With none matched,
+        STARTING ends estop_wait_s after the first command (nobody holds an estop).
+        """
+        self._estop_matched = max(0, int(matched))
+        self._estop_heard = min(self._estop_heard, self._estop_matched)
+
+    def _estop_unheard(self) -> int:
+        return max(0, self._estop_matched - self._estop_heard)
+
+    def set_estop(self, engaged: bool, publishers: int | None = None) -> None:
+        """An estop sample. `publishers`: the matched estop publisher count read when it arrived
+        (None: the count last set). Whatever the count, a sample that says true engages."""
+        if publishers is not None:
+            self._estop_matched = max(int(publishers), 1)  # its own publisher is matched, whatever the count said
+        self._estop_heard = self._estop_matched
         if engaged and not self._estop:
             self.counters.estops += 1
         if not engaged and self._estop:
@@ -359,11 +400,10 @@ class SafetyLayer:
             state_ok = state_ok and bool(np.isfinite(measured_dq).all())
         if not state_ok:
             self.counters.state_nonfinite += 1
-        if self._first_tick is None:
-            self._first_tick = now
         mode = self._next_mode(now)
-        if mode is SafetyMode.ACTIVE and not state_ok:
-            mode = SafetyMode.HOLD  # no trustworthy state: brake to rest and hold the commanded pose
+        if mode is SafetyMode.ACTIVE and (not state_ok or self._estop_unheard()):
+            # no trustworthy state, or an estop publisher whose value is not known: hold the commanded pose
+            mode = SafetyMode.HOLD
         self._ticks[mode] += 1
         if mode in (SafetyMode.ESTOP, SafetyMode.DAMP):
             return self._damp(mode)
@@ -373,10 +413,8 @@ class SafetyLayer:
             self._last_q, _ = self.limits.clamp(measured_q)
             self._last_v[:] = 0.0
         self._mode = mode
-        if mode in (SafetyMode.ACTIVE, SafetyMode.HOLD):
-            target = None
-            if mode is SafetyMode.ACTIVE:
-                target, _ = self.limits.clamp(np.where(np.isnan(self._targets), self._last_q, self._targets))
+        if mode is SafetyMode.ACTIVE:
+            target, _ = self.limits.clamp(np.where(np.isnan(self._targets), self._last_q, self._targets))
             step = profile_step(
                 target,
                 self._last_q,
@@ -391,6 +429,9 @@ class SafetyLayer:
             self._last_q, self._last_v = step.q, step.v
             self._count_rate_limiting(now, step.limited & (np.abs(step.v) >= self._max_velocity - 1e-9))
         else:
+            # WAITING / STARTING hold the pose measured at start; HOLD stops the ramp where it is
+            # (the last commanded setpoint, velocity 0) rather than braking on toward a target
+            # nobody re-commanded: from the 3 rad/s cap that braking ran on 0.75 rad at 6 rad/s^2.
             self._last_v[:] = 0.0
         command = JointCommand.position(self._last_q, self.kp, self.kd, dq=self._last_v)
         if not command.is_finite():
@@ -429,13 +470,15 @@ class SafetyLayer:
         return JointCommand.damping(self.damping_kd)
 
     def _next_mode(self, now: float) -> SafetyMode:
-        if self._estop is None:
-            assert self._first_tick is not None
-            if now - self._first_tick < self.config.estop_wait_s:
-                return SafetyMode.STARTING
-            self._estop = False  # no latched estop arrived in time: nobody is holding one
         if self._estop:
             return SafetyMode.ESTOP
+        if self._mode is SafetyMode.STARTING:
+            if self._estop_unheard():
+                return SafetyMode.STARTING  # a matched estop publisher's latched value is on its way
+            if self._estop is None:
+                if self._first_command is None or now - self._first_command < self.config.estop_wait_s:
+                    return SafetyMode.STARTING
+                self._estop = False  # no estop publisher matched in time: nobody is holding one
         states = [w.state(now) for w in self._watchdogs.values()]
         active = [s for s in states if s is not WatchdogState.WAITING]
         if self._damp_latched:
@@ -470,6 +513,8 @@ class SafetyLayer:
         activity = {f"ticks_{mode.value}": n for mode, n in self._ticks.items()}
         activity.update({f"commands_received_{source}": n for source, n in self._received.items()})
         activity["commands_received"] = sum(self._received.values())
+        activity["estop_publishers"] = self._estop_matched
+        activity["estop_publishers_unheard"] = self._estop_unheard()
         return SafetyStatus(
             mode=self._mode,
             estop=bool(self._estop),

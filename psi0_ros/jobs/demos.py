@@ -39,7 +39,7 @@ def bridge_parameters(
 ) -> dict[str, Any]:
     """config/sim.yaml for one demo episode: tabletop (layout `seed` drawn from the `layout`
     ranges), kinematic base following the command, the sim's clock on /clock, run at `speed` times
-    real time (sim.speed)."""
+    real time (sim.speed), every camera frame rendered (sim.camera_mode sync)."""
     from psi0_ros.paths import config_path
     from psi0_ros.robot.params import load_yaml
 
@@ -59,6 +59,9 @@ def bridge_parameters(
             "publish_clock": True,
             "use_sim_time": True,
             "sim.speed": speed,
+            # every frame rendered at its sim time (the loop waits for it): with the camera on its
+            # own thread a busy machine drops frames, and the episode is flagged image_gap
+            "sim.camera_mode": "sync",
         }
     )
     if camera_size is not None:

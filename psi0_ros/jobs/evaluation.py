@@ -72,6 +72,8 @@ def episode_nodes(
             "sim.layout": layout,
             "sim.scene": "tabletop",
             "sim.camera_rate_hz": camera_rate_hz,
+            # nobody holds an estop in an evaluation episode (as in the demos): follow the first command
+            "safety.estop_wait_s": 0.0,
         },
         "vlm_node": {"torch_threads": torch_threads},
         "chunk_node": {"torch_threads": torch_threads},

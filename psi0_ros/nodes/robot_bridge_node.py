@@ -2,7 +2,9 @@
 
 Thin shell over psi0_ros.robot.Bridge (DESIGN §2). Subscribes /psi0/upper_body_command (arms +
 hands), /psi0/lower_body_targets (legs + waist) or, with lower_body_input=command,
-/psi0/lower_body_command, and /psi0/estop (std_msgs/Bool, latched). Publishes /joint_states,
+/psi0/lower_body_command, and /psi0/estop (std_msgs/Bool, latched; the number of publishers it is
+matched with is polled every ESTOP_MATCH_POLL_S and handed to the safety layer, which follows
+nothing while a matched publisher's latched value has not arrived). Publishes /joint_states,
 /imu/data, /diagnostics, and with a backend that has a camera (the sim's head camera)
 /camera/ego/image_raw + camera_info, and with publish_clock (sim only) the simulated time on
 /clock, for nodes run with use_sim_time. Topic names are relative (they follow the node's
@@ -22,6 +24,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, Image, Imu, JointState
@@ -51,6 +54,8 @@ from psi0_ros.nodes.runtime import NodeFailure
 from psi0_ros.robot.backend import BackendCamera
 from psi0_ros.robot.bridge import Bridge, BridgeSnapshot
 from psi0_ros.robot.params import NODE_NAME, PARAMETERS, build_bridge
+
+ESTOP_MATCH_POLL_S = 0.02  # s between reads of the estop subscription's matched publisher count
 
 _LEVEL = {
     SafetyMode.STARTING: DiagnosticStatus.OK,
@@ -100,13 +105,18 @@ class RobotBridgeNode(Node):
                 CONTROL,
                 callback_group=inputs,
             )
-        self.create_subscription(Bool, relative_topic(TOPIC_ESTOP), self._on_estop, LATCHED, callback_group=inputs)
+        self._estop_sub = self.create_subscription(
+            Bool, relative_topic(TOPIC_ESTOP), self._on_estop, LATCHED, callback_group=inputs
+        )
+        # In the estop callback's group, so a count read here and a sample's count never interleave.
+        self.create_timer(ESTOP_MATCH_POLL_S, self._poll_estop_publishers, callback_group=inputs)
 
         self._joint_pub = self.create_publisher(JointState, relative_topic(TOPIC_JOINT_STATES), CONTROL)
         self._imu_pub = self.create_publisher(Imu, relative_topic(TOPIC_IMU), CONTROL)
         self._diag_pub = self.create_publisher(DiagnosticArray, relative_topic(TOPIC_DIAGNOSTICS), CONTROL)
         p = self.setup.params
-        self.create_timer(1.0 / p["state_rate_hz"], self._publish_state, callback_group=outputs)
+        if not p["publish_clock"]:  # on the sim's clock the loop thread publishes them (_start_clock)
+            self.create_timer(1.0 / p["state_rate_hz"], self._publish_state, callback_group=outputs)
         self.create_timer(1.0 / p["diagnostics_rate_hz"], self._publish_diagnostics, callback_group=outputs)
 
         self._camera: BackendCamera | None = self.bridge.backend.camera()
@@ -119,18 +129,25 @@ class RobotBridgeNode(Node):
             )
             self._last_frame = 0
             # twice the frame rate: a new frame waits at most half a frame period
-            self.create_timer(0.5 / model.rate_hz, self._publish_camera, callback_group=outputs)
+            if not p["publish_clock"]:  # on the sim's clock the loop thread publishes each frame (_start_clock)
+                self.create_timer(0.5 / model.rate_hz, self._publish_camera, callback_group=outputs)
 
         if p["publish_clock"]:
-            self._start_clock(float(p["clock_rate_hz"]))
+            self._start_clock(float(p["clock_rate_hz"]), float(p["state_rate_hz"]))
         self.bridge.start()
         self.get_logger().info(
             f"{self.setup.backend_name} backend up: {self.setup.bridge_config.rate_hz:g} Hz command loop, "
             f"lower body from {self.setup.bridge_config.lower_body_input}"
         )
 
-    def _start_clock(self, clock_rate_hz: float) -> None:
-        """Publish the sim's time on /clock from the loop thread, and run the safety layer on it."""
+    def _start_clock(self, clock_rate_hz: float, state_rate_hz: float) -> None:
+        """Publish the sim's time on /clock from the loop thread, and run the safety layer on it.
+
+        /joint_states and /imu/data are published from the loop thread too, every 1/state_rate_hz
+        of sim time and stamped with it, and each camera frame once rendered, stamped with the sim
+        time it shows: a timer of the executor fires when the executor gets to it, and on a busy
+        machine at sim.speed 2 that left 0.1-0.4 s of sim time between two states or frames
+        (recorded demos flagged state_gap and image_gap)."""
         backend = self.bridge.backend
         if backend.sim_time() is None:
             raise ValueError(
@@ -143,9 +160,19 @@ class RobotBridgeNode(Node):
             publisher.publish(Clock(clock=Time(nanoseconds=int(backend.sim_time() * 1e9)).to_msg()))
             self.published[TOPIC_CLOCK] += 1
 
+        state_period_ns = int(1e9 / state_rate_hz)
+        next_state_ns = 0
+
         def on_tick(tick: int) -> None:
+            nonlocal next_state_ns
             if tick % every == 0:
                 publish()
+            now_ns = int(backend.sim_time() * 1e9)
+            if now_ns >= next_state_ns:
+                next_state_ns += state_period_ns * max(1, (now_ns - next_state_ns) // state_period_ns + 1)
+                self._publish_state(Time(nanoseconds=now_ns).to_msg())
+            if self._camera is not None:
+                self._publish_camera(on_sim_time=True)
 
         # the watchdog measures command age in the sim's time, as the nodes on /clock produce commands
         self.bridge.clock = backend.sim_time
@@ -171,9 +198,25 @@ class RobotBridgeNode(Node):
         if not self.bridge.submit_lower_command(ros_messages.lower_body_command_to_vector(msg)):
             self._warn_rejected(TOPIC_LOWER_BODY_COMMAND)
 
+    def _estop_publishers(self) -> int:
+        """Publishers matched with the estop subscription now (QoS-compatible ones only). rclpy
+        before Iron has no Subscription.get_publisher_count(): count the graph's transient-local,
+        reliable publishers of the topic instead."""
+        if hasattr(self._estop_sub, "get_publisher_count"):
+            return int(self._estop_sub.get_publisher_count())
+        return sum(
+            1
+            for info in self.get_publishers_info_by_topic(self._estop_sub.topic_name)
+            if info.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
+            and info.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+        )
+
+    def _poll_estop_publishers(self) -> None:
+        self.bridge.set_estop_publishers(self._estop_publishers())
+
     def _on_estop(self, msg: Bool) -> None:
         self.received[TOPIC_ESTOP] += 1
-        self.bridge.set_estop(bool(msg.data))
+        self.bridge.set_estop(bool(msg.data), self._estop_publishers())
         if msg.data:
             self.get_logger().warning("estop engaged: damping all joints until /psi0/estop is false")
 
@@ -182,11 +225,13 @@ class RobotBridgeNode(Node):
         self.get_logger().warning(f"dropped a message on {topic}: {reason}", throttle_duration_sec=1.0)
 
     # --- outputs --------------------------------------------------------------------------------
-    def _publish_state(self) -> None:
+    def _publish_state(self, stamp: Any = None) -> None:
+        """The latest state on /joint_states and /imu/data, stamped `stamp` (default: the node's clock)."""
         state = self.bridge.latest_state()
         if state is None:
             return
-        stamp = self.get_clock().now().to_msg()
+        if stamp is None:
+            stamp = self.get_clock().now().to_msg()
         joints = ros_messages.joint_state_message(g1.ALL_JOINTS, state.q, state.dq, state.tau, cls=JointState)
         joints.header.stamp = stamp
         self._joint_pub.publish(joints)
@@ -197,12 +242,16 @@ class RobotBridgeNode(Node):
         self._imu_pub.publish(imu)
         self.published[TOPIC_IMU] += 1
 
-    def _publish_camera(self) -> None:
+    def _publish_camera(self, on_sim_time: bool = False) -> None:
+        """A newly rendered frame, stamped with the node's clock or (on_sim_time) the sim time it shows."""
         frame = self._camera.latest_frame()
         if frame is None or frame.seq == self._last_frame:
             return
         self._last_frame = frame.seq
-        stamp = self.get_clock().now().to_msg()
+        if on_sim_time:
+            stamp = Time(nanoseconds=int(frame.sim_time * 1e9)).to_msg()
+        else:
+            stamp = self.get_clock().now().to_msg()
         image = Image(**rgb_to_image_fields(frame.rgb))
         image.header.stamp = stamp
         image.header.frame_id = FRAME_HEAD_CAMERA

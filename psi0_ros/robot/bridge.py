@@ -134,9 +134,15 @@ class Bridge:
         with self._lock:
             self.safety.count_dropped(self._sequence_gaps.observe((topic, publisher), int(sequence)))
 
-    def set_estop(self, engaged: bool) -> None:
+    def set_estop(self, engaged: bool, publishers: int | None = None) -> None:
+        """An estop sample; `publishers`: the matched estop publisher count read when it arrived."""
         with self._lock:
-            self.safety.set_estop(engaged)
+            self.safety.set_estop(engaged, publishers)
+
+    def set_estop_publishers(self, matched: int) -> None:
+        """The number of estop publishers matched now (SafetyLayer.set_estop_publishers)."""
+        with self._lock:
+            self.safety.set_estop_publishers(matched)
 
     def reset(self) -> None:
         with self._lock:

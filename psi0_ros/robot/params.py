@@ -41,9 +41,10 @@ def _safety_params() -> list[Param]:
         "max_velocity": "rad/s cap on every joint target's velocity",
         "max_step": "rad cap on a joint target's change per control tick",
         "max_acceleration": "rad/s^2 bound on every joint's commanded acceleration and deceleration",
-        "estop_wait_s": "s to wait at start for the latched /psi0/estop before following commands (.inf: "
-        "wait for an explicit estop message)",
-        "hold_after_s": "no fresh command for this long -> hold the last safe pose",
+        "estop_wait_s": "s to wait at start, counted from the first command, for an estop publisher to be "
+        "matched; a matched one is waited for until its latched value arrives (.inf: wait for an explicit "
+        "estop message)",
+        "hold_after_s": "no fresh command for this long -> stop at the last commanded setpoint and hold it",
         "damp_after_s": "no fresh command for this long -> damp (kp = 0)",
         "auto_resume": "leave a watchdog damp by itself when commands return (false on a robot: estop true->false resets)",
         "kp_scale": "multiplies the kp table of psi0_ros/g1.py",

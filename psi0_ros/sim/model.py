@@ -4,8 +4,9 @@ Link offsets and masses approximate Unitree's g1_29dof_with_hand_rev_1_0 descrip
 primitive capsules, boxes and spheres. Joint names, axes, ranges and effort limits come from the
 joint table, so the simulator, the safety layer and the bridge cannot disagree.
 
-Every joint is driven by a `general` actuator set up as a PD motor: force = kp*(ctrl - q) - kd*qdot,
-clipped to the joint's effort limit. kp/kd are rewritten from each JointCommand (G1Sim.apply), and
+Every joint is driven by a `general` actuator set up as a PD motor: force = kp*(ctrl - q) - kd*qdot
++ feed-forward (the bias's constant term: kd*dq_des + tau), clipped as a whole to the joint's effort
+limit. kp/kd are rewritten from each JointCommand (G1Sim.apply), and
 MuJoCo's implicitfast integrator treats the kd term implicitly, so stiff gains on light finger links
 stay stable at a 2 ms step.
 

@@ -139,12 +139,16 @@ class G1Sim:
             raise ValueError("non-finite joint command reached the simulator")  # the safety layer prevents this
         kp = command.kp if command.enabled else np.zeros_like(command.kp)
         kd = command.kd if command.enabled else np.zeros_like(command.kd)
+        # One motor torque, clipped once to the effort limit as a motor driver does:
+        # kp (q_des - q) + kd (dq_des - dq) + tau = gain*ctrl + bias, with the feed-forward
+        # kd dq_des + tau in the bias's constant term. (Clipping the PD term and the feed-forward
+        # separately let the two cancel: a light wrist ran on at 1.8x its cap with zero net torque.)
+        feed_forward = (command.tau + kd * command.dq) if command.enabled else np.zeros_like(command.tau)
         self.model.actuator_gainprm[:, 0] = kp
+        self.model.actuator_biasprm[:, 0] = feed_forward
         self.model.actuator_biasprm[:, 1] = -kp
         self.model.actuator_biasprm[:, 2] = -kd
         self.data.ctrl[:] = command.q
-        feed_forward = (command.tau + kd * command.dq) if command.enabled else np.zeros_like(command.tau)
-        self.data.qfrc_applied[self.dof_adr] = np.clip(feed_forward, -self.effort, self.effort)
 
     def step(self, n: int = 1) -> None:
         """Advance physics by n steps (n * timestep seconds); the kinematic base moves at its velocity."""
@@ -195,7 +199,7 @@ class G1Sim:
         """(q [rad], dq [rad/s], tau [N·m]) of the 43 joints in ALL_JOINTS order (copies)."""
         q = self.data.qpos[self.qpos_adr].copy()
         dq = self.data.qvel[self.dof_adr].copy()
-        tau = self.data.actuator_force.copy() + self.data.qfrc_applied[self.dof_adr]
+        tau = self.data.actuator_force.copy()  # the whole motor torque (PD + feed-forward), clipped
         return q, dq, tau
 
     def base_pose(self) -> tuple[np.ndarray, np.ndarray]:
