@@ -3,6 +3,8 @@
     ros2 launch psi0_ros deploy.launch.py checkpoint:=/path/to/ckpt instruction:="pick up the can"
     ros2 launch psi0_ros deploy.launch.py backend:=unitree checkpoint:=... camera_source:=/dev/video0
     ros2 launch psi0_ros deploy.launch.py checkpoint:=... rviz:=true namespace:=g1
+    ros2 launch psi0_ros deploy.launch.py role:=robot backend:=unitree      # on the G1 (docs/deploy.md)
+    ros2 launch psi0_ros deploy.launch.py role:=policy checkpoint:=...      # on the GPU machine
 
 Nodes and parameters come from psi0_ros.deploy_graph and config/deploy.yaml, exactly what
 `psi0 deploy` (no launch_ros needed) runs; a graph node that is not installed is an error naming it.
@@ -21,6 +23,7 @@ ARGUMENTS = (
     ("rviz", "false", "also start rviz2 with config/psi0.rviz"),
     ("camera_source", "", "camera_node source: device index/path, video file, topic:NAME ('' = backend's)"),
     ("namespace", "", "ROS namespace of every node"),
+    ("role", "all", "all (one machine) | robot (bridge, camera: JPEG out, AMO, executor) | policy (VLM, chunk_node)"),
 )
 
 
@@ -29,7 +32,9 @@ def graph_actions(context, *args, **kwargs):
     from psi0_ros.paths import share_dir
 
     value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
-    specs = deploy_nodes(value["backend"], value["checkpoint"], value["instruction"], value["camera_source"])
+    specs = deploy_nodes(
+        value["backend"], value["checkpoint"], value["instruction"], value["camera_source"], role=value["role"]
+    )
     namespace = value["namespace"]
     actions = [
         Node(

@@ -19,6 +19,7 @@ TOPIC_CAMERA_INFO = "/camera/ego/camera_info"
 TOPIC_INSTRUCTION = "/psi0/instruction"
 TOPIC_VLM_FEATURES = "/psi0/vlm_features"
 TOPIC_ACTION_CHUNK = "/psi0/action_chunk"
+TOPIC_EXECUTOR_STATE = "/psi0/executor_state"  # psi0_ros/ExecutorState: the robot's ticks and queue (docs/deploy.md)
 TOPIC_UPPER_BODY_COMMAND = "/psi0/upper_body_command"
 TOPIC_LOWER_BODY_COMMAND = "/psi0/lower_body_command"
 TOPIC_LOWER_BODY_TARGETS = "/psi0/lower_body_targets"

@@ -20,10 +20,26 @@ from typing import Any
 
 import yaml
 
+from psi0_ros.constants import TOPIC_IMAGE, relative_topic
 from psi0_ros.robot.params import flatten, node_parameters
 
 BACKENDS = ("sim", "unitree")
-GRAPH_NODES = ("robot_bridge_node", "camera_node", "vlm_node", "chunk_node", "lower_body_node", "viz_node")
+GRAPH_NODES = (
+    "robot_bridge_node",
+    "camera_node",
+    "vlm_node",
+    "chunk_node",
+    "lower_body_node",
+    "viz_node",
+    "chunk_executor_node",
+)
+# Two machines (docs/deploy.md): the robot's computer runs what touches the robot and its clock;
+# the GPU machine runs the models. "all" is the one-machine graph (no executor).
+ROLES = ("all", "robot", "policy")
+ROBOT_SIDE = frozenset({"robot_bridge_node", "camera_node", "lower_body_node", "chunk_executor_node"})
+# The camera image crosses the link as JPEG (camera_node's <image topic>/compressed, ~20x fewer
+# bytes than rgb8); on one machine vlm_node takes the raw Image (shared memory, nothing to decode).
+IMAGE_TRANSPORT = {"all": "raw", "robot": "compressed", "policy": "compressed"}
 
 
 @dataclass
@@ -52,7 +68,7 @@ def read_sections(path: Path, names: tuple[str, ...]) -> dict[str, dict[str, Any
     """{node name: flat ros__parameters} of a ROS 2 parameter file, for each of `names`.
 
     A node's parameters are resolved as rcl resolves them for that node (robot.params.node_parameters:
-    `/**`, then `/**/<node>`, then `<node>`), so config/sim.yaml's `/**/robot_bridge_node` applies
+    `/**`, then `/**/<node>`, then `<node>`), so config/sim.yaml's `/**` section applies
     as it does under `--params-file`."""
     document = yaml.safe_load(Path(path).read_text()) or {}
     for key, section in document.items():
@@ -78,6 +94,7 @@ def deploy_nodes(
     config: Path | None = None,
     overrides: Mapping[str, Mapping[str, Any]] | None = None,
     sim_time: bool = False,
+    role: str = "all",
 ) -> list[NodeSpec]:
     """The nodes of the deploy graph with their complete parameter sets.
 
@@ -85,11 +102,17 @@ def deploy_nodes(
     camera_node's configured source), otherwise a device index/path, a video file or
     topic:<name> for camera_node. sim_time (sim backend only): the bridge publishes the sim's
     time on /clock and every node runs on it (use_sim_time), so control ticks are ticks of
-    simulated time however fast the CPU runs the sim. overrides: {node: {param: value}} applied last."""
+    simulated time however fast the CPU runs the sim. overrides: {node: {param: value}} applied last.
+    role: "all" (one machine), "robot" (bridge, camera, AMO, chunk_executor_node) or "policy"
+    (vlm_node, chunk_node with publish_commands false, viz_node). With two machines the image
+    crosses as JPEG (IMAGE_TRANSPORT): camera_node publishes <image topic>/compressed and vlm_node
+    subscribes it; with the sim's own camera camera_node compresses the bridge's frames."""
     from psi0_ros.paths import config_path
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
     sections = read_sections(config or config_path("deploy.yaml"), GRAPH_NODES)
     base = "sim.yaml" if backend == "sim" else "robot_bridge.yaml"
     bridge = read_sections(config_path(base), ("robot_bridge_node",))["robot_bridge_node"]
@@ -99,15 +122,25 @@ def deploy_nodes(
     bridge["lower_body_input"] = "command" if kinematic else "targets"
 
     nodes = [NodeSpec("robot_bridge_node", bridge)]
-    use_camera_node = backend == "unitree" or bool(camera_source)
-    if use_camera_node:
-        camera = dict(sections["camera_node"])
-        if camera_source:
-            camera["source"] = camera_source
-        nodes.append(NodeSpec("camera_node", camera))
+    transport = IMAGE_TRANSPORT[role]
+    camera = dict(sections["camera_node"])
+    if transport == "compressed":
+        camera["publish_compressed"] = True
+    if camera_source:
+        camera["source"] = camera_source
         if backend == "sim":
             bridge["sim.camera_mode"] = "off"  # one publisher of the camera topic
+    elif backend == "sim" and transport == "compressed":
+        # The sim bridge renders the head camera; camera_node, in its own process, compresses
+        # those frames (raw stays on the robot's machine) rather than the bridge encoding JPEG on
+        # the process that steps the physics and runs the command loop.
+        camera.update(source=f"topic:{relative_topic(TOPIC_IMAGE)}", publish_raw=False)
+        camera["width"] = bridge.get("sim.camera_width", camera.get("width"))
+        camera["height"] = bridge.get("sim.camera_height", camera.get("height"))
+    if backend == "unitree" or camera_source or transport == "compressed":
+        nodes.append(NodeSpec("camera_node", camera))
     vlm = dict(sections["vlm_node"])
+    vlm["image_transport"] = transport
     chunk = dict(sections["chunk_node"])
     if checkpoint:
         vlm["checkpoint"] = chunk["checkpoint"] = checkpoint
@@ -117,6 +150,10 @@ def deploy_nodes(
     if not kinematic:  # physics sim or robot: AMO turns the 8-D command into leg targets
         nodes.append(NodeSpec("lower_body_node", dict(sections["lower_body_node"])))
     nodes.append(NodeSpec("viz_node", dict(sections["viz_node"])))
+    if role != "all":  # chunks cross the link; the robot's executor runs them on the robot's ticks
+        chunk["publish_commands"] = False
+        nodes.append(NodeSpec("chunk_executor_node", dict(sections["chunk_executor_node"])))
+        nodes = [spec for spec in nodes if (spec.name in ROBOT_SIDE) == (role == "robot")]
     if sim_time:
         if backend != "sim":
             raise ValueError(f"sim_time needs the sim backend; {backend!r} runs on the wall clock")

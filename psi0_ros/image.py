@@ -2,11 +2,13 @@
 
 Works on any object with the Image fields (an rclpy message, a rosbags-deserialised message),
 so the nodes and the bag converter share one implementation. Only rgb8/bgr8/rgba8/bgra8/mono8
-are accepted; anything else is a clear ValueError naming the encoding.
+are accepted; anything else is a clear ValueError naming the encoding. CompressedImage (JPEG, or
+anything Pillow reads) decodes with compressed_to_rgb; JPEG bytes come from psi0_ros.data.jpeg.
 """
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import numpy as np
@@ -53,3 +55,29 @@ def rgb_to_image_fields(rgb: np.ndarray) -> dict[str, Any]:
         "step": width * 3,
         "data": np.ascontiguousarray(rgb).tobytes(),
     }
+
+
+def compressed_topic(image_topic: str) -> str:
+    """The CompressedImage topic that goes with an Image topic (image_transport's convention):
+    /camera/ego/image_raw -> /camera/ego/image_raw/compressed."""
+    return image_topic.rstrip("/") + "/compressed"
+
+
+def compressed_to_rgb(msg: Any) -> np.ndarray:
+    """Decode a CompressedImage message (any object with `format` and `data`) to (H, W, 3) uint8 RGB.
+
+    JPEG data decodes with libjpeg-turbo through simplejpeg (the library the episode JPEGs are
+    written with; its output equals Pillow's, which the training readers use, pixel for pixel);
+    other formats (PNG) through Pillow. Data that does not decode is a ValueError naming the format."""
+    data = bytes(msg.data)
+    try:
+        if data[:2] == b"\xff\xd8":  # JPEG start-of-image marker
+            import simplejpeg
+
+            return simplejpeg.decode_jpeg(data, colorspace="RGB")
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+    except Exception as err:  # the decoders raise several types (ValueError, OSError, SyntaxError) for bad data
+        raise ValueError(f"undecodable {str(msg.format)!r} image ({len(data)} bytes): {err}") from None

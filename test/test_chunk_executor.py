@@ -1,7 +1,8 @@
 """chunk_executor_node in a real process, fed by this test acting as the relay between chunk_node
 and the robot: a chunk runs at its start_tick, a duplicate and an older chunk_id are ignored, a
 chunk that lands late has its past rows dropped and the rest run at their ticks, and when chunks
-stop coming the queue runs out, holds, then the command stream stops."""
+stop coming the queue runs out, holds, then the command stream stops. A chunk conditioned on an
+observation from before the executor started (the robot restarted) is not followed."""
 
 from __future__ import annotations
 
@@ -20,17 +21,18 @@ HORIZON = 30
 HOLD = 6
 
 
-def _chunk(chunk_id: int, start_tick: int, base: float):
+def _chunk(chunk_id: int, start_tick: int, base: float, stamp):
     from psi0_ros.constants import ACTION_NAMES
     from psi0_ros.ros_messages import action_chunk_message
 
     actions = np.zeros((HORIZON, 36), np.float32)
     actions[:, 0] = base + np.arange(HORIZON)
     actions[:, 32] = 0.2  # vx
-    return action_chunk_message(chunk_id, start_tick, actions, 0, RATE, 1.0, ACTION_NAMES)
+    return action_chunk_message(chunk_id, start_tick, actions, 0, RATE, 1.0, ACTION_NAMES, stamp)
 
 
 def test_executor_runs_late_duplicate_older_and_lost_chunks():
+    from builtin_interfaces.msg import Time
     from psi0_ros.msg import ActionChunk, LowerBodyCommand
     from sensor_msgs.msg import JointState
 
@@ -57,6 +59,9 @@ def test_executor_runs_late_duplicate_older_and_lost_chunks():
     node.create_subscription(LowerBodyCommand, TOPIC_LOWER_BODY_COMMAND, on_lower, CONTROL)
     pub = node.create_publisher(ActionChunk, TOPIC_ACTION_CHUNK, CONTROL)
 
+    def now():  # the observation a chunk is conditioned on: after the executor started
+        return node.get_clock().now().to_msg()
+
     def now_tick() -> int:
         return tick_at(node.get_clock().now().nanoseconds * 1e-9, RATE)
 
@@ -70,12 +75,14 @@ def test_executor_runs_late_duplicate_older_and_lost_chunks():
         spin_until(lambda: pub.get_subscription_count() > 0)
         time.sleep(0.5)  # let the executor's subscription match fully
         t0 = now_tick()
-        pub.publish(_chunk(5, t0 + 15, 500.0))
-        pub.publish(_chunk(5, t0 + 15, 900.0))  # duplicate id: ignored
-        pub.publish(_chunk(3, t0 + 15, 300.0))  # older id: ignored
+        pub.publish(_chunk(5, t0 + 15, 500.0, now()))
+        pub.publish(_chunk(5, t0 + 15, 900.0, now()))  # duplicate id: ignored
+        pub.publish(_chunk(3, t0 + 15, 300.0, now()))  # older id: ignored
+        before = Time(sec=1, nanosec=0)  # conditioned on what the robot saw before the executor started
+        pub.publish(_chunk(9, t0 + 15, 700.0, before))
         spin_until(lambda: max(upper, default=0) >= t0 + 25)
         late_start = t0 + 20
-        pub.publish(_chunk(6, late_start, 600.0))  # lands after its start_tick
+        pub.publish(_chunk(6, late_start, 600.0, now()))  # lands after its start_tick
         end = late_start + HORIZON - 1
         spin_until(lambda: max(upper, default=0) >= end + HOLD)
         settle = time.monotonic() + 1.0

@@ -51,6 +51,7 @@ def test_deploy_nodes_for_each_backend():
 
 def test_every_graph_node_is_in_the_graph_and_a_missing_module_is_named(monkeypatch):
     names = [n.name for n in deploy_nodes("sim", "/ckpt")] + [n.name for n in deploy_nodes("unitree", "/ckpt")]
+    names += [n.name for n in deploy_nodes("unitree", "/ckpt", role="robot")]  # chunk_executor_node
     assert set(names) == set(GRAPH_NODES)  # lower_body_node and viz_node are never dropped
     real = importlib.util.find_spec
     monkeypatch.setattr(

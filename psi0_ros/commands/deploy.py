@@ -27,7 +27,15 @@ HELP = "run the deploy node graph (camera, VLM, chunk/RTC, AMO, bridge) without 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("sim", "unitree"), default="sim", help="robot backend (default: sim)")
-    parser.add_argument("--checkpoint", required=True, help="policy checkpoint directory (DESIGN §6)")
+    parser.add_argument(
+        "--checkpoint", default="", help="policy checkpoint directory (DESIGN §6; not for --role robot)"
+    )
+    parser.add_argument(
+        "--role",
+        choices=("all", "robot", "policy"),
+        default="all",
+        help="all: one machine; robot: bridge, camera, AMO, chunk executor; policy: VLM, chunk_node (docs/deploy.md)",
+    )
     parser.add_argument("--instruction", default="", help="language instruction (or publish /psi0/instruction)")
     parser.add_argument("--camera-source", default="", help="camera_node source: device, video file, topic:NAME")
     parser.add_argument("--namespace", default="", help="ROS namespace of every node")
@@ -60,15 +68,16 @@ def run(args: argparse.Namespace) -> int:
     from psi0_ros.deploy_graph import deploy_nodes
 
     checkpoint = Path(args.checkpoint).expanduser()
-    if not (checkpoint / "config.json").is_file():
-        raise SystemExit(f"psi0 deploy: no checkpoint at {checkpoint} (config.json missing)")
+    if args.role != "robot" and not (checkpoint / "config.json").is_file():
+        raise SystemExit(f"psi0 deploy: no checkpoint at {checkpoint} (config.json missing; --checkpoint DIR)")
     nodes = deploy_nodes(
         args.backend,
-        str(checkpoint.resolve()),
+        str(checkpoint.resolve()) if args.checkpoint else "",
         args.instruction,
         args.camera_source,
         args.config,
         parse_overrides(args.param),
+        role=args.role,
     )
     print(f"psi0 deploy: {', '.join(n.name for n in nodes)} ({'one process' if args.composed else 'a process each'})")
     if args.dry_run:

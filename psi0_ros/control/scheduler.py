@@ -1,9 +1,10 @@
 """Real-time chunking (RTC) scheduler: when to run inference, what prefix to give it, and which
 action runs on each control tick. ROS-free and clock-free, so tests drive it tick by tick.
 
-Time base: control ticks, absolute integers shared by every machine of the graph
-(tick = floor(time_s * control_rate_hz) on the ROS clock). A chunk's start_tick is the tick of
-its first action, so a chunk that arrives late simply has its past rows dropped.
+Time base: control ticks, absolute integers (tick = floor(time_s * control_rate_hz) on the ROS
+clock of the machine that runs the commands; with two machines the robot's, which chunk_node
+follows through psi0_ros.control.robot_clock). A chunk's start_tick is the tick of its first
+action, so a chunk that arrives late simply has its past rows dropped.
 
 Per control tick the caller calls on_tick(tick) and gets the action to command (or a safe hold,
 or nothing). When should_request(tick) says so, it takes an observation and calls
@@ -18,7 +19,10 @@ goes back through deliver(). Facts taken from Psi0's RTC server
 Where the reference crashes (an assert once d reaches the trained max_delay) or repeats the
 last action when a chunk runs out, this scheduler clamps d to max_delay - 1 and counts it, and
 when the queue runs dry it holds the last pose with the velocity commands zeroed for hold_ticks,
-then stops the command stream (the bridge's watchdog holds the robot) until a chunk lands.
+then stops the command stream (the bridge's watchdog holds the robot) until a chunk lands. A
+chunk requested with nothing queued (the first one, or after a dry queue: the robot stands still
+until it lands) starts at its landing from row 0, so resuming does not skip rows of motion that
+never happened (a jump).
 
 Modes (the comparison of `psi0 bench rtc`). Each names how chunks are scheduled and the policy's
 RTC mode it serves with: the sampler name (psi0_ros.policy.config.RTC_MODES), the one RTC vocabulary
@@ -89,6 +93,9 @@ class SchedulerConfig:
     delay_window: int = 6  # Psi0 DELAY_BUFFER_SIZE: d = max of this many recent measured delays [ticks]
     initial_delay: int = 6  # Psi0 D_INIT [ticks]
     hold_ticks: int = 15  # ticks of safe hold after the queue runs dry, then the stream stops
+    # False: the delays are measured where the chunks run (chunk_executor_node on the robot reports
+    # each chunk's landing tick, add_measured_delay), not from this queue's own ticks.
+    measure_on_delivery: bool = True
     ensemble_decay: float = 0.01  # temporal_ensemble: weight exp(-decay * i), i = 0 the oldest prediction (ACT)
 
     def __post_init__(self) -> None:
@@ -210,6 +217,10 @@ class InferenceRequest:
     prefix: np.ndarray | None  # (L, 36): queued actions for ticks start_tick.. (None: no prefix)
     delay: int  # d: leading prefix rows that certainly run before the chunk lands (frozen)
     delay_clamped: bool  # the estimate reached the trained max_delay and d was clamped
+    # Nothing was queued from start_tick: the robot holds still (or the stream is stopped) until
+    # this chunk lands, so the observation is still its state then and the chunk starts at its
+    # landing, from row 0, instead of dropping the rows of motion that never happened.
+    at_rest: bool = False
 
 
 @dataclass(frozen=True)
@@ -223,6 +234,7 @@ class ChunkRecord:
     inference_s: float
     measured_delay: int  # ticks that ran between request and landing
     insert: InsertResult
+    request_tick: int = 0  # the request's start_tick (start_tick - request_tick: shift of an at-rest chunk)
 
 
 @dataclass(frozen=True)
@@ -323,6 +335,7 @@ class RTCScheduler:
                 raise RuntimeError("an inference is already in flight")
             prefix, delay, clamped = None, 0, False
             mode = self.config.mode
+            at_rest = self._chunk_start is None or self.queue.depth(tick) == 0
             if mode == "sync" and self._chunk_start is not None:
                 self.queue.clear_from(tick)  # block and wait: nothing runs until the chunk lands
             if self.config.rtc_mode != "none":
@@ -337,7 +350,7 @@ class RTCScheduler:
                     prefix = queued
                     if clamped:
                         self.stats.counters["delay_clamped"] += 1
-            request = InferenceRequest(self._next_id, tick, prefix, delay, clamped)
+            request = InferenceRequest(self._next_id, tick, prefix, delay, clamped, at_rest and mode != "sync")
             self._next_id += 1
             self._in_flight = request
             return request
@@ -357,10 +370,17 @@ class RTCScheduler:
             self._in_flight = None
             land = self._next_tick if self._next_tick is not None else request.start_tick
             measured = land - request.start_tick
-            self.estimator.add(measured)
+            if self.config.measure_on_delivery:
+                self.estimator.add(measured)
             self.stats.last_inference_s = inference_s
             self.stats.last_measured_delay = measured
             start = land if self.config.mode == "sync" else request.start_tick
+            if request.at_rest:
+                # Started at its landing: here (one machine) the landing tick is known; with two
+                # machines the chunk lands on the executor later, predicted by the delay estimate
+                # (landings measured there), at most half a chunk ahead.
+                ahead = min(self.estimator.estimate, self.horizon // 2)
+                start = max(land, request.start_tick + ahead) if not self.config.measure_on_delivery else land
             if request.prefix is not None and measured > request.delay:
                 # Rows delay..measured-1 of the new chunk were meant to run but the old queue ran instead.
                 self.stats.counters["delay_overrun"] += 1
@@ -372,8 +392,39 @@ class RTCScheduler:
                 self.stats.counters[f"chunk_{result.reason}"] += 1
             self.stats.counters["dropped_past_rows"] += result.dropped_past
             return ChunkRecord(
-                request.request_id, start, np.asarray(actions), request.delay, inference_s, measured, result
+                request.request_id,
+                start,
+                np.asarray(actions),
+                request.delay,
+                inference_s,
+                measured,
+                result,
+                request.start_tick,
             )
+
+    def add_measured_delay(self, delay_ticks: int) -> None:
+        """A delay measured where the chunk ran: its landing tick there minus its start_tick."""
+        with self._lock:
+            self.estimator.add(delay_ticks)
+            self.stats.last_measured_delay = int(delay_ticks)
+
+    def reserve_ids(self, first: int) -> None:
+        """Number the next requests from `first` on (at least): a chunk id a restarted chunk_node
+        gives must be newer than the last one the executor accepted, or it would be ignored."""
+        with self._lock:
+            self._next_id = max(self._next_id, int(first))
+
+    def replace_queue(self, chunk_id: int | None, start_tick: int, actions: np.ndarray | None, from_tick: int) -> None:
+        """Make the queue what the executor holds: rows of chunk `chunk_id` (starting at start_tick)
+        for from_tick on, nothing else (None: an empty queue, the next request has no prefix)."""
+        with self._lock:
+            self.queue.clear_from(-(1 << 62))
+            self.queue.last_chunk_id = None
+            self._chunk_start = None
+            if chunk_id is None or actions is None:
+                return
+            self.queue.insert(chunk_id, start_tick, actions, from_tick)
+            self._chunk_start = start_tick
 
     def accept_chunk(self, chunk_id: int, start_tick: int, actions: np.ndarray) -> InsertResult:
         """A chunk computed elsewhere (chunk_node on another machine): queue it, nothing in flight."""

@@ -6,11 +6,18 @@ sensor_msgs/CompressedImage). Every frame is resized and centre-cropped to width
 stamped with its capture time (a topic source keeps the driver's stamp). A device that cannot
 be opened fails at start with its name; a source that stops delivering is reported on
 /diagnostics (WARN "stalled") and no frame is ever published twice.
+
+Outputs: the rgb8 Image + camera_info (`publish_raw`, default true) and, with
+`publish_compressed` (default false; the robot role of a two-machine deploy turns it on), the
+same frame as a JPEG sensor_msgs/CompressedImage (format "jpeg", `jpeg_quality` 90: the quality
+the episode files are written at, so the policy sees the JPEG it was trained on) on
+<image topic>/compressed, encoded only while something subscribes. `publish_raw: false` makes the
+node a compressor behind another publisher of the raw topic (the sim bridge's head camera: source
+topic:camera/ego/image_raw); a topic source that is its own raw output is refused at start.
 """
 
 from __future__ import annotations
 
-import io
 import sys
 import time
 from collections import Counter
@@ -25,7 +32,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from psi0_ros.camera import FrameGrabber, fit_frame
 from psi0_ros.constants import FRAME_HEAD_CAMERA, TOPIC_CAMERA_INFO, TOPIC_DIAGNOSTICS, TOPIC_IMAGE, relative_topic
-from psi0_ros.image import image_to_rgb, rgb_to_image_fields
+from psi0_ros.data.jpeg import encode_jpeg
+from psi0_ros.image import compressed_to_rgb, compressed_topic, image_to_rgb, rgb_to_image_fields
 from psi0_ros.nodes.qos import CONTROL, LARGE_LATEST
 
 NODE_NAME = "camera_node"
@@ -50,15 +58,37 @@ class CameraNode(Node):
         self.stall_timeout_s = float(param("stall_timeout_s", 0.5, "no new frame for this long: stalled [s]"))
         loop = bool(param("loop", False, "video file: start again at its end"))
         fov = float(param("horizontal_fov_deg", 90.0, "camera_info: horizontal field of view [deg]"))
+        self.publish_raw = bool(param("publish_raw", True, "publish the rgb8 Image and camera_info"))
+        self.publish_compressed = bool(
+            param("publish_compressed", False, "also publish a JPEG CompressedImage on <image topic>/compressed")
+        )
+        self.jpeg_quality = int(param("jpeg_quality", 90, "JPEG quality of the compressed image (1-100)"))
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"camera_node: jpeg_quality must be in 1..100, got {self.jpeg_quality!r}")
+        if not (self.publish_raw or self.publish_compressed):
+            raise ValueError("camera_node: publish_raw and publish_compressed are both false: nothing to publish")
         self.counters: Counter[str] = Counter()
         self._last_frame_wall: float | None = None
-        self._image_pub = self.create_publisher(Image, relative_topic(TOPIC_IMAGE), LARGE_LATEST)
-        self._info_pub = self.create_publisher(CameraInfo, relative_topic(TOPIC_CAMERA_INFO), CONTROL)
+        self._jpeg_bytes_last = 0
+        image_topic = relative_topic(TOPIC_IMAGE)
+        self._image_pub = self.create_publisher(Image, image_topic, LARGE_LATEST) if self.publish_raw else None
+        self._compressed_pub = None
+        if self.publish_compressed:
+            self._compressed_pub = self.create_publisher(CompressedImage, compressed_topic(image_topic), LARGE_LATEST)
+        self._info_pub = None  # camera_info goes with the raw image (its other publisher's, when publish_raw is false)
+        if self.publish_raw:
+            self._info_pub = self.create_publisher(CameraInfo, relative_topic(TOPIC_CAMERA_INFO), CONTROL)
         self._diag_pub = self.create_publisher(DiagnosticArray, relative_topic(TOPIC_DIAGNOSTICS), CONTROL)
         self._info = self._camera_info(fov)
         self.grabber: FrameGrabber | None = None
         self._published_seq = 0
         kind, _, topic = source.partition(":")
+        if kind == "topic" and topic and self.publish_raw:
+            if self.resolve_topic_name(topic) == self.resolve_topic_name(image_topic):
+                raise ValueError(
+                    f"camera_node: source {source!r} is its own output topic; set publish_raw false to only "
+                    "compress another publisher's frames"
+                )
         if kind == "topic" and topic:
             self.create_subscription(Image, topic, self._on_image, LARGE_LATEST)
         elif kind == "compressed" and topic:
@@ -67,7 +97,10 @@ class CameraNode(Node):
             self.grabber = FrameGrabber(source, self.width, self.height, rate, loop)  # CameraError names the source
             self.create_timer(1.0 / rate, self._poll)
         self.create_timer(1.0, self._publish_diagnostics)
-        self.get_logger().info(f"camera {source!r} -> {TOPIC_IMAGE} {self.width}x{self.height} rgb8")
+        outputs = (["rgb8"] if self.publish_raw else []) + (
+            [f"jpeg q{self.jpeg_quality}"] if self.publish_compressed else []
+        )
+        self.get_logger().info(f"camera {source!r} -> {TOPIC_IMAGE} {self.width}x{self.height} {' + '.join(outputs)}")
 
     def _camera_info(self, fov_deg: float) -> CameraInfo:
         info = CameraInfo()
@@ -83,12 +116,20 @@ class CameraNode(Node):
         return info
 
     def _publish(self, rgb: np.ndarray, stamp: Time) -> None:
-        image = Image(**rgb_to_image_fields(rgb))
-        image.header.stamp = stamp
-        image.header.frame_id = FRAME_HEAD_CAMERA
-        self._image_pub.publish(image)
-        self._info.header.stamp = stamp
-        self._info_pub.publish(self._info)
+        if self._image_pub is not None and self._info_pub is not None:
+            image = Image(**rgb_to_image_fields(rgb))
+            image.header.stamp = stamp
+            image.header.frame_id = FRAME_HEAD_CAMERA
+            self._image_pub.publish(image)
+            self._info.header.stamp = stamp
+            self._info_pub.publish(self._info)
+        if self._compressed_pub is not None and self._compressed_pub.get_subscription_count() > 0:
+            compressed = CompressedImage(format="jpeg", data=encode_jpeg(rgb, self.jpeg_quality))
+            compressed.header.stamp = stamp
+            compressed.header.frame_id = FRAME_HEAD_CAMERA
+            self._compressed_pub.publish(compressed)
+            self.counters["frames_compressed"] += 1
+            self._jpeg_bytes_last = len(compressed.data)
         self._last_frame_wall = time.monotonic()
         self.counters["frames_published"] += 1
 
@@ -111,13 +152,11 @@ class CameraNode(Node):
         self._publish(fit_frame(rgb, self.width, self.height), msg.header.stamp)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
-        from PIL import Image as PILImage
-
         try:
-            rgb = np.asarray(PILImage.open(io.BytesIO(bytes(msg.data))).convert("RGB"))
-        except Exception as err:  # PIL raises several types for undecodable data
+            rgb = compressed_to_rgb(msg)
+        except ValueError as err:
             self.counters["frames_rejected"] += 1
-            self.get_logger().warning(f"dropped compressed frame ({msg.format!r}): {err}", throttle_duration_sec=2.0)
+            self.get_logger().warning(f"dropped compressed frame: {err}", throttle_duration_sec=2.0)
             return
         self._publish(fit_frame(rgb, self.width, self.height), msg.header.stamp)
 
@@ -131,6 +170,8 @@ class CameraNode(Node):
         if self.grabber is not None and self.grabber.error is not None:
             status.level, status.message = DiagnosticStatus.ERROR, f"camera read failed: {self.grabber.error}"
         values = {"frame_age_s": "none" if age is None else f"{age:.3f}", **self.counters}
+        if self._compressed_pub is not None:
+            values["jpeg_bytes_last"] = self._jpeg_bytes_last
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()

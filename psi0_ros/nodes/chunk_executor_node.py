@@ -1,8 +1,14 @@
 """chunk_executor_node: runs /psi0/action_chunk on the robot's machine when chunk_node runs on
 another one (chunk_node publish_commands: false), one command per control tick (DESIGN §2).
 
-Each chunk's start_tick is in the shared time base (ROS time x control rate): rows that land in
-the past are dropped, a duplicate or older chunk_id is ignored, and when chunks stop coming the
+Control ticks are the robot's: tick = floor(this machine's ROS time x control rate). Every tick
+(and whenever a chunk lands) it publishes /psi0/executor_state (ExecutorState): the tick, the last
+chunk it accepted and the tick it landed at. chunk_node on the other machine takes its ticks, its
+RTC prefix and its delay estimate from that, so the machines' clocks need not agree.
+
+Rows that land in the past are dropped, a duplicate or older chunk_id is ignored, a chunk
+conditioned on an observation older than this executor's start is not followed (the robot
+restarted: only a chunk conditioned on its own state runs), and when chunks stop coming the
 queue runs on until it is empty, holds (velocities zeroed) for hold_ticks, then the command
 stream stops and the bridge's watchdog holds the robot. Same queue code as chunk_node
 (psi0_ros.control.scheduler).
@@ -18,16 +24,35 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 
-from psi0_ros.constants import CONTROL_RATE_HZ, TOPIC_ACTION_CHUNK, TOPIC_DIAGNOSTICS, TOPIC_ESTOP, relative_topic
-from psi0_ros.control.scheduler import RTCScheduler, SchedulerConfig, catch_up_ticks, tick_at
-from psi0_ros.msg import ActionChunk
+from psi0_ros.constants import (
+    CONTROL_RATE_HZ,
+    TOPIC_ACTION_CHUNK,
+    TOPIC_DIAGNOSTICS,
+    TOPIC_ESTOP,
+    TOPIC_EXECUTOR_STATE,
+    relative_topic,
+)
+from psi0_ros.control.scheduler import RTCScheduler, SchedulerConfig, TickOutput, catch_up_ticks, tick_at
+from psi0_ros.msg import ActionChunk, ExecutorState
 from psi0_ros.nodes.command_output import CommandOutput
-from psi0_ros.nodes.qos import CONTROL, LATCHED
-from psi0_ros.ros_messages import action_chunk_array
+from psi0_ros.nodes.qos import CONTROL, LATCHED, PERIODIC_LATEST
+from psi0_ros.ros_messages import action_chunk_array, tick_stamp
 
 NODE_NAME = "chunk_executor_node"
+# Chunks across the link: best effort on this side (chunk_node's reliable publisher serves it).
+# A reliable reader delivers in order, so one chunk lost on the link (a cut, a lost IP fragment)
+# held back every newer chunk until Fast DDS repaired it on its next heartbeat (seconds): after a
+# 2 s cut the fresh chunks landed late or entirely in the past. A lost chunk is worth nothing
+# once a newer one exists; chunk_node resyncs to what this executor reports (unconfirmed_timeout_s).
+CHUNKS_NEWEST = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=4,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+)
 
 
 class ChunkExecutorNode(Node):
@@ -43,10 +68,14 @@ class ChunkExecutorNode(Node):
         self.scheduler = RTCScheduler(SchedulerConfig(hold_ticks=hold, min_execution_horizon=1), horizon=1 << 16)
         self.counters: Counter[str] = Counter()
         self._estop = False
+        self._started = self.get_clock().now()
+        self._landed: tuple[int, int, int] = (-1, 0, 0)  # chunk id, start tick, landing tick
+        self._last: TickOutput | None = None
         group = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(ActionChunk, topic, self._on_chunk, CONTROL, callback_group=group)
+        self.create_subscription(ActionChunk, topic, self._on_chunk, CHUNKS_NEWEST, callback_group=group)
         self.create_subscription(Bool, relative_topic(TOPIC_ESTOP), self._on_estop, LATCHED, callback_group=group)
         self.output = CommandOutput(self)
+        self._state_pub = self.create_publisher(ExecutorState, relative_topic(TOPIC_EXECUTOR_STATE), PERIODIC_LATEST)
         self._diag_pub = self.create_publisher(DiagnosticArray, relative_topic(TOPIC_DIAGNOSTICS), CONTROL)
         self.create_timer(1.0 / self.rate_hz, self._on_tick, callback_group=group)
         self.create_timer(1.0, self._publish_diagnostics, callback_group=group)
@@ -59,13 +88,29 @@ class ChunkExecutorNode(Node):
             actions = action_chunk_array(msg)
             if abs(msg.control_rate_hz - self.rate_hz) > 1e-6:
                 raise ValueError(f"chunk rate {msg.control_rate_hz} Hz != this executor's {self.rate_hz} Hz")
-            result = self.scheduler.accept_chunk(int(msg.chunk_id), int(msg.start_tick), actions)
         except ValueError as err:
             self.counters["chunks_rejected"] += 1
             self.get_logger().warning(f"dropped chunk: {err}", throttle_duration_sec=2.0)
             return
+        observed_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        if observed_ns < self._started.nanoseconds:
+            # Conditioned on what the robot saw before this executor started (the robot side
+            # restarted while the policy kept publishing): not followed.
+            self.counters["chunks_before_start"] += 1
+            self.get_logger().info(
+                f"ignored chunk {msg.chunk_id}: conditioned on an observation before this executor started",
+                throttle_duration_sec=2.0,
+            )
+            return
+        land = self.scheduler.next_tick
+        result = self.scheduler.accept_chunk(int(msg.chunk_id), int(msg.start_tick), actions)
         if not result.accepted:
             self.get_logger().info(f"ignored chunk {msg.chunk_id}: {result.reason}", throttle_duration_sec=2.0)
+            return
+        start = int(msg.start_tick)
+        self._landed = (int(msg.chunk_id), start, start if land is None else land)
+        if self._last is not None:
+            self._publish_state(self._last)  # the landing goes out now, not with the next tick
 
     def _on_estop(self, msg: Bool) -> None:
         self._estop = bool(msg.data)
@@ -78,6 +123,23 @@ class ChunkExecutorNode(Node):
             output = self.scheduler.on_tick(tick)
             if output.action is not None and not self._estop:
                 self.output.publish(output.tick, output.action, self.rate_hz)
+            self._last = output
+        if ticks:
+            self._publish_state(self._last)
+
+    def _publish_state(self, output: TickOutput) -> None:
+        msg = ExecutorState()
+        msg.header.stamp.sec, msg.header.stamp.nanosec = tick_stamp(output.tick, self.rate_hz)
+        msg.started = self._started.to_msg()
+        msg.tick = int(output.tick)
+        msg.control_rate_hz = self.rate_hz
+        msg.chunk_id, msg.chunk_start_tick, msg.chunk_landed_tick = self._landed
+        msg.queue_depth = self.scheduler.depth()
+        if output.action is None or self._estop:
+            msg.state = ExecutorState.STOPPED
+        else:
+            msg.state = ExecutorState.HOLDING if output.holding else ExecutorState.RUNNING
+        self._state_pub.publish(msg)
 
     def _publish_diagnostics(self) -> None:
         counters = self.scheduler.stats.counters

@@ -6,6 +6,13 @@ publishes /psi0/action_chunk per inference and, every control tick (30 Hz),
 commands to chunk_executor_node on the robot's machine). /diagnostics: rates, inference latency
 p50/p99, delay d, queue depth, dropped and stale inputs.
 
+Two machines (publish_commands: false): the control ticks are the robot's. chunk_node follows
+/psi0/executor_state (RobotClock: robot time from the reports' stamps and this machine's monotonic
+clock, never its wall clock), keeps its queue equal to what the executor holds (the prefix of
+the next chunk is the rows the executor will run), feeds the delay estimate with the landing
+ticks the executor measured (inference plus the network both ways), and compares the image stamps
+of VLM features with the robot's time. No executor state for executor_timeout_s: no inference.
+
 Thin shell: psi0_ros.control.scheduler decides, psi0_ros.layout.deploy_state builds the state,
 psi0_ros.control.chunk_runner checks and times, Policy.from_checkpoint builds the policy (the
 scheduler mode names the RTC mode it serves with, scheduler.SCHEDULER_MODES). Inference runs on
@@ -35,6 +42,7 @@ from psi0_ros.constants import (
     TOPIC_ACTION_CHUNK,
     TOPIC_DIAGNOSTICS,
     TOPIC_ESTOP,
+    TOPIC_EXECUTOR_STATE,
     TOPIC_INSTRUCTION,
     TOPIC_JOINT_STATES,
     TOPIC_VLM_FEATURES,
@@ -47,6 +55,7 @@ from psi0_ros.control.chunk_runner import (
     joint_positions,
     percentiles_ms,
 )
+from psi0_ros.control.robot_clock import RobotClock
 from psi0_ros.control.scheduler import (
     SCHEDULER_MODES,
     ChunkRecord,
@@ -58,10 +67,10 @@ from psi0_ros.control.scheduler import (
     tick_at,
 )
 from psi0_ros.layout import deploy_state
-from psi0_ros.msg import ActionChunk, VLMFeatures
+from psi0_ros.msg import ActionChunk, ExecutorState, VLMFeatures
 from psi0_ros.nodes.command_output import CommandOutput
-from psi0_ros.nodes.qos import CONTROL, LARGE_LATEST, LATCHED
-from psi0_ros.ros_messages import action_chunk_message, vlm_features_arrays
+from psi0_ros.nodes.qos import CONTROL, LARGE_LATEST, LATCHED, PERIODIC_LATEST
+from psi0_ros.ros_messages import action_chunk_array, action_chunk_message, vlm_features_arrays
 
 NODE_NAME = "chunk_node"
 PARAMETERS: tuple[tuple[str, Any, str], ...] = (
@@ -81,7 +90,17 @@ PARAMETERS: tuple[tuple[str, Any, str], ...] = (
     ("control_rate_hz", CONTROL_RATE_HZ, "control ticks per second (Psi0: 30)"),
     ("features_timeout_s", 1.0, "VLM features older than this (by their image stamp) start no inference"),
     ("joint_states_timeout_s", 0.5, "joint states older than this start no inference"),
-    ("publish_commands", True, "publish the per-tick commands here (false: chunk_executor_node does)"),
+    (
+        "publish_commands",
+        True,
+        "publish the per-tick commands here (false: chunk_executor_node does, and its ExecutorState sets the ticks)",
+    ),
+    ("executor_timeout_s", 0.5, "publish_commands false: no ExecutorState for this long starts no inference"),
+    (
+        "unconfirmed_timeout_s",
+        1.0,
+        "publish_commands false: a published chunk the executor has not reported within this is taken as lost",
+    ),
     ("device", "cpu", "torch device of the action expert"),
     ("torch_threads", 0, "torch CPU threads (0: torch's default)"),
     ("seed", 0, "noise seed of the sampler"),
@@ -127,6 +146,8 @@ class ChunkNode(Node):
                 delay_window=int(p["delay_window"]),
                 initial_delay=int(p["initial_delay"]),
                 hold_ticks=int(p["hold_ticks"]),
+                # Two machines: delays are measured where the chunks run (ExecutorState).
+                measure_on_delivery=bool(p["publish_commands"]),
             ),
             horizon,
         )
@@ -138,6 +159,16 @@ class ChunkNode(Node):
         self._joints: tuple[float, np.ndarray] | None = None  # receive time (ROS clock s), (43,)
         self._instruction: str | None = None
         self._estop = False
+        # Two machines: the robot's ticks and what its executor holds.
+        self.remote = not p["publish_commands"]
+        self.executor_timeout_s = float(p["executor_timeout_s"])
+        self.unconfirmed_timeout_s = float(p["unconfirmed_timeout_s"])
+        self.robot_clock = RobotClock(self.rate_hz, timeout_s=self.executor_timeout_s)
+        self._executor: ExecutorState | None = None  # the newest report
+        self._executor_started: tuple[int, int] | None = None
+        self._measured_chunk = -1  # the last chunk whose landing fed the delay estimate
+        self._sent: dict[int, tuple[int, np.ndarray, float]] = {}  # chunk id -> start tick, rows, monotonic s
+        self._shifts: dict[int, int] = {}  # chunk id -> ticks its start lies after its request (at rest)
         self._rates = {"commands": RateCounter(), "chunks": RateCounter(), "features": RateCounter()}
         self._observations: dict[int, tuple[Any, float]] = {}  # request id -> (observation, image stamp s)
         self._stamps: dict[int, float] = {}  # chunk id -> image stamp [s]
@@ -164,6 +195,14 @@ class ChunkNode(Node):
             String, relative_topic(TOPIC_INSTRUCTION), self._on_instruction, LATCHED, callback_group=inputs
         )
         self.create_subscription(Bool, relative_topic(TOPIC_ESTOP), self._on_estop, LATCHED, callback_group=inputs)
+        if self.remote:  # on the control group: it moves the ticks and the queue
+            self.create_subscription(
+                ExecutorState,
+                relative_topic(TOPIC_EXECUTOR_STATE),
+                self._on_executor_state,
+                PERIODIC_LATEST,
+                callback_group=control,
+            )
         self._chunk_pub = self.create_publisher(ActionChunk, relative_topic(TOPIC_ACTION_CHUNK), CONTROL)
         self._diag_pub = self.create_publisher(DiagnosticArray, relative_topic(TOPIC_DIAGNOSTICS), CONTROL)
         self.output = CommandOutput(self) if p["publish_commands"] else None
@@ -176,6 +215,64 @@ class ChunkNode(Node):
 
     def _now_s(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
+
+    def _stamps_now_s(self) -> float | None:
+        """Now on the clock of the image stamps: the robot's (two machines) or this node's."""
+        return self.robot_clock.robot_time(time.monotonic()) if self.remote else self._now_s()
+
+    def _now_tick(self) -> int | None:
+        if not self.remote:
+            return tick_at(self._now_s(), self.rate_hz)
+        return self.robot_clock.tick(time.monotonic())
+
+    # --- two machines: the executor's reports ---------------------------------------------------
+    def _on_executor_state(self, msg: ExecutorState) -> None:
+        if abs(msg.control_rate_hz - self.rate_hz) > 1e-3:
+            self.counters["executor_state_rejected"] += 1
+            self.get_logger().warning(
+                f"executor runs at {msg.control_rate_hz} Hz, this node at {self.rate_hz} Hz: ignored",
+                throttle_duration_sec=2.0,
+            )
+            return
+        started = (int(msg.started.sec), int(msg.started.nanosec))
+        if self._executor_started is not None and started != self._executor_started:
+            # The robot side restarted: its queue is empty, its ticks may have moved.
+            self.counters["executor_restarts"] += 1
+            self.robot_clock.reset()
+            self.scheduler.replace_queue(None, 0, None, 0)
+            with self._lock:
+                self._sent.clear()
+        self._executor_started = started
+        self.robot_clock.add(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, time.monotonic())
+        self._executor = msg
+        chunk_id = int(msg.chunk_id)
+        if chunk_id >= 0:
+            self.scheduler.reserve_ids(chunk_id + 1)  # a restarted chunk_node numbers on from there
+            if chunk_id != self._measured_chunk:
+                self._measured_chunk = chunk_id
+                # From the request, not from the start of a chunk started ahead at its landing (at rest).
+                with self._lock:
+                    shift = self._shifts.get(chunk_id, 0)
+                delay = int(msg.chunk_landed_tick) - int(msg.chunk_start_tick) + shift
+                self.scheduler.add_measured_delay(delay)
+
+    def _executor_ready(self) -> str:
+        """'' when a request may start now; otherwise why not (two machines only)."""
+        if not self.robot_clock.fresh(time.monotonic()) or self._executor is None:
+            return "no_executor_state"
+        reported = int(self._executor.chunk_id)
+        with self._lock:
+            newest = max(self._sent, default=None)
+            if newest is None or reported == newest:
+                return ""
+            if time.monotonic() - self._sent[newest][2] < self.unconfirmed_timeout_s:
+                return "chunk_unconfirmed"  # in flight: the prefix would be built on a guess
+            # Lost, or dropped there: make the queue what the executor really holds.
+            start, rows, _ = self._sent.get(reported, (0, None, 0.0))
+            self._sent = {k: v for k, v in self._sent.items() if k == reported}
+        self.counters["resynced_to_executor"] += 1
+        self.scheduler.replace_queue(reported if rows is not None else None, start, rows, int(self._executor.tick) + 1)
+        return ""
 
     # --- inputs ---------------------------------------------------------------------------------
     def _on_features(self, msg: VLMFeatures) -> None:
@@ -218,7 +315,10 @@ class ChunkNode(Node):
 
     # --- control tick ---------------------------------------------------------------------------
     def _on_tick(self) -> None:
-        now_tick = tick_at(self._now_s(), self.rate_hz)
+        now_tick = self._now_tick()
+        if now_tick is None:
+            self.counters["no_inference_no_executor_state"] += 1
+            return  # two machines: no tick before the executor's first report
         ticks = catch_up_ticks(self.scheduler.next_tick, now_tick)
         if not ticks:
             return  # the timer fired twice within one tick
@@ -233,6 +333,10 @@ class ChunkNode(Node):
         following = now_tick + 1
         if not self.scheduler.should_request(following):
             return
+        reason = self._executor_ready() if self.remote else ""
+        if reason:
+            self.counters[f"no_inference_{reason}"] += 1
+            return
         observation, reason = self._observation()
         if observation is None:
             self.counters[f"no_inference_{reason}"] += 1
@@ -245,13 +349,14 @@ class ChunkNode(Node):
         from psi0_ros.policy.interface import Observation
 
         now = self._now_s()
+        stamps_now = self._stamps_now_s()
         with self._lock:
             features, joints, estop = self._features, self._joints, self._estop
         if estop:
             return None, "estop"
         if features is None:
             return None, "no_features"
-        if now - features[0] > self.features_timeout_s:
+        if stamps_now is None or stamps_now - features[0] > self.features_timeout_s:
             return None, "stale_features"
         if joints is None or now - joints[0] > self.joints_timeout_s:
             return None, "stale_joint_states"
@@ -298,6 +403,14 @@ class ChunkNode(Node):
                 raise
             return
         self._rates["chunks"].add(time.monotonic())
+        if self.remote and record.insert.accepted:
+            with self._lock:  # rows as the executor decodes them
+                self._sent[record.chunk_id] = (record.start_tick, action_chunk_array(msg), time.monotonic())
+                self._shifts[record.chunk_id] = record.start_tick - record.request_tick
+                for old in sorted(self._sent)[:-8]:
+                    del self._sent[old]
+                for old in sorted(self._shifts)[:-8]:
+                    del self._shifts[old]
         if record.measured_delay >= self.scheduler.config.max_delay:
             self.get_logger().warning(
                 f"chunk {record.chunk_id} took {record.measured_delay} ticks, beyond the trained max delay "

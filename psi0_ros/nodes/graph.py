@@ -15,6 +15,7 @@ from rclpy.parameter import Parameter
 
 from psi0_ros.deploy_graph import NodeSpec
 from psi0_ros.nodes.camera_node import CameraNode
+from psi0_ros.nodes.chunk_executor_node import ChunkExecutorNode
 from psi0_ros.nodes.chunk_node import ChunkNode
 from psi0_ros.nodes.lower_body_node import LowerBodyNode
 from psi0_ros.nodes.robot_bridge_node import RobotBridgeNode
@@ -28,6 +29,7 @@ NODE_CLASSES: dict[str, type[Node]] = {
     "chunk_node": ChunkNode,
     "lower_body_node": LowerBodyNode,
     "viz_node": VizNode,
+    "chunk_executor_node": ChunkExecutorNode,
 }
 
 

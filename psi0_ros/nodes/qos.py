@@ -33,3 +33,11 @@ CLOCK = QoSProfile(
     reliability=ReliabilityPolicy.BEST_EFFORT,
     durability=DurabilityPolicy.VOLATILE,
 )
+# A state re-sent every control tick (chunk_executor_node's ExecutorState): best effort, the
+# newest only; over a lossy link a re-sent old state is worth less than the next one.
+PERIODIC_LATEST = QoSProfile(
+    history=HistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=ReliabilityPolicy.BEST_EFFORT,
+    durability=DurabilityPolicy.VOLATILE,
+)

@@ -6,7 +6,11 @@ not been encoded yet, and publishes /psi0/vlm_features stamped with the source i
 its seq (counts every image encoded) and the instruction it was computed with. A new
 instruction applies from the next frame; chunk_node never combines features of an old
 instruction with a new one (it drops them by the instruction field). Bad frames (encoding,
-size) are counted, logged and dropped.
+size, a JPEG that does not decode) are counted, logged and dropped.
+
+`image_transport`: raw (sensor_msgs/Image on `image_topic`, one machine) or compressed
+(sensor_msgs/CompressedImage on `image_topic`/compressed, what camera_node sends across a
+two-machine link); a compressed frame is decoded on the worker thread, only when it is encoded.
 """
 
 from __future__ import annotations
@@ -21,18 +25,19 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from psi0_ros.constants import TOPIC_DIAGNOSTICS, TOPIC_IMAGE, TOPIC_INSTRUCTION, TOPIC_VLM_FEATURES, relative_topic
 from psi0_ros.control.chunk_runner import RateCounter, percentiles_ms
-from psi0_ros.image import image_to_rgb
+from psi0_ros.image import compressed_to_rgb, compressed_topic, image_to_rgb
 from psi0_ros.msg import VLMFeatures
 from psi0_ros.nodes.qos import CONTROL, LARGE_LATEST, LATCHED
 from psi0_ros.ros_messages import vlm_features_message
 
 NODE_NAME = "vlm_node"
 MIN_IMAGE_SIDE = 16  # px: anything smaller is not a camera frame
+IMAGE_TRANSPORTS = ("raw", "compressed")
 
 
 class VLMNode(Node):
@@ -45,6 +50,11 @@ class VLMNode(Node):
         checkpoint = param("checkpoint", "", "checkpoint directory whose VLM (and image config) to load")
         self.instruction: str = param("instruction", "", "language instruction until /psi0/instruction has one")
         image_topic = param("image_topic", relative_topic(TOPIC_IMAGE), "camera image topic (sensor_msgs/Image)")
+        transport = param(
+            "image_transport", "raw", "raw: Image on image_topic | compressed: JPEG on image_topic/compressed"
+        )
+        if transport not in IMAGE_TRANSPORTS:
+            raise ValueError(f"vlm_node: image_transport must be one of {IMAGE_TRANSPORTS}, got {transport!r}")
         self.wire_dtype = param("dtype", "float32", "VLMFeatures.dtype on the wire: float32 | float16 | bfloat16")
         device = param("device", "cpu", "torch device of the VLM")
         threads = int(param("torch_threads", 0, "torch CPU threads (0: torch's default)"))
@@ -64,12 +74,15 @@ class VLMNode(Node):
         self.counters: Counter[str] = Counter()
         self.latencies_s: list[float] = []
         self._rate = RateCounter()
-        self._newest: Image | None = None
+        self._newest: Image | CompressedImage | None = None
         self._wake = threading.Condition()
         self._stop = False
         self._seq = 0
         group = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(Image, image_topic, self._on_image, LARGE_LATEST, callback_group=group)
+        if transport == "compressed":
+            image_topic = compressed_topic(image_topic)
+        image_type = CompressedImage if transport == "compressed" else Image
+        self.create_subscription(image_type, image_topic, self._on_image, LARGE_LATEST, callback_group=group)
         self.create_subscription(
             String, relative_topic(TOPIC_INSTRUCTION), self._on_instruction, LATCHED, callback_group=group
         )
@@ -78,8 +91,9 @@ class VLMNode(Node):
         self.create_timer(1.0, self._publish_diagnostics, callback_group=group)
         self._thread = threading.Thread(target=self._loop, name="psi0-vlm", daemon=True)
         self._thread.start()
+        self.get_logger().info(f"features of {image_topic} ({transport})")
 
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image | CompressedImage) -> None:
         with self._wake:
             if self._newest is not None:
                 self.counters["frames_skipped"] += 1  # a newer frame replaces one not yet encoded
@@ -102,7 +116,7 @@ class VLMNode(Node):
                 msg, self._newest = self._newest, None
                 instruction = self.instruction  # fixed for this frame
             try:
-                rgb = image_to_rgb(msg)
+                rgb = compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
                 if min(rgb.shape[:2]) < MIN_IMAGE_SIDE:
                     raise ValueError(f"image {rgb.shape[1]}x{rgb.shape[0]} is too small")
             except ValueError as err:
