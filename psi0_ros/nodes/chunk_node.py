@@ -25,7 +25,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 import numpy as np
@@ -73,6 +73,8 @@ from psi0_ros.nodes.qos import CONTROL, LARGE_LATEST, LATCHED, PERIODIC_LATEST
 from psi0_ros.ros_messages import action_chunk_array, action_chunk_message, vlm_features_arrays
 
 NODE_NAME = "chunk_node"
+CONFIRM_WINDOW = 20  # recent chunk round trips kept (two machines)
+MIN_LOST_AFTER_S = 0.1  # s: never take a chunk as lost sooner than this
 PARAMETERS: tuple[tuple[str, Any, str], ...] = (
     ("checkpoint", "", "checkpoint directory (DESIGN §6); the model is built from its own config.json"),
     (
@@ -99,7 +101,8 @@ PARAMETERS: tuple[tuple[str, Any, str], ...] = (
     (
         "unconfirmed_timeout_s",
         1.0,
-        "publish_commands false: a published chunk the executor has not reported within this is taken as lost",
+        "publish_commands false: the longest a published chunk may go unreported by the executor before it is "
+        "taken as lost (sooner: 3x the slowest recent confirmation, at least 0.1 s)",
     ),
     ("device", "cpu", "torch device of the action expert"),
     ("torch_threads", 0, "torch CPU threads (0: torch's default)"),
@@ -167,6 +170,8 @@ class ChunkNode(Node):
         self._executor: ExecutorState | None = None  # the newest report
         self._executor_started: tuple[int, int] | None = None
         self._measured_chunk = -1  # the last chunk whose landing fed the delay estimate
+        # s from publishing a chunk to the executor's report of it (the round trip), recent ones
+        self._confirm_s: deque[float] = deque(maxlen=CONFIRM_WINDOW)
         self._sent: dict[int, tuple[int, np.ndarray, float]] = {}  # chunk id -> start tick, rows, monotonic s
         self._shifts: dict[int, int] = {}  # chunk id -> ticks its start lies after its request (at rest)
         self._rates = {"commands": RateCounter(), "chunks": RateCounter(), "features": RateCounter()}
@@ -250,11 +255,25 @@ class ChunkNode(Node):
             self.scheduler.reserve_ids(chunk_id + 1)  # a restarted chunk_node numbers on from there
             if chunk_id != self._measured_chunk:
                 self._measured_chunk = chunk_id
+                with self._lock:
+                    sent = self._sent.get(chunk_id)
+                if sent is not None:
+                    self._confirm_s.append(time.monotonic() - sent[2])
                 # From the request, not from the start of a chunk started ahead at its landing (at rest).
                 with self._lock:
                     shift = self._shifts.get(chunk_id, 0)
                 delay = int(msg.chunk_landed_tick) - int(msg.chunk_start_tick) + shift
                 self.scheduler.add_measured_delay(delay)
+
+    def _lost_after_s(self) -> float:
+        """How long a published chunk may go unreported before it counts as lost: three times the
+        slowest recent round trip (publish -> the executor's report of it), at least
+        MIN_LOST_AFTER_S, at most unconfirmed_timeout_s (also before any chunk was confirmed). A
+        chunk lost on the link then costs about a round trip, not the whole timeout: without it the
+        executor's queue ran dry at 1-5 % loss."""
+        if not self._confirm_s:
+            return self.unconfirmed_timeout_s
+        return min(self.unconfirmed_timeout_s, max(MIN_LOST_AFTER_S, 3.0 * max(self._confirm_s)))
 
     def _executor_ready(self) -> str:
         """'' when a request may start now; otherwise why not (two machines only)."""
@@ -265,7 +284,7 @@ class ChunkNode(Node):
             newest = max(self._sent, default=None)
             if newest is None or reported == newest:
                 return ""
-            if time.monotonic() - self._sent[newest][2] < self.unconfirmed_timeout_s:
+            if time.monotonic() - self._sent[newest][2] < self._lost_after_s():
                 return "chunk_unconfirmed"  # in flight: the prefix would be built on a guess
             # Lost, or dropped there: make the queue what the executor really holds.
             start, rows, _ = self._sent.get(reported, (0, None, 0.0))
