@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers.scenes import two_object_scene
 
 from psi0_ros.camera import fit_frame
 
@@ -143,15 +144,6 @@ def test_camera_node_relays_a_driver_topic_resized_and_drops_bad_frames():
     assert {(m.header.stamp.sec, m.header.stamp.nanosec) for m in images} == {(7, 5)}  # the driver's stamp
 
 
-def _scene(shift: int = 0, height: int = 240, width: int = 320) -> np.ndarray:
-    """A camera-like frame: smooth gradients and two coloured objects (edges, flat areas)."""
-    y, x = np.mgrid[0:height, 0:width]
-    rgb = np.stack([x * 255 // width, y * 255 // height, np.full_like(x, 90)], -1).astype(np.uint8)
-    rgb[60:140, 60 + shift : 140 + shift] = (200, 70, 60)
-    rgb[100:200, 200:260] = (60, 170, 90)
-    return rgb
-
-
 def test_camera_node_compresses_the_sim_bridges_frames_to_jpeg(tmp_path):
     """The robot role's camera_node with the sim backend (parameters from the deploy graph):
     every raw frame on /camera/ego/image_raw (published here, as the bridge does) comes out once
@@ -186,7 +178,7 @@ def test_camera_node_compresses_the_sim_bridges_frames_to_jpeg(tmp_path):
     received: list = []
     node.create_subscription(CompressedImage, compressed_topic(TOPIC_IMAGE), received.append, LARGE_LATEST)
     bridge = node.create_publisher(Image, TOPIC_IMAGE, LARGE_LATEST)
-    frames = {sec: _scene(shift=4 * sec) for sec in range(1, 6)}
+    frames = {sec: two_object_scene(shift=4 * sec) for sec in range(1, 6)}
 
     def spin_until(condition, what: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout

@@ -20,15 +20,21 @@ import numpy as np
 import pytest
 import yaml
 import zstandard
-from helpers.independent_bags import Message, finish_db3, read_messages, write_db3, write_mcap
+from helpers.independent_bags import (
+    SOURCE_EPISODES,
+    SOURCE_SMALL,
+    Message,
+    finish_db3,
+    small_source_bag,
+    write_db3,
+    write_mcap,
+)
 
 from psi0_ros.data.config import ConvertConfig
 from psi0_ros.data.convert import convert_bags
-from psi0_ros.data.synthetic import StreamSpec, SyntheticBag, SyntheticEpisode, write_synthetic_bag
 from psi0_ros.data.validate import inspect_paths
 
-SMALL = {"width": 48, "height": 32, "joint_states": StreamSpec(100.0), "imu": StreamSpec(100.0)}
-EPISODES = (SyntheticEpisode(0.3, 1.3, task="stack the cups"), SyntheticEpisode(1.6, 2.6, task="wipe"))
+SMALL, EPISODES = SOURCE_SMALL, SOURCE_EPISODES
 NAMES = ("rec_episode_000000.hdf5", "rec_episode_000001.hdf5")
 KEYS = ("timestamps", "action", "observations/state", "observations/joint_positions", "observations/imu/orientation")
 SUFFIX = {"mcap": ".mcap", "sqlite3": ".db3"}
@@ -37,11 +43,7 @@ ZSTD_LEVEL = 1  # rosbag2_compression_zstd's kDefaultZstdCompressionLevel
 
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> tuple[list[Message], Path]:
-    root = tmp_path_factory.mktemp("source")
-    write_synthetic_bag(root / "rec", SyntheticBag(duration_s=3.0, episodes=EPISODES, **SMALL))
-    summary = convert_bags([root / "rec"], root / "reference", ConvertConfig(), workers=1)
-    assert summary.ok and summary.counts["ok"] == 2
-    return read_messages(root / "rec"), root / "reference"
+    return small_source_bag(tmp_path_factory.mktemp("source"))
 
 
 def _write_storage(path: Path, messages: list[Message]) -> Path:

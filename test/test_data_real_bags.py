@@ -13,7 +13,16 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers.independent_bags import Message, finish_db3, read_messages, write_db3, write_mcap
+from helpers.independent_bags import (
+    SOURCE_EPISODES,
+    SOURCE_SMALL,
+    Message,
+    finish_db3,
+    read_messages,
+    small_source_bag,
+    write_db3,
+    write_mcap,
+)
 from mcap.writer import CompressionType, IndexType
 from PIL import Image
 
@@ -26,8 +35,7 @@ from psi0_ros.data.synthetic import StreamSpec, SyntheticBag, SyntheticEpisode, 
 from psi0_ros.data.typestore import make_typestore
 from psi0_ros.data.validate import inspect_paths
 
-SMALL = {"width": 48, "height": 32, "joint_states": StreamSpec(100.0), "imu": StreamSpec(100.0)}
-EPISODES = (SyntheticEpisode(0.3, 1.3, task="stack the cups"), SyntheticEpisode(1.6, 2.6, task="wipe"))
+SMALL, EPISODES = SOURCE_SMALL, SOURCE_EPISODES
 NAMES = ("rec_episode_000000.hdf5", "rec_episode_000001.hdf5")
 KEYS = ("timestamps", "action", "observations/state", "observations/joint_positions", "observations/imu/orientation")
 COMPRESSED_IMAGE_DEF = """std_msgs/Header header
@@ -47,11 +55,7 @@ uint32 nanosec
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> tuple[list[Message], Path]:
     """The messages of a two-episode teleop bag and its reference conversion."""
-    root = tmp_path_factory.mktemp("source")
-    write_synthetic_bag(root / "rec", SyntheticBag(duration_s=3.0, episodes=EPISODES, **SMALL))
-    summary = convert_bags([root / "rec"], root / "reference", ConvertConfig(), workers=1)
-    assert summary.ok and summary.counts["ok"] == 2
-    return read_messages(root / "rec"), root / "reference"
+    return small_source_bag(tmp_path_factory.mktemp("source"))
 
 
 def _arrays(path: Path) -> dict[str, np.ndarray]:

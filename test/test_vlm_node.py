@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from helpers.scenes import two_object_scene
 
 rclpy = pytest.importorskip("rclpy")
 
@@ -97,15 +98,6 @@ def test_vlm_node_newest_frame_stamps_and_instruction(tmp_path):
     assert values.shape == (last.num_tokens, 64) and mask.all()
 
 
-def _scene(shift: int = 0, height: int = 240, width: int = 320) -> np.ndarray:
-    """A camera-like frame at the tiny checkpoint's input size: gradients and two coloured objects."""
-    y, x = np.mgrid[0:height, 0:width]
-    rgb = np.stack([x * 255 // width, y * 255 // height, np.full_like(x, 90)], -1).astype(np.uint8)
-    rgb[60:140, 60 + shift : 140 + shift] = (200, 70, 60)
-    rgb[100:200, 200:260] = (60, 170, 90)
-    return rgb
-
-
 def test_vlm_node_on_compressed_images_matches_raw_and_drops_a_corrupt_jpeg(tmp_path):
     """Two vlm_nodes, one on the raw Image (role all), one with the policy role's parameters
     (image_transport compressed), are fed the same frames: a scene, and the scene with one object
@@ -185,20 +177,20 @@ def test_vlm_node_on_compressed_images_matches_raw_and_drops_a_corrupt_jpeg(tmp_
         sec = 100
         while not both(sec):  # until both are up and encoding
             sec += 1
-            publish(sec, _scene())
+            publish(sec, two_object_scene())
             pause_end = time.monotonic() + 0.8
             while time.monotonic() < pause_end and not both(sec):
                 rclpy.spin_once(node, timeout_sec=0.05)
-        for sec, rgb in ((1, _scene()), (2, _scene(shift=16))):  # one at a time: each is encoded
+        for sec, rgb in ((1, two_object_scene()), (2, two_object_scene(shift=16))):  # one at a time: each is encoded
             publish(sec, rgb)
             spin_until(lambda sec=sec: both(sec), f"features of frame {sec}")
-        good = encode_jpeg(_scene(), 90)
+        good = encode_jpeg(two_object_scene(), 90)
         # One at a time (the mailbox is one frame deep): a truncated JPEG, then garbage after a
         # JPEG marker; each is rejected (the counter on /diagnostics), then a good frame.
         for sec, data in ((3, good[: len(good) // 2]), (4, b"\xff\xd8 not a jpeg")):
             publish(sec, None, data)
             spin_until(lambda sec=sec: rejected[0] >= sec - 2, f"corrupt frame {sec} rejected")
-        publish(5, _scene())
+        publish(5, two_object_scene())
         spin_until(lambda: 5 in features["jpeg"], "features after the corrupt frames")
         alive = [proc.poll() is None for proc in procs]
     finally:

@@ -14,6 +14,12 @@ from pathlib import Path
 from mcap.writer import CompressionType, IndexType, Writer
 from rosbags.rosbag2 import Reader
 
+from psi0_ros.data.synthetic import StreamSpec, SyntheticEpisode
+
+# The source bag of small_source_bag(): small frames, two episodes.
+SOURCE_SMALL = {"width": 48, "height": 32, "joint_states": StreamSpec(100.0), "imu": StreamSpec(100.0)}
+SOURCE_EPISODES = (SyntheticEpisode(0.3, 1.3, task="stack the cups"), SyntheticEpisode(1.6, 2.6, task="wipe"))
+
 
 @dataclass(frozen=True)
 class Message:
@@ -110,3 +116,16 @@ def write_db3(path: Path, messages: list[Message], commit_every: int | None = No
 def finish_db3(db: sqlite3.Connection) -> None:
     db.execute("COMMIT")
     db.close()
+
+
+def small_source_bag(root: Path) -> tuple[list[Message], Path]:
+    """A small two-episode synthetic teleop bag under root/rec, its messages, and its conversion by
+    the project (root/reference): the source the rewritten bags are compared with."""
+    from psi0_ros.data.config import ConvertConfig
+    from psi0_ros.data.convert import convert_bags
+    from psi0_ros.data.synthetic import SyntheticBag, write_synthetic_bag
+
+    write_synthetic_bag(root / "rec", SyntheticBag(duration_s=3.0, episodes=SOURCE_EPISODES, **SOURCE_SMALL))
+    summary = convert_bags([root / "rec"], root / "reference", ConvertConfig(), workers=1)
+    assert summary.ok and summary.counts["ok"] == 2
+    return read_messages(root / "rec"), root / "reference"
