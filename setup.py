@@ -37,6 +37,10 @@ setup(
         "tokenizers>=0.20",  # FAST action tokenizer (training/fast.py)
         "matplotlib>=3.8",  # training loss curves
         "tensorboard>=2.15",  # training metrics
+        # `psi0 export`: torch.onnx's exporter needs onnx + onnxscript; onnxruntime runs and quantises
+        "onnx>=1.17",
+        "onnxscript>=0.5",
+        "onnxruntime>=1.20",
     ],
     extras_require={
         "sim": ["mujoco>=3.2"],

@@ -164,6 +164,15 @@ def euler_sample(
     return x
 
 
+def expert_device_dtype(expert: ActionExpert) -> tuple[torch.device, torch.dtype]:
+    """Where an expert runs and in which dtype: its parameters' for a torch module; an expert
+    served by another runtime (onnx_expert.OnnxExpert) says so with `device` and `dtype`."""
+    if isinstance(expert, torch.nn.Module):
+        parameter = next(expert.parameters())
+        return parameter.device, parameter.dtype
+    return torch.device(expert.device), expert.dtype
+
+
 def sample_actions(
     expert: ActionExpert,
     cond: Conditioning,
@@ -174,15 +183,15 @@ def sample_actions(
 ) -> torch.Tensor:
     """A chunk of normalised actions (B, H, A) for each conditioning sample (Euler, config.num_steps)."""
     expert_config = expert.config
-    parameter = next(expert.parameters())
+    device, dtype = expert_device_dtype(expert)
     batch = cond.state.shape[0]
     if noise is None:
         noise = torch.randn(
-            (batch, expert_config.horizon, expert_config.action_dim), generator=generator, device=parameter.device
+            (batch, expert_config.horizon, expert_config.action_dim), generator=generator, device=device
         )
-    noise = noise.to(parameter.device, parameter.dtype)
+    noise = noise.to(device, dtype)
     if prefix is not None:
-        prefix = prefix.to(parameter.device, parameter.dtype)
+        prefix = prefix.to(device, dtype)
 
     def velocity(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         return expert(x, sigma.to(torch.float32), cond)

@@ -31,7 +31,7 @@ from psi0_ros.constants import ACTION_DIM
 from psi0_ros.layout import check_actions
 from psi0_ros.policy.checkpoint import load_checkpoint
 from psi0_ros.policy.config import PolicyConfig
-from psi0_ros.policy.flow import batch_flow_loss
+from psi0_ros.policy.flow import batch_flow_loss, expert_device_dtype
 from psi0_ros.policy.mmdit import ActionExpert, Conditioning
 from psi0_ros.policy.sampling import check_policy_config
 from psi0_ros.policy.transforms import Normalizer, Sample, Transforms, action_transforms
@@ -90,8 +90,7 @@ class Policy:
         self.transforms: Transforms = action_transforms(config.action.representation, normalizer)
         self.vlm = vlm
         self.seed = seed
-        parameter = next(expert.parameters())
-        self.device, self.dtype = parameter.device, parameter.dtype
+        self.device, self.dtype = expert_device_dtype(expert)
         self._generator = torch.Generator(device=self.device)
         self.reset()
 
@@ -107,14 +106,29 @@ class Policy:
         num_steps: int | None = None,
         guidance_beta: float | None = None,
         noise_scale: float | None = None,
+        backend: str = "torch",
     ) -> Policy:
         """The one factory: everything from the checkpoint's own config (DESIGN §6), with explicit
         serving overrides layered over it (None: the checkpoint's): the RTC mode (a sampler name,
         config.RTC_MODES), Euler steps, the guidance clip, the initial noise scale. What gives the numbers their meaning
         (representation, normalisation, max delay) is never overridden; config.json never changes,
         and a bad override raises naming it. load_vlm=False for chunk_node, which receives VLM
-        features instead of images."""
-        checkpoint = load_checkpoint(directory, device, dtype)
+        features instead of images.
+
+        backend="onnxruntime": `directory` is an export directory (`psi0 export`, docs/export.md);
+        its copy of the checkpoint's config and statistics is read and the exported expert runs on
+        the CPU in onnxruntime (the VLM, if loaded, in torch on `device`). Guided RTC needs the
+        network's gradient and is not available there."""
+        if backend == "onnxruntime":
+            from psi0_ros.policy.onnx_expert import load_export
+
+            checkpoint = load_export(directory)
+            if (rtc_mode or checkpoint.config.rtc.mode) == "guidance":
+                raise ValueError("backend 'onnxruntime' cannot serve rtc_mode 'guidance' (it needs the gradient)")
+        elif backend == "torch":
+            checkpoint = load_checkpoint(directory, device, dtype)
+        else:
+            raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
         config = serving_config(checkpoint.config, rtc_mode, num_steps, guidance_beta, noise_scale)
         normalizer = Normalizer(checkpoint.stats, config.norm.mode, config.norm.normalize_state)
         vlm = None
@@ -196,7 +210,12 @@ class Policy:
 
         With a prefix and a sampler that uses it ("training", "guidance"), the first prefix.delay
         actions are exactly the prefix's: they run from the previous chunk anyway."""
-        normalized = self.infer_normalized(observation, prefix)
+        return self.to_physical(self.infer_normalized(observation, prefix), observation, prefix)
+
+    def to_physical(
+        self, normalized: np.ndarray, observation: Observation, prefix: ActionPrefix | None = None
+    ) -> np.ndarray:
+        """infer's second half: a normalised chunk (H, 36) from infer_normalized -> physical actions."""
         sample = self.transforms.forward(Sample(state=observation.state, lower_body=observation.lower_body))
         actions = self.transforms.inverse(dataclasses.replace(sample, actions=normalized)).actions
         if prefix is not None and self.sampler.uses_prefix and prefix.delay > 0:

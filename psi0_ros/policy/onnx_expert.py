@@ -1,0 +1,255 @@
+"""The action expert as one ONNX graph: the network that one Euler step calls, and its runtime.
+
+ExportableExpert is the graph torch.onnx.export traces: the same submodules and weights as
+mmdit.ActionExpert, with the two data-dependent branches of its forward replaced by fixed-shape
+equivalents, so one graph serves every call the samplers make:
+  - per-token noise levels: a chunk's tokens are either noisy at the step's level or a clean RTC
+    prefix at sigma 0 (flow.euler_sample). The graph takes the level per sample (B,) and the
+    prefix mask (B, H); it embeds the two levels and picks one per token. This is the
+    torch.unique path of ActionExpert.forward with at most two distinct levels per sample; with an
+    empty mask it is the per-sample path.
+  - the VLM mask is always given (all True = no padding), and the observation positions are a
+    fixed table of max_tokens + 1 rows (sliced, not computed from the length).
+
+OnnxExpert runs an exported graph with onnxruntime behind the same call as ActionExpert
+(`expert(noisy_actions, sigma, cond) -> velocity`, plus `config`, `device`, `dtype`), so
+flow.sample_actions and the RTC samplers use it unchanged. It has no gradient, so guided RTC
+(which needs one) cannot use it.
+
+Graph inputs (B batch and S tokens are dynamic; H, A, V, P from the expert config):
+  noisy_actions (B, H, A) float32, sigma (B,) float32, prefix_mask (B, H) bool,
+  vlm_features (B, S, V) float32, vlm_mask (B, S) bool, state (B, P) float32
+Output: velocity (B, H, A) float32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from psi0_ros.policy.checkpoint import NORMALIZATION_FILE, Checkpoint, read_config
+from psi0_ros.policy.config import ExpertConfig
+from psi0_ros.policy.mmdit import ActionExpert, Conditioning, sinusoidal_positions
+from psi0_ros.policy.transforms import NormStats
+
+EXPORT_FORMAT = "psi0_ros.export"
+EXPORT_FORMAT_VERSION = 1
+EXPORT_FILE = "export.json"
+PARITY_FILE = "parity.json"
+MODEL_FILE = "model.onnx"
+INPUT_NAMES = ("noisy_actions", "sigma", "prefix_mask", "vlm_features", "vlm_mask", "state")
+OUTPUT_NAMES = ("velocity",)
+DEFAULT_MAX_TOKENS = 512  # VLM tokens per observation the graph accepts (Psi0: ~80-300)
+
+
+class ExportError(ValueError):
+    """An export directory that cannot be used: corrupt, incomplete or not matching its config."""
+
+
+def io_shapes(config: ExpertConfig) -> dict[str, list[int | str]]:
+    """Every graph input and output's shape, dynamic axes named ("batch", "tokens")."""
+    return {
+        "noisy_actions": ["batch", config.horizon, config.action_dim],
+        "sigma": ["batch"],
+        "prefix_mask": ["batch", config.horizon],
+        "vlm_features": ["batch", "tokens", config.vlm_dim],
+        "vlm_mask": ["batch", "tokens"],
+        "state": ["batch", config.state_dim],
+        "velocity": ["batch", config.horizon, config.action_dim],
+    }
+
+
+class ExportableExpert(nn.Module):
+    """ActionExpert.forward in a form with no data-dependent shapes (module docstring)."""
+
+    def __init__(self, expert: ActionExpert, max_tokens: int = DEFAULT_MAX_TOKENS):
+        super().__init__()
+        self.expert = expert
+        self.max_tokens = max_tokens
+        table = sinusoidal_positions(max_tokens + 1, expert.config.hidden, torch.device("cpu"), torch.float32)
+        self.register_buffer("obs_positions", table, persistent=False)
+
+    def forward(
+        self,
+        noisy_actions: torch.Tensor,  # (B, H, A)
+        sigma: torch.Tensor,  # (B,) noise level of the noisy tokens
+        prefix_mask: torch.Tensor,  # (B, H) bool, True = clean RTC prefix token (sigma 0)
+        vlm_features: torch.Tensor,  # (B, S, V)
+        vlm_mask: torch.Tensor,  # (B, S) bool, True = real token
+        state: torch.Tensor,  # (B, P) normalised
+    ) -> torch.Tensor:
+        expert, config = self.expert, self.expert.config
+        batch, horizon, _ = noisy_actions.shape
+        level = expert.time_embed(sigma * config.timestep_scale)  # (B, D)
+        clean = expert.time_embed(torch.zeros_like(sigma[:1]))  # (1, D): sigma 0
+        action_cond = torch.cat([level, clean], dim=0)  # (B + 1, D): row B is the clean level
+        rows = torch.arange(batch, device=sigma.device)[:, None].expand(batch, horizon)
+        action_index = torch.where(prefix_mask, torch.full_like(rows, batch), rows)  # (B, H)
+        obs_cond = level[:, None]  # the observation stream follows the last (always noisy) action token
+
+        obs = torch.cat([expert.obs_in(vlm_features), expert.proprio_in(state)[:, None]], dim=1)
+        obs = obs + self.obs_positions[: obs.shape[1]]
+        action = expert.action_in(noisy_actions) + expert.action_pos
+        keep = torch.cat([torch.ones_like(prefix_mask), vlm_mask, torch.ones_like(vlm_mask[:, :1])], dim=1)
+        attn_mask = keep[:, None, None, :]
+        for block in expert.blocks:
+            action, obs = block(action, obs, action_cond, obs_cond, attn_mask, action_index)
+        shift, scale = expert.final_modulation(F.silu(action_cond))[action_index].chunk(2, dim=-1)
+        return expert.final_out(action * scale + shift)  # Psi0's output modulation (mmdit.py)
+
+
+def example_inputs(config: ExpertConfig, batch: int = 2, tokens: int = 20) -> tuple[torch.Tensor, ...]:
+    """Inputs to trace with. Batch 2, not 1: the exporter would specialise a size-1 axis."""
+    generator = torch.Generator().manual_seed(0)
+    prefix_mask = torch.zeros(batch, config.horizon, dtype=torch.bool)
+    prefix_mask[:, :2] = True
+    vlm_mask = torch.ones(batch, tokens, dtype=torch.bool)
+    vlm_mask[0, -3:] = False
+    return (
+        torch.randn(batch, config.horizon, config.action_dim, generator=generator),
+        torch.rand(batch, generator=generator),
+        prefix_mask,
+        torch.randn(batch, tokens, config.vlm_dim, generator=generator),
+        vlm_mask,
+        torch.randn(batch, config.state_dim, generator=generator),
+    )
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_export(directory: Path) -> dict[str, Any]:
+    """export.json of an export directory, checked for format; FileNotFoundError / ExportError."""
+    directory = Path(directory).expanduser()
+    path = directory / EXPORT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory} is not an export directory: no {EXPORT_FILE} (make one with psi0 export)")
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ExportError(f"{path} is not valid JSON: {err}") from None
+    if document.get("format") != EXPORT_FORMAT or document.get("format_version") != EXPORT_FORMAT_VERSION:
+        raise ExportError(
+            f"{path}: expected format {EXPORT_FORMAT!r} version {EXPORT_FORMAT_VERSION}, "
+            f"got {document.get('format')!r} version {document.get('format_version')!r}"
+        )
+    return document
+
+
+def _graph_shape(value: Any) -> list[int | str]:
+    return [d if isinstance(d, int) else "batch" if i == 0 else "tokens" for i, d in enumerate(value.shape)]
+
+
+class OnnxExpert:
+    """An exported expert run by onnxruntime on the CPU, called like ActionExpert."""
+
+    device = torch.device("cpu")
+    dtype = torch.float32
+
+    def __init__(
+        self, path: Path, config: ExpertConfig, max_tokens: int = DEFAULT_MAX_TOKENS, threads: int | None = None
+    ):
+        """Open one .onnx graph; ExportError when it is unreadable or its shapes are not `config`'s."""
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {path}")
+        self.path = path
+        self.config = config
+        self.max_tokens = max_tokens
+        self.precision: str | None = None  # "fp32" | "int8" when loaded from an export directory
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own exception types for unreadable graphs
+            text = str(err).strip()
+            raise ExportError(
+                f"{path} is not a readable ONNX model: {text.splitlines()[0] if text else err!r}"
+            ) from None
+        expected = io_shapes(config)
+        graph = {v.name: _graph_shape(v) for v in self.session.get_inputs() + self.session.get_outputs()}
+        wrong = [f"{k} {graph.get(k)} (config: {v})" for k, v in expected.items() if graph.get(k) != v]
+        if wrong:
+            raise ExportError(f"{path} does not match the expert config: " + "; ".join(wrong))
+
+    @classmethod
+    def from_export(
+        cls, directory: Path, config: ExpertConfig, threads: int | None = None, verify_hash: bool = True
+    ) -> OnnxExpert:
+        """The graph of an export directory, checked against export.json and `config` (the
+        export's own config.json, or a checkpoint's to check that the export belongs to it)."""
+        directory = Path(directory).expanduser()
+        document = read_export(directory)
+        expected = io_shapes(config)
+        declared = {entry["name"]: entry["shape"] for entry in document.get("inputs", []) + document.get("outputs", [])}
+        wrong = [f"{k} {declared.get(k)} (config: {v})" for k, v in expected.items() if declared.get(k) != v]
+        if wrong:
+            raise ExportError(f"export {directory} does not match the expert config: " + "; ".join(wrong))
+        for name, entry in document.get("files", {}).items():
+            path = directory / name
+            if not path.is_file():
+                raise FileNotFoundError(f"export {directory} is incomplete: no {name}")
+            if verify_hash and (path.stat().st_size != entry["bytes"] or file_sha256(path) != entry["sha256"]):
+                raise ExportError(f"{path} is corrupt or was replaced: its size or sha256 differs from {EXPORT_FILE}")
+        path = directory / document.get("model", MODEL_FILE)
+        expert = cls(path, config, int(document.get("max_tokens", DEFAULT_MAX_TOKENS)), threads)
+        expert.precision = document.get("precision")
+        return expert
+
+    def eval(self) -> OnnxExpert:
+        return self
+
+    def __call__(self, noisy_actions: torch.Tensor, sigma: torch.Tensor, cond: Conditioning) -> torch.Tensor:
+        """Velocity (B, H, A), as ActionExpert.forward. sigma (B,) or (B, H); per-token levels must be
+        one level per sample plus 0 on a clean prefix (what flow.euler_sample gives)."""
+        batch, horizon, _ = noisy_actions.shape
+        sigma = sigma.float()
+        if sigma.ndim == 1:
+            level = sigma
+            prefix_mask = torch.zeros(batch, horizon, dtype=torch.bool)
+        else:
+            level = sigma.max(dim=1).values
+            prefix_mask = sigma < level[:, None]
+            if not bool(((sigma == level[:, None]) | (prefix_mask & (sigma == 0))).all()):
+                raise ValueError("the exported expert takes one noise level per sample plus a clean (sigma 0) prefix")
+        features, mask, state = cond
+        if features.shape[1] > self.max_tokens:
+            raise ValueError(f"the export takes at most {self.max_tokens} VLM tokens, got {features.shape[1]}")
+        if mask is None:
+            mask = torch.ones(features.shape[:2], dtype=torch.bool)
+        feeds = {
+            "noisy_actions": noisy_actions.detach().float().cpu().numpy(),
+            "sigma": level.cpu().numpy(),
+            "prefix_mask": prefix_mask.cpu().numpy(),
+            "vlm_features": features.detach().float().cpu().numpy(),
+            "vlm_mask": mask.to(torch.bool).cpu().numpy(),
+            "state": state.detach().float().cpu().numpy(),
+        }
+        (velocity,) = self.session.run(list(OUTPUT_NAMES), feeds)
+        return torch.from_numpy(velocity)
+
+
+def load_export(directory: Path, threads: int | None = None) -> Checkpoint:
+    """An export directory as a Checkpoint (its copied config.json and normalization.json, the
+    exported expert in place of the torch one); what Policy.from_checkpoint(backend="onnxruntime") loads."""
+    directory = Path(directory).expanduser()
+    read_export(directory)
+    config, vlm_path = read_config(directory)
+    stats = NormStats.load(directory / NORMALIZATION_FILE)
+    expert = OnnxExpert.from_export(directory, config.expert, threads)
+    return Checkpoint(config, expert, stats, vlm_path)  # type: ignore[arg-type]  # duck-typed expert
