@@ -225,6 +225,8 @@ EXPERT_PRESETS: dict[str, ExpertConfig] = {
     "psi0_stage2": ExpertConfig(horizon=16),
     # Small enough for CPU tests and the bench baseline; vlm_dim matches tiny_qwen3vl_config().
     "tiny": ExpertConfig(vlm_dim=64, hidden=64, num_blocks=2, num_heads=4, head_dim=16, horizon=16),
+    # Twice tiny's width and depth on the same tiny VLM: what a CPU can still train in the main job.
+    "small": ExpertConfig(vlm_dim=64, hidden=128, num_blocks=4, num_heads=8, head_dim=16, horizon=16),
 }
 
 
