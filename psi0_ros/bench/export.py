@@ -161,14 +161,11 @@ def _bench_preset(name: str, args: argparse.Namespace, root: Path) -> dict[str, 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from psi0_ros.policy.config import EXPERT_PRESETS
+    from psi0_ros.bench.policy import expert_presets
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    unknown = [p for p in presets if p not in EXPERT_PRESETS]
-    if unknown:
-        raise SystemExit(f"unknown presets {unknown}; known: {sorted(EXPERT_PRESETS)}")
+    presets = expert_presets(args.presets)
     results: dict[str, Any] = {"presets": {}}
     with tempfile.TemporaryDirectory(prefix="psi0-bench-export-") as tmp:
         for name in presets:

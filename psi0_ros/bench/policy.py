@@ -167,6 +167,17 @@ def _bench_vlm(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def expert_presets(text: str) -> list[str]:
+    """A comma-separated --presets value as expert preset names; an unknown one ends the bench."""
+    from psi0_ros.policy.config import EXPERT_PRESETS
+
+    presets = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = [p for p in presets if p not in EXPERT_PRESETS]
+    if unknown:
+        raise SystemExit(f"unknown presets {unknown}; known: {sorted(EXPERT_PRESETS)}")
+    return presets
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
@@ -175,10 +186,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    presets = [p.strip() for p in args.presets.split(",") if p.strip()]
-    unknown = [p for p in presets if p not in EXPERT_PRESETS]
-    if unknown:
-        raise SystemExit(f"unknown presets {unknown}; known: {sorted(EXPERT_PRESETS)}")
+    presets = expert_presets(args.presets)
     params = count_parameters(EXPERT_PRESETS["psi0"])
     results: dict[str, Any] = {
         "params_action_expert": params,

@@ -25,6 +25,7 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -105,6 +106,22 @@ def save_checkpoint(
     return directory
 
 
+def read_versioned_json(path: Path, fmt: str, version: int, error: type[Exception]) -> dict[str, Any]:
+    """A JSON document whose "format" and "format_version" must be fmt and version; `error` (with
+    the path and what is wrong) for invalid JSON or another format."""
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise error(f"{path} is not valid JSON: {err}") from None
+    if not isinstance(document, dict) or document.get("format") != fmt or document.get("format_version") != version:
+        found = document if isinstance(document, dict) else {}
+        raise error(
+            f"{path}: expected format {fmt!r} version {version}, "
+            f"got {found.get('format')!r} version {found.get('format_version')!r}"
+        )
+    return document
+
+
 def read_config(directory: Path) -> tuple[PolicyConfig, Path | None]:
     """The policy config and resolved VLM path of a checkpoint directory."""
     directory = Path(directory).expanduser()
@@ -113,15 +130,7 @@ def read_config(directory: Path) -> tuple[PolicyConfig, Path | None]:
     path = directory / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {directory} is incomplete: no {CONFIG_FILE}")
-    try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path} is not valid JSON: {err}") from None
-    if document.get("format") != FORMAT or document.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: expected format {FORMAT!r} version {FORMAT_VERSION}, "
-            f"got {document.get('format')!r} version {document.get('format_version')!r}"
-        )
+    document = read_versioned_json(path, FORMAT, FORMAT_VERSION, CheckpointError)
     try:
         config = PolicyConfig.from_dict(document.get("policy", {}))
     except (ValueError, TypeError) as err:

@@ -25,7 +25,6 @@ Output: velocity (B, H, A) float32.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from psi0_ros.policy.checkpoint import NORMALIZATION_FILE, Checkpoint, read_config
+from psi0_ros.policy.checkpoint import NORMALIZATION_FILE, Checkpoint, read_config, read_versioned_json
 from psi0_ros.policy.config import ExpertConfig
 from psi0_ros.policy.mmdit import ActionExpert, Conditioning, sinusoidal_positions
 from psi0_ros.policy.transforms import NormStats
@@ -135,16 +134,7 @@ def read_export(directory: Path) -> dict[str, Any]:
     path = directory / EXPORT_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{directory} is not an export directory: no {EXPORT_FILE} (make one with psi0 export)")
-    try:
-        document = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise ExportError(f"{path} is not valid JSON: {err}") from None
-    if document.get("format") != EXPORT_FORMAT or document.get("format_version") != EXPORT_FORMAT_VERSION:
-        raise ExportError(
-            f"{path}: expected format {EXPORT_FORMAT!r} version {EXPORT_FORMAT_VERSION}, "
-            f"got {document.get('format')!r} version {document.get('format_version')!r}"
-        )
-    return document
+    return read_versioned_json(path, EXPORT_FORMAT, EXPORT_FORMAT_VERSION, ExportError)
 
 
 def _graph_shape(value: Any) -> list[int | str]:
