@@ -255,10 +255,10 @@ class ChunkNode(Node):
             self.scheduler.reserve_ids(chunk_id + 1)  # a restarted chunk_node numbers on from there
             if chunk_id != self._measured_chunk:
                 self._measured_chunk = chunk_id
-                with self._lock:
+                with self._lock:  # _executor_ready reads the round trips under the same lock
                     sent = self._sent.get(chunk_id)
-                if sent is not None:
-                    self._confirm_s.append(time.monotonic() - sent[2])
+                    if sent is not None:
+                        self._confirm_s.append(time.monotonic() - sent[2])
                 # From the request, not from the start of a chunk started ahead at its landing (at rest).
                 with self._lock:
                     shift = self._shifts.get(chunk_id, 0)
@@ -270,7 +270,7 @@ class ChunkNode(Node):
         slowest recent round trip (publish -> the executor's report of it), at least
         MIN_LOST_AFTER_S, at most unconfirmed_timeout_s (also before any chunk was confirmed). A
         chunk lost on the link then costs about a round trip, not the whole timeout: without it the
-        executor's queue ran dry at 1-5 % loss."""
+        executor's queue ran dry at 1-5 % loss. Called with self._lock held."""
         if not self._confirm_s:
             return self.unconfirmed_timeout_s
         return min(self.unconfirmed_timeout_s, max(MIN_LOST_AFTER_S, 3.0 * max(self._confirm_s)))
