@@ -543,3 +543,18 @@ def test_a_sample_seen_before_its_match_is_counted_as_heard():
     layer.submit(SOURCE_UPPER, [ELBOW], [1.0], 0.0)
     layer.update(0.0, default_q())
     assert layer.mode is SafetyMode.ACTIVE and layer.status(0.0).activity["estop_publishers_unheard"] == 0
+
+
+def test_a_command_is_not_stored_while_a_second_estop_publisher_is_unheard():
+    """One publisher's release arrived, a second publisher matched before the next tick: a command
+    sent then is not stored, so nothing it asked for runs once the second one is heard."""
+    layer = make(estop_wait_s=float("inf"))
+    layer.set_estop_publishers(1)
+    layer.set_estop(False, publishers=1)
+    layer.set_estop_publishers(2)
+    layer.submit(SOURCE_UPPER, [ELBOW], [1.0], 0.0)
+    layer.update(0.0, default_q())
+    assert layer.mode is SafetyMode.STARTING
+    layer.set_estop(False, publishers=2)
+    command = layer.update(0.01, default_q())
+    assert layer.mode is SafetyMode.WAITING and command.q[I_ELBOW] == pytest.approx(0.3)
