@@ -130,10 +130,12 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class Stage1Data:
-    """EgoDex (<root>/part*/<task>/<i>.hdf5 + .mp4) and/or Humanoid Everyday (json + jpg)."""
+    """EgoDex (<root>/part*/<task>/<i>.hdf5 + .mp4), Humanoid Everyday (json + jpg) and/or psi0_ros
+    episodes (training/robot_actions.py)."""
 
     egodex: str = ""  # EgoDex root
     humanoid_everyday: str = ""  # Humanoid Everyday root
+    episodes: str = ""  # psi0_ros episode files or a directory of them: answers are the robot's 36-D actions
     frame_stride: int = 1  # use every n-th frame
     image_size: tuple[int, int] = (270, 480)  # (H, W) EgoDex frames are resized to, no crop (RECIPE)
 

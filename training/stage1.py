@@ -34,6 +34,7 @@ from training.egodex import EgoDexSource
 from training.engine import DistInfo, Task, barrier
 from training.fast import ACTION_END, ACTION_START, FastTokenizer, action_token_strings
 from training.he_hands import HEHandSource
+from training.robot_actions import RobotActionSource
 from training.vlm_inputs import VLMInputBuilder, image_token_id
 
 VLM_OUTPUT = "vlm"
@@ -137,8 +138,12 @@ class Stage1Task(Task):
             sources.append(EgoDexSource(Path(data.egodex), data.frame_stride))
         if data.humanoid_everyday:
             sources.append(HEHandSource(Path(data.humanoid_everyday), data.frame_stride))
+        if data.episodes:
+            sources.append(RobotActionSource(Path(data.episodes), data.frame_stride))
         if not sources:
-            raise ValueError("no stage-1 data: pass --set data.egodex=DIR and/or data.humanoid_everyday=DIR")
+            raise ValueError(
+                "no stage-1 data: pass --set data.egodex=DIR, data.humanoid_everyday=DIR and/or data.episodes=DIR"
+            )
         self.sources = sources
         self.vlm_path = self._vlm_path(dist)
         # Psi0 normalises both datasets with EgoDex's statistics: those saved with the FAST
