@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from psi0_ros.layout import ACTION_DIM, actions_to_deltas
-from psi0_ros.policy.checkpoint import load_checkpoint, save_checkpoint
+from psi0_ros.policy.checkpoint import build_expert, load_checkpoint, save_checkpoint
 from psi0_ros.policy.config import ImageConfig, expert_preset
 from psi0_ros.policy.flow import batch_flow_loss
 from psi0_ros.policy.interface import uses_token_sigma
@@ -241,7 +241,11 @@ class ExpertTask(Task):
         self.vlm_path = self._vlm_path(dist, init.vlm_path if init else None, preset.vlm_dim)
         vlm_dtype = torch.bfloat16 if dist.device.type == "cuda" and not model.train_vlm else torch.float32
         self.vlm = VLMBackbone.from_pretrained(self.vlm_path, vlm_dtype, dist.device, ImageConfig())
-        overrides: dict[str, Any] = {"horizon": data.horizon, "vlm_dim": self.vlm.hidden_size}
+        overrides: dict[str, Any] = {
+            "horizon": data.horizon,
+            "vlm_dim": self.vlm.hidden_size,
+            "arch": model.expert_arch,
+        }
         if model.proprio_dropout is not None:
             overrides["proprio_dropout"] = model.proprio_dropout
         if model.obs_dropout is not None:
@@ -251,7 +255,7 @@ class ExpertTask(Task):
         self.policy_config = config.recipe().policy_config(expert_config, model.num_steps, ImageConfig())
         check_policy_config(self.policy_config)
         torch.manual_seed(run.seed)
-        self.expert = ActionExpert(expert_config)
+        self.expert = build_expert(expert_config)
         self.loaded_from_init: list[str] = []
         if init is not None:
             self.loaded_from_init = load_init(self.expert, init.expert, Path(model.init))
@@ -346,7 +350,7 @@ class ExpertTask(Task):
             preprocessor = self.vlm_path / "preprocessor_config.json"
             if preprocessor.is_file():
                 shutil.copy(preprocessor, vlm_path / preprocessor.name)
-        expert = ActionExpert(self.policy_config.expert)
+        expert = build_expert(self.policy_config.expert)
         expert_state = {k[len("expert.") :]: v for k, v in state.items() if k.startswith("expert.")}
         expert.load_state_dict({k: v.detach().float().cpu() for k, v in expert_state.items()})
         return save_checkpoint(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,14 @@ from psi0_ros.layout import (
 
 HELP = "RTC scheduler modes under injected latency: missed ticks and junction jumps (virtual time)"
 DEFAULT_LATENCIES_MS = (0, 100, 200, 300)
+RANDOM_POLICY_NOTE = (
+    "a random policy: its missed ticks are the scheduler's, but its junction figures are not meaningful "
+    "(it never learned to continue a prefix); give --checkpoint a trained one"
+)
+TRAINED_POLICY_NOTE = (
+    "a trained policy on fixed random VLM features and a kinematic follower: junction figures of the "
+    "scheduler and the policy's prefix handling; closed-loop success, jerk and collisions: psi0 ablate rtc"
+)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -205,6 +214,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"psi0 bench rtc: unknown modes {unknown}; known: {list(SCHEDULER_MODES)}")
     latencies = [float(v) for v in args.latencies_ms.split(",") if v.strip()]
+    if args.checkpoint is None:
+        print(f"psi0 bench rtc: {RANDOM_POLICY_NOTE}", file=sys.stderr)
     rows = []
     with tqdm(total=len(modes) * len(latencies), desc="rtc modes") as bar:
         for mode in modes:
@@ -212,7 +223,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 rows.append(run_mode(mode, latency, args.ticks, args.seed, args.threads, args.checkpoint))
                 bar.update(1)
     return {
-        "policy": args.checkpoint or "tiny random: junction jumps mean nothing (it never learned to continue a prefix)",
+        "policy": args.checkpoint or "tiny random",
+        "note": RANDOM_POLICY_NOTE if args.checkpoint is None else TRAINED_POLICY_NOTE,
         "control_rate_hz": CONTROL_RATE_HZ,
         "min_execution_horizon": "horizon // 2 (15 for Psi0's 30)",
         "rows": rows,

@@ -18,6 +18,9 @@ import numpy as np
 from psi0_ros.data.streams import joint_columns
 from psi0_ros.layout import NUM_JOINTS
 
+LATENCY_POLL_S = 0.002  # s of wall time between looks at the clock while an injected latency passes
+LATENCY_WAIT_LIMIT_S = 30.0  # s of wall time, at least, before a stopped clock ends the wait
+
 
 def joint_positions(names: Sequence[str], positions: Sequence[float]) -> np.ndarray:
     """A JointState's positions as (43,) in ALL_JOINTS order; joints it lacks are NaN."""
@@ -38,11 +41,28 @@ def check_state(state: np.ndarray) -> str | None:
 
 
 class DelaySchedule:
-    """Test/bench hook: sleep before inference i for delays_s[min(i, len - 1)] seconds."""
+    """Delays added to inference i: delays_s[min(i, len - 1)] seconds of wall time (a test/bench
+    hook), then latency_s seconds on `clock` (an injected inference latency for the ablations of
+    the scheduler modes). `clock` is the node's ROS clock: under use_sim_time the latency passes in
+    sim time, as the scheduler counts its ticks, however fast the sim runs; None: wall time. A
+    clock that stops (a paused sim) is waited on for at most LATENCY_WAIT_LIMIT_S of wall time."""
 
-    def __init__(self, delays_s: Sequence[float]):
+    def __init__(self, delays_s: Sequence[float], latency_s: float = 0.0, clock: Callable[[], float] | None = None):
+        if not latency_s >= 0.0:
+            raise ValueError(f"injected inference latency must be >= 0 s, got {latency_s!r}")
         self.delays_s = [float(v) for v in delays_s]
+        self.latency_s = float(latency_s)
+        self.clock = clock
         self.calls = 0
+
+    def _wait_latency(self) -> None:
+        if self.clock is None:
+            time.sleep(self.latency_s)
+            return
+        end = self.clock() + self.latency_s
+        give_up = time.monotonic() + max(LATENCY_WAIT_LIMIT_S, 10.0 * self.latency_s)
+        while self.clock() < end and time.monotonic() < give_up:
+            time.sleep(LATENCY_POLL_S)
 
     def wrap(self, infer: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
         def delayed(*args: object, **kwargs: object) -> np.ndarray:
@@ -51,6 +71,8 @@ class DelaySchedule:
                 self.calls += 1
                 if delay > 0:
                     time.sleep(delay)
+            if self.latency_s > 0:
+                self._wait_latency()
             return infer(*args, **kwargs)
 
         return delayed

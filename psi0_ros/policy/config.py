@@ -30,6 +30,9 @@ RTC_MODES = ("none", "training", "guidance")
 NORM_MODES = ("bounds", "q99")
 ACTION_REPRESENTATIONS = ("absolute", "delta")
 SOFT_MASK_SCHEDULES = ("exponential", "linear", "hard")
+# Action expert architectures: "mmdit" (Psi0's, separate weights per token stream) and "dit" (a
+# naive single-stream DiT, the ablation baseline of `psi0 ablate head`; psi0_ros.policy.dit).
+EXPERT_ARCHS = ("mmdit", "dit")
 
 
 def _check(condition: bool, message: str) -> None:
@@ -56,8 +59,10 @@ class ExpertConfig:
     proprio_dropout: float = 0.2  # dropout on the state before its projection (training only)
     obs_dropout: float = 0.1  # dropout on all observation tokens before positions are added
     layer_norm_eps: float = 1e-6
+    arch: str = "mmdit"  # EXPERT_ARCHS: the MM-DiT (Psi0's) or the naive DiT baseline
 
     def __post_init__(self) -> None:
+        _check(self.arch in EXPERT_ARCHS, f"ExpertConfig.arch must be one of {EXPERT_ARCHS}, got {self.arch!r}")
         for name in ("action_dim", "state_dim", "vlm_dim", "hidden", "num_blocks", "num_heads", "head_dim", "horizon"):
             value = getattr(self, name)
             _check(isinstance(value, int) and value > 0, f"ExpertConfig.{name} must be a positive int, got {value!r}")

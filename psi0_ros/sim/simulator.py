@@ -18,6 +18,7 @@ import numpy as np
 
 from psi0_ros import g1
 from psi0_ros.control.command import JointCommand
+from psi0_ros.sim.collisions import CollisionMonitor
 from psi0_ros.sim.grasp import GraspAssist
 from psi0_ros.sim.model import BASE_MODES, IMU_SITE, PELVIS_BODY, STANDING_PELVIS_Z
 from psi0_ros.sim.scene import LAYOUTS, SCENES, SceneLayout, build_mjcf, sample_layout
@@ -91,12 +92,14 @@ class G1Sim:
         self._base_yaw = 0.0
         objects = tuple(obj.name for obj in self.layout.objects)
         self.grasp = GraspAssist(self.model, objects) if self.config.grasp_assist else None
+        self.collisions = CollisionMonitor(self.model, objects)  # counted on every physics step
         self.reset()
 
     # --- set-up ---------------------------------------------------------------------------------
     def reset(self) -> None:
         """Default standing pose, feet on the floor, objects at their layout poses, time 0."""
         mujoco.mj_resetData(self.model, self.data)  # also switches every grasp weld off
+        self.collisions.reset()
         self.data.qpos[self.qpos_adr] = g1.table("default")
         for obj in self.layout.objects:
             joint = self.model.joint(f"{obj.name}_joint")
@@ -164,6 +167,7 @@ class G1Sim:
             mujoco.mj_step(self.model, self.data)
             if self.grasp is not None:
                 self.grasp.update(self.data)
+            self.collisions.update(self.data)
 
     def _apply_harness(self) -> None:
         """Gantry forces on the pelvis (world frame): rope up to the standing height, upright gimbal."""
