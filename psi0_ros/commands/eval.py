@@ -45,8 +45,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="full",
         help="ranges the evaluation layouts are drawn from (as `psi0 sim demos --layout`; default full)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime", "exported_program"),
+        default="torch",
+        help="chunk_node's backend (not torch: --checkpoint is a `psi0 export` directory; docs/export.md)",
+    )
     parser.add_argument("--json", type=Path, help="write the summary here")
     parser.add_argument("--work-dir", type=Path, help="per-episode results and traces (default: beside the JSON)")
+    parser.add_argument(
+        "--trace-episodes",
+        type=int,
+        default=1,
+        help="record world snapshots (trace_<i>.npz: robot, base and objects at ~4 Hz) of the first N episodes "
+        "(default: 1, the one a rollout GIF is drawn from)",
+    )
     open_loop = parser.add_argument_group("open loop (psi0_ros.open_loop; --task and the closed-loop options unused)")
     open_loop.add_argument(
         "--open-loop",
@@ -90,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
             args.max_episode_s,
             layout_seeds=args.layout_seeds,
             layout=args.layout,
+            trace_episodes=args.trace_episodes,
+            node_params={"chunk_node": {"backend": args.backend}},
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"psi0 eval: {err}", file=sys.stderr)

@@ -32,6 +32,7 @@ EVAL_SEED_BASE = 100_000  # eval layout seed of episode i: EVAL_SEED_BASE + seed
 DEFAULT_MAX_EPISODE_S = 30.0  # s of sim time per episode (the scripted expert needs ~16.5 s)
 SCENE_CAMERA = {"lookat": (0.3, 0.0, 0.85), "distance": 1.8, "azimuth": 200.0, "elevation": -30.0}
 TRACE_PERIOD_S = 0.2  # s of sim time between world snapshots kept for the rollout GIF
+REACH_MOVE_M = 0.02  # m: the task's object has been reached (grasped or pushed) once it moved this far
 WALL_TIMEOUT_FACTOR = 20.0  # an episode is abandoned after this many times its sim-time budget in wall time
 WALL_TIMEOUT_MIN_S = 120.0
 # Head-camera frames per simulated second in evaluation: vlm_node encodes the newest frame and
@@ -57,8 +58,11 @@ def episode_nodes(
     torch_threads: int = 1,
     camera_rate_hz: float = CAMERA_RATE_HZ,
     layout: str = "full",
+    node_params: dict[str, dict[str, Any]] | None = None,
 ) -> list[Any]:
-    """The deploy graph's node specs for one evaluation episode (sim backend, layout seed `seed`).
+    """The deploy graph's node specs for one evaluation episode (sim backend, layout seed `seed`);
+    node_params: parameters laid over the evaluation's own, per node (e.g. chunk_node's mode and
+    inference_latency_ms for `psi0 ablate rtc`).
 
     Every node runs on the sim's time (the bridge publishes /clock, the others use_sim_time): a
     control tick is 1/30 s of simulated time however fast this CPU runs the sim, so a commanded
@@ -78,10 +82,44 @@ def episode_nodes(
         "vlm_node": {"torch_threads": torch_threads},
         "chunk_node": {"torch_threads": torch_threads},
     }
+    for node, params in (node_params or {}).items():
+        overrides.setdefault(node, {}).update(params)
     nodes = deploy_nodes("sim", checkpoint, get_task(task).instruction, "", None, overrides, sim_time=True)
     nodes = [n for n in nodes if n.name not in UNWATCHED_NODES]
     # the sim is the scorer here: its clock starts when the bridge is made, so the bridge goes last
     return [n for n in nodes if n.name != "robot_bridge_node"] + [n for n in nodes if n.name == "robot_bridge_node"]
+
+
+def _watch_reach(sim: Any, objects: tuple[str, ...], state: dict[str, Any]) -> None:
+    """Where the base stood when the task's object first moved REACH_MOVE_M (the reach that moved
+    it: a grasp, or a push), and where the objects stood at the start."""
+    if "reach" in state:
+        return
+    if "objects0" not in state:
+        state["objects0"] = [sim.body_pose(name)[0].copy() for name in objects]
+        return
+    now = sim.body_pose(objects[0])[0]
+    if float(np.hypot(*(now[:2] - state["objects0"][0][:2]))) > REACH_MOVE_M:
+        state["reach"] = (sim.time - state["sim0"], sim.base_pose()[0][:2].copy())
+
+
+def _reach_summary(task: str, state: dict[str, Any]) -> dict[str, Any] | None:
+    """reach_s (sim s into the episode), base_xy_m, and base_minus_expert_stance_m: the base
+    against the stance the scripted expert grasps from on this layout (sim.expert.grasp_stance;
+    a failed grasp several cm off it is a stance the policy misjudged from the image). None if the
+    object never moved."""
+    from psi0_ros.sim.expert import grasp_stance
+
+    if "reach" not in state:
+        return None
+    t, base = state["reach"]
+    objects0 = state["objects0"]
+    _, stance = grasp_stance(task, objects0[0], objects0[1] if len(objects0) > 1 else None)
+    return {
+        "reach_s": round(float(t), 3),
+        "base_xy_m": [round(float(v), 4) for v in base],
+        "base_minus_expert_stance_m": [round(float(v), 4) for v in base - stance],
+    }
 
 
 def run_episode(
@@ -92,16 +130,21 @@ def run_episode(
     trace: str | Path | None = None,
     torch_threads: int = 1,
     layout: str = "full",
+    node_params: dict[str, dict[str, Any]] | None = None,
+    commands: str | Path | None = None,
 ) -> dict[str, Any]:
     """Run one episode in this process; returns its outcome (see the module docstring).
 
-    evaluate() calls it in a child process; trace: where the world snapshots (.npz) go, or None."""
+    evaluate() calls it in a child process; trace: where the world snapshots (.npz) go, or None;
+    commands: where the commanded arm targets per tick go (ablation_metrics.CommandLog), or None."""
+    from psi0_ros.control.chunk_runner import percentiles_ms
+    from psi0_ros.jobs.ablation_metrics import command_log, motion_metrics
     from psi0_ros.nodes.graph import make_node
     from psi0_ros.nodes.runtime import spin_nodes
     from psi0_ros.sim.tasks import get_task
 
     check = get_task(task)
-    specs = episode_nodes(checkpoint, task, seed, torch_threads, layout=layout)
+    specs = episode_nodes(checkpoint, task, seed, torch_threads, layout=layout, node_params=node_params)
     result: dict[str, Any] = {"task": task, "seed": seed, "success": None, "error": None}
     state: dict[str, Any] = {"sim": None, "snapshots": [], "next_trace": 0.0, "chunk": None}
     wall_limit = max(WALL_TIMEOUT_MIN_S, WALL_TIMEOUT_FACTOR * max_episode_s)
@@ -125,6 +168,7 @@ def run_episode(
         if trace is not None and now >= state["next_trace"]:
             state["snapshots"].append(sim.snapshot())
             state["next_trace"] = now + TRACE_PERIOD_S
+        _watch_reach(sim, check.objects, state)
         if check.check(sim):
             result["success"] = True
             return "task achieved"
@@ -147,11 +191,21 @@ def run_episode(
             result["cpu_s"] = time.process_time() - state["cpu0"]  # every thread of the graph's process
             can, _ = sim.body_pose(check.objects[0])
             result["object_final_xyz"] = [float(v) for v in can]
+            result["collisions"] = sim.collisions.summary()  # psi0_ros.sim.collisions
+            result["reach"] = _reach_summary(task, state)
         chunk = state["chunk"]
         if chunk is not None:
             result["chunk_node_counters"] = {k: int(v) for k, v in sorted(chunk.counters.items())}
             # executed / held / missed ticks, chunks whose delay reached the trained max (delay_clamped)
             result["scheduler_counters"] = {k: int(v) for k, v in sorted(chunk.scheduler.stats.counters.items())}
+            # the commanded arm targets: junction jumps and jerk (the executor has stopped ticking)
+            log = command_log(list(chunk.scheduler.executed), list(chunk.landings))
+            result["motion"] = motion_metrics(log, chunk.rate_hz)
+            p50, _ = percentiles_ms(list(chunk.worker.latencies_s))  # wall ms, the injected latency included
+            result["inference_p50_ms"] = None if np.isnan(p50) else p50
+            if commands is not None:
+                log.save(commands)
+                result["commands"] = str(commands)
         return None
 
     status = spin_nodes(make_nodes, [], until=until, after_spin=after_spin, prog="psi0 eval episode")
@@ -181,6 +235,7 @@ def evaluate(
     log: Callable[[str], None] = print,
     layout_seeds: list[int] | None = None,
     layout: str = "full",
+    node_params: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Run `episodes` closed-loop episodes; returns the summary (what `psi0 eval --json` writes).
 
@@ -190,7 +245,10 @@ def evaluate(
     the graph's process used per simulated second), errors, max_episode_s.
     out_dir receives per-episode results and, for the first trace_episodes, world snapshots
     (trace_<i>.npz) for render_rollout(). layout_seeds replaces the evaluation seeds (e.g. the
-    demonstrations' own layouts, to tell execution from generalisation); episodes is then its length."""
+    demonstrations' own layouts, to tell execution from generalisation); episodes is then its length.
+    Each episode also reports its collisions (psi0_ros.sim.collisions) and the motion of its
+    commanded arm targets (psi0_ros.jobs.ablation_metrics; the per-tick targets in
+    commands_<i>.npz); node_params lays parameters over the graph's (episode_nodes)."""
     from psi0_ros.sim.tasks import get_task
 
     get_task(task)  # a bad name fails before anything starts
@@ -215,6 +273,8 @@ def evaluate(
             "max_episode_s": max_episode_s,
             "trace": None if trace is None else str(trace),
             "layout": layout,
+            "node_params": node_params,
+            "commands": str(work / f"commands_{i:04d}.npz"),
         }
         result = child.run_episode(
             run_episode,
@@ -248,7 +308,24 @@ def evaluate(
         "realtime_factor": sim_total / wall_total if wall_total > 0 else 0.0,
         "cpu_per_sim_s": sum(r.get("cpu_s", 0.0) for r in ran) / sim_total if sim_total > 0 else 0.0,
         "errors": sum(1 for r in results if r.get("error")),
+        "reach_stance_error_m": reach_stance_errors(results),
     }
+
+
+def reach_stance_errors(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median distance (m) of the base from the expert's grasp stance when the object first moved,
+    over the successful and the failed episodes, and how many failed without ever moving it."""
+    out: dict[str, Any] = {}
+    for name, wanted in (("success", True), ("failure", False)):
+        errors = [
+            float(np.hypot(*r["reach"]["base_minus_expert_stance_m"]))
+            for r in results
+            if bool(r.get("success")) == wanted and r.get("reach")
+        ]
+        out[f"{name}_median"] = round(float(np.median(errors)), 4) if errors else None
+        out[f"{name}_episodes"] = len(errors)
+    out["failure_never_reached"] = sum(1 for r in results if r.get("success") is False and not r.get("reach"))
+    return out
 
 
 def render_rollout(

@@ -64,6 +64,17 @@ def _task_objects(task: str) -> tuple[str, str | None]:
     return table[task]
 
 
+def grasp_stance(task: str, obj: np.ndarray, target: np.ndarray | None) -> tuple[str, np.ndarray]:
+    """(hand, pelvis x, y [m]) the expert grasps the task's object from: the hand on the object's
+    outer side relative to where it goes (keeps the other objects clear), the object GRASP_REACH
+    ahead of and outward from the pelvis."""
+    _task_objects(task)  # a task the expert has no plan for is an error here too
+    reference = target if target is not None else np.zeros(3)
+    side = "right" if obj[1] <= reference[1] else "left"
+    sign = 1.0 if side == "left" else -1.0
+    return side, np.asarray(obj[:2], dtype=float) - np.array([GRASP_REACH[0], sign * GRASP_REACH[1]])
+
+
 def _blend(a: np.ndarray, b: np.ndarray, u: float) -> np.ndarray:
     """Cosine blend from a (u <= 0) to b (u >= 1)."""
     w = 0.5 - 0.5 * math.cos(math.pi * min(1.0, max(0.0, u)))
@@ -190,20 +201,17 @@ class ScriptedExpert:
         sim = self.sim
         obj = sim.body_pose(self.object)[0] + self.plan_offset
         target = sim.body_pose(self.target)[0] if self.target else None
-        # The hand on the object's outer side relative to where it goes (keeps the other objects clear).
-        reference = target if target is not None else np.zeros(3)
-        self.side = "right" if obj[1] <= reference[1] else "left"
+        self.side, stance = grasp_stance(self.task, obj, target)
         sign = 1.0 if self.side == "left" else -1.0
-        grasp_stance = obj[:2] - np.array([GRASP_REACH[0], sign * GRASP_REACH[1]])
         qpos = sim.data.qpos.copy()
         arm_adr = self.ik.qpos_adr[self.side]
         z_base = self._height
         grasp = obj.copy()
         # Just above the object's centre, but the palm (4.2 cm below the grasp point) clear of the table.
         grasp[2] = max(TABLE_HEIGHT + _HALF_HEIGHT[self.object] + 0.005, TABLE_HEIGHT + PALM_CLEARANCE)
-        rot = self._palm_rotation(self.side, obj, grasp_stance)
+        rot = self._palm_rotation(self.side, obj, stance)
         fingers = rot[:, 0]
-        base = (np.array([grasp_stance[0], grasp_stance[1], z_base]), 0.0)
+        base = (np.array([stance[0], stance[1], z_base]), 0.0)
         errors = []
 
         def solve(point: np.ndarray, seed: np.ndarray) -> np.ndarray:
@@ -225,7 +233,7 @@ class ScriptedExpert:
         lifted = solve(grasp + np.array([0.0, 0.0, LIFT]), at)
         segments = [
             _Segment("raise", 1.2, arm=self.ready_arm[self.side]),
-            _Segment("step_to_object", 4.0, stance=grasp_stance),
+            _Segment("step_to_object", 4.0, stance=stance),
             _Segment("above", 1.2, arm=above),
             _Segment("behind", 1.0, arm=behind),
             _Segment("approach", 1.2, arm=at),
