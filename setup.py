@@ -41,6 +41,7 @@ setup(
         "onnx>=1.17",
         "onnxscript>=0.5",
         "onnxruntime>=1.20",
+        "peft>=0.13",  # per-task LoRA adapters of the action expert (docs/adapters.md)
     ],
     extras_require={
         "sim": ["mujoco>=3.2"],

@@ -162,6 +162,6 @@ else
   fi
 fi
 
-"$PY" -c 'from psi0_ros.msg import ActionChunk, VLMFeatures, LowerBodyCommand, EpisodeEvent; import tf2_msgs.msg' \
+"$PY" -c 'from psi0_ros.msg import ActionChunk, VLMFeatures, LowerBodyCommand, EpisodeEvent; from psi0_ros.srv import SetTask; import tf2_msgs.msg' \
   || { echo "error: generated messages do not import" >&2; exit 1; }
 log "ready: $VENV ($MODE)"

@@ -26,7 +26,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from psi0_ros.policy.config import ACTION_REPRESENTATIONS, NORM_MODES, STAGES, StageRecipe, recipe
+from psi0_ros.policy.adapters import LORA_TARGETS
+from psi0_ros.policy.config import ACTION_REPRESENTATIONS, EXPERT_ARCHS, NORM_MODES, STAGES, StageRecipe, recipe
 
 SCHEDULES = ("constant", "cosine")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -215,6 +216,9 @@ class ExpertModel:
     """The action expert and what it starts from."""
 
     expert_preset: str = "psi0"  # psi0_ros.policy.config.EXPERT_PRESETS name (shape of the MM-DiT)
+    # psi0_ros.policy.config.EXPERT_ARCHS: "mmdit" (Psi0's) or "dit", the naive single-stream DiT of
+    # the same shape (`psi0 ablate head`); written into the checkpoint's expert config
+    expert_arch: str = "mmdit"
     vlm: str = ""  # Qwen3-VL directory (stage 1 output), or "tiny"; stage 3 default: init's VLM
     init: str = ""  # stage 3: the stage-2 checkpoint directory (empty: from scratch)
     train_vlm: bool = False  # end-to-end: the VLM trains too (then no feature cache)
@@ -232,6 +236,10 @@ class ExpertModel:
 
     def __post_init__(self) -> None:
         _check(
+            self.expert_arch in EXPERT_ARCHS,
+            f"ExpertModel.expert_arch must be one of {EXPERT_ARCHS}, got {self.expert_arch!r}",
+        )
+        _check(
             self.tiny_vlm_image_scale > 0,
             f"ExpertModel.tiny_vlm_image_scale must be > 0, got {self.tiny_vlm_image_scale!r}",
         )
@@ -246,6 +254,37 @@ class ExpertModel:
         _positive_int("ExpertModel", "num_steps", self.num_steps)
 
 
+ADAPTER_METHODS = ("none", "lora")
+
+
+@dataclass(frozen=True)
+class AdapterConfig:
+    """Stage 3 as a per-task adapter on a base checkpoint (model.init) instead of a full fine-tune
+    (training/adapters.py, docs/adapters.md). method "none": the whole expert trains."""
+
+    method: str = "none"  # "none" | "lora" (Hugging Face peft)
+    rank: int = 16  # LoRA rank r
+    alpha: float = 32.0  # LoRA scale alpha / r (2 with the defaults)
+    dropout: float = 0.05  # dropout on the LoRA input (training only)
+    # expert module names (suffixes) that get a LoRA pair; default: attention and FFN of both streams
+    target_modules: tuple[str, ...] = LORA_TARGETS
+    task: str = ""  # the adapter's task name (set_task); empty: the episodes' one instruction
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+        _check(
+            self.method in ADAPTER_METHODS,
+            f"AdapterConfig.method must be one of {ADAPTER_METHODS}, got {self.method!r}",
+        )
+        _positive_int("AdapterConfig", "rank", self.rank)
+        _check(self.alpha > 0, f"AdapterConfig.alpha must be > 0, got {self.alpha!r}")
+        _check(0.0 <= self.dropout < 1.0, f"AdapterConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        _check(
+            len(self.target_modules) > 0 and all(isinstance(m, str) and m for m in self.target_modules),
+            f"AdapterConfig.target_modules must be module names, got {self.target_modules!r}",
+        )
+
+
 @dataclass(frozen=True)
 class ExpertStageConfig:
     """Stage 2 (post-training, delta actions) and stage 3 (fine-tuning, absolute actions + RTC)."""
@@ -255,9 +294,17 @@ class ExpertStageConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     data: ExpertData = field(default_factory=ExpertData)
     model: ExpertModel = field(default_factory=ExpertModel)
+    adapter: AdapterConfig = field(default_factory=AdapterConfig)
 
     def __post_init__(self) -> None:
         _check(self.stage in STAGES, f"ExpertStageConfig.stage must be one of {STAGES}, got {self.stage!r}")
+        if self.adapter.method != "none":
+            method = self.adapter.method
+            _check(self.stage == 3, f"adapter.method={method!r} is a stage-3 option, got stage {self.stage}")
+            _check(bool(self.model.init), f"adapter.method={method!r} trains on a base checkpoint: set model.init=DIR")
+            _check(
+                not self.model.train_vlm, f"adapter.method={method!r} trains an adapter only: set model.train_vlm=false"
+            )
         _check(
             not (self.data.action_mode == "delta" and (self.model.max_delay or 0) > 0),
             "training-time RTC (model.max_delay > 0) needs absolute actions, got data.action_mode='delta'",

@@ -22,6 +22,10 @@ def run_stage(config: Stage1Config | ExpertStageConfig, max_steps: int | None = 
         from training.stage1 import Stage1Task
 
         task = Stage1Task(config)
+    elif config.adapter.method != "none":
+        from training.adapters import AdapterTask
+
+        task = AdapterTask(config)
     else:
         from training.expert import ExpertTask
 

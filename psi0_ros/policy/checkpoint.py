@@ -22,6 +22,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +40,9 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 NORMALIZATION_FILE = "normalization.json"
 VLM_DIR = "vlm"
+# Expert weights read by load_checkpoint in this process (chunk_node reports it: a task switch
+# must never reload the base).
+LOADS: Counter[str] = Counter()
 
 
 class CheckpointError(ValueError):
@@ -140,6 +144,16 @@ def read_config(directory: Path) -> tuple[PolicyConfig, Path | None]:
     return config, vlm_path
 
 
+def build_expert(config: ExpertConfig) -> torch.nn.Module:
+    """The action expert of config.arch: the MM-DiT (mmdit.ActionExpert) or the naive DiT
+    baseline (dit.DiTActionExpert); both take (noisy actions, sigma, Conditioning)."""
+    if config.arch == "dit":
+        from psi0_ros.policy.dit import DiTActionExpert
+
+        return DiTActionExpert(config)
+    return ActionExpert(config)
+
+
 def load_state_dict_strict(expert: ActionExpert, state: Mapping[str, torch.Tensor], source: str) -> None:
     """Load weights that must match the expert exactly; CheckpointError lists what does not."""
     expected = expert.state_dict()
@@ -174,8 +188,9 @@ def load_checkpoint(
         state = load_file(str(weights))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{weights} is not a readable safetensors file: {err}") from None
-    expert = ActionExpert(config.expert)
+    expert = build_expert(config.expert)
     load_state_dict_strict(expert, state, str(weights))
+    LOADS["checkpoint"] += 1
     if vlm_path is not None and not vlm_path.is_dir():
         raise FileNotFoundError(f"checkpoint {directory} names a VLM directory that does not exist: {vlm_path}")
     return Checkpoint(config, expert.to(device=device, dtype=dtype).eval(), stats, vlm_path)
