@@ -5,6 +5,8 @@
     ros2 launch psi0_ros deploy.launch.py checkpoint:=... rviz:=true namespace:=g1
     ros2 launch psi0_ros deploy.launch.py role:=robot backend:=unitree      # on the G1 (docs/deploy.md)
     ros2 launch psi0_ros deploy.launch.py role:=policy checkpoint:=...      # on the GPU machine
+    ros2 launch psi0_ros deploy.launch.py checkpoint:=/path/to/export policy_backend:=onnxruntime
+    ros2 launch psi0_ros deploy.launch.py checkpoint:=BASE adapters:=/adapters/can,/adapters/cube
 
 Nodes and parameters come from psi0_ros.deploy_graph and config/deploy.yaml, exactly what
 `psi0 deploy` (no launch_ros needed) runs; a graph node that is not installed is an error naming it.
@@ -24,6 +26,13 @@ ARGUMENTS = (
     ("camera_source", "", "camera_node source: device index/path, video file, topic:NAME ('' = backend's)"),
     ("namespace", "", "ROS namespace of every node"),
     ("role", "all", "all (one machine) | robot (bridge, camera: JPEG out, AMO, executor) | policy (VLM, chunk_node)"),
+    (
+        "policy_backend",
+        "torch",
+        "chunk_node backend: torch | onnxruntime | exported_program (checkpoint:= a psi0 export dir; docs/export.md)",
+    ),
+    ("torch_compile", "false", "policy_backend torch: torch.compile the action expert"),
+    ("adapters", "", "comma-separated per-task LoRA adapter directories on checkpoint:= (docs/adapters.md)"),
 )
 
 
@@ -32,8 +41,20 @@ def graph_actions(context, *args, **kwargs):
     from psi0_ros.paths import share_dir
 
     value = {name: LaunchConfiguration(name).perform(context) for name, _, _ in ARGUMENTS}
+    chunk = {
+        "backend": value["policy_backend"],
+        "torch_compile": value["torch_compile"].lower() in ("true", "1", "yes"),
+    }
+    adapters = [d.strip() for d in value["adapters"].split(",") if d.strip()]
+    if adapters:
+        chunk["adapters"] = adapters
     specs = deploy_nodes(
-        value["backend"], value["checkpoint"], value["instruction"], value["camera_source"], role=value["role"]
+        value["backend"],
+        value["checkpoint"],
+        value["instruction"],
+        value["camera_source"],
+        overrides={"chunk_node": chunk},
+        role=value["role"],
     )
     namespace = value["namespace"]
     actions = [

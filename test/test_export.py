@@ -1,5 +1,6 @@
-"""ONNX export of the action expert: export -> load -> sample round trip on a tiny checkpoint,
-fp32 parity, a bounded int8 error, and clear one-line errors for corrupt or mismatched exports."""
+"""Export of the action expert: export -> load -> sample round trips on a tiny checkpoint (ONNX
+and torch.export), fp32 parity, a bounded int8 error, onnxruntime's CUDA path (skipped without
+one), and clear one-line errors for corrupt or mismatched exports."""
 
 from __future__ import annotations
 
@@ -15,9 +16,10 @@ from psi0_ros.cli import main
 from psi0_ros.policy.checkpoint import CONFIG_FILE, load_checkpoint
 from psi0_ros.policy.config import expert_preset
 from psi0_ros.policy.export import PARITY_TOLERANCE, checkpoint_hashes, export_checkpoint
+from psi0_ros.policy.exported_program import PROGRAM_FILE, ProgramExpert
 from psi0_ros.policy.interface import ActionPrefix, Observation, Policy
 from psi0_ros.policy.mmdit import Conditioning
-from psi0_ros.policy.onnx_expert import EXPORT_FILE, MODEL_FILE, PARITY_FILE, ExportError, OnnxExpert
+from psi0_ros.policy.onnx_expert import EXPORT_FILE, MODEL_FILE, PARITY_FILE, ExportError, OnnxExpert, load_export
 from psi0_ros.policy.tiny import tiny_policy_config, write_tiny_checkpoint
 
 PARITY_OBSERVATIONS = 4
@@ -33,7 +35,9 @@ def exports(tmp_path_factory: pytest.TempPathFactory):
     export_checkpoint(
         checkpoint, int8, precision="int8", parity_observations=PARITY_OBSERVATIONS, fp32_graph=fp32 / MODEL_FILE
     )
-    return {"root": root, "checkpoint": checkpoint, "fp32": fp32, "int8": int8}
+    program = root / "program"
+    export_checkpoint(checkpoint, program, "exported-program", parity_observations=PARITY_OBSERVATIONS)
+    return {"root": root, "checkpoint": checkpoint, "fp32": fp32, "int8": int8, "program": program}
 
 
 def _observation(seed: int = 0, tokens: int = 24) -> Observation:
@@ -192,3 +196,122 @@ def test_not_an_export_and_guidance_are_clear_errors(exports, tmp_path, capsys):
     argv = ["export", "--checkpoint", str(exports["checkpoint"]), "--out", str(occupied)]
     assert "not an export directory" in _one_line_error(capsys, argv)
     assert (occupied / "notes.txt").read_text() == "mine"
+
+
+def test_exported_program_samples_the_same_chunks_as_eager(exports):
+    """torch.export round trip: model.pt2 in a self-describing directory, served by the
+    exported_program backend with the same chunks (and held prefix) as eager PyTorch."""
+    document = json.loads((exports["program"] / EXPORT_FILE).read_text())
+    assert document["export_format"] == "exported-program" and document["precision"] == "fp32"
+    assert set(document["files"]) == {PROGRAM_FILE} and document["opset"] is None
+    parity = json.loads((exports["program"] / PARITY_FILE).read_text())
+    assert parity["fp32"]["ok"] and parity["export_format"] == "exported-program" and parity["with_prefix"] > 0
+
+    eager = Policy.from_checkpoint(exports["checkpoint"], load_vlm=False, seed=5)
+    program = Policy.from_checkpoint(exports["program"], load_vlm=False, seed=5, backend="exported_program")
+    assert isinstance(program.expert, ProgramExpert) and program.config == eager.config
+    observation = _observation(seed=2, tokens=57)  # another token count than the trace's 20
+    assert np.abs(program.infer_normalized(observation) - eager.infer_normalized(observation)).max() <= PARITY_TOLERANCE
+    first = program.infer(observation)
+    prefix = ActionPrefix(actions=first[5:], delay=2)
+    eager.reset()
+    program.reset()
+    held = program.infer(observation, prefix)
+    assert np.array_equal(held[:2], first[5:7])
+    assert np.abs(held - eager.infer(observation, prefix)).max() <= 1e-3
+    assert main(["export", "--verify", str(exports["program"]), "--checkpoint", str(exports["checkpoint"])]) == 0
+
+
+def test_an_export_served_by_the_other_backend_is_one_clear_error(exports, tmp_path, capsys):
+    with pytest.raises(ExportError, match="is exported-program: serve it with backend 'exported_program'"):
+        Policy.from_checkpoint(exports["program"], load_vlm=False, backend="onnxruntime")
+    with pytest.raises(ExportError, match="is onnx: serve it with backend 'onnxruntime'"):
+        Policy.from_checkpoint(exports["fp32"], load_vlm=False, backend="exported_program")
+    with pytest.raises(ValueError, match="torch_compile applies to backend 'torch'"):
+        Policy.from_checkpoint(exports["fp32"], load_vlm=False, backend="onnxruntime", torch_compile=True)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Policy.from_checkpoint(exports["fp32"], load_vlm=False, backend="tensorrt")
+    # a truncated program, behind its export.json and on its own
+    broken = _copy(exports["program"], tmp_path / "broken")
+    model = broken / PROGRAM_FILE
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    assert "corrupt" in _one_line_error(capsys, ["export", "--verify", str(broken)])
+    config = load_checkpoint(exports["checkpoint"]).config
+    with pytest.raises(ExportError, match="not a readable exported program"):
+        ProgramExpert(model, config.expert)
+    # a program checked against a checkpoint of another horizon
+    shaped = write_tiny_checkpoint(
+        tmp_path / "other",
+        seed=3,
+        with_vlm=False,
+        config=dataclasses.replace(config, expert=expert_preset("tiny", horizon=12)),
+    )
+    line = _one_line_error(capsys, ["export", "--verify", str(exports["program"]), "--checkpoint", str(shaped)])
+    assert "does not match the expert config" in line
+    with pytest.raises(ExportError, match="noisy_actions"):
+        ProgramExpert(exports["program"] / PROGRAM_FILE, load_checkpoint(shaped).config.expert)
+
+
+def test_a_cuda_device_without_onnxruntime_gpu_is_a_clear_error(exports):
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider (test_onnxruntime_cuda_matches_the_cpu runs)")
+    with pytest.raises(ExportError, match="needs onnxruntime's CUDAExecutionProvider"):
+        Policy.from_checkpoint(exports["fp32"], device="cuda", load_vlm=False, backend="onnxruntime")
+    with pytest.raises(ExportError, match="device must be 'cpu', 'cuda' or 'cuda:N'"):
+        load_export(exports["fp32"], device="tpu")
+
+
+@pytest.mark.gpu
+def test_onnxruntime_cuda_matches_the_cpu(exports):
+    """The same command on a CUDA machine: onnxruntime's CUDA (and TensorRT, where installed)
+    provider runs the graph. Skipped here: this onnxruntime is the CPU build."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip(f"needs onnxruntime-gpu with a CUDA GPU; this onnxruntime has {ort.get_available_providers()}")
+    cpu = Policy.from_checkpoint(exports["fp32"], load_vlm=False, backend="onnxruntime")
+    gpu = Policy.from_checkpoint(exports["fp32"], device="cuda", load_vlm=False, backend="onnxruntime")
+    assert "CUDAExecutionProvider" in gpu.expert.providers
+    observation = _observation()
+    assert np.abs(gpu.infer_normalized(observation) - cpu.infer_normalized(observation)).max() <= 1e-3
+
+
+@pytest.mark.gpu
+def test_exported_program_on_cuda_matches_the_cpu(exports):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU (torch.cuda.is_available() is False)")
+    cpu = Policy.from_checkpoint(exports["program"], load_vlm=False, backend="exported_program")
+    gpu = Policy.from_checkpoint(exports["program"], device="cuda", load_vlm=False, backend="exported_program")
+    observation = _observation()
+    assert np.abs(gpu.infer_normalized(observation) - cpu.infer_normalized(observation)).max() <= 1e-3
+
+
+def test_parity_on_recorded_observations(exports, tmp_path, capsys):
+    """parity.json over recorded episodes: their states, their frames through the checkpoint's
+    VLM, the recorded actions as held prefixes; the int8 bound holds there too."""
+    from training import synthetic
+
+    episodes = tmp_path / "episodes"
+    synthetic.write_episodes(episodes, episodes=2, frames=12, size=(32, 32))
+    checkpoint = write_tiny_checkpoint(tmp_path / "with_vlm", seed=3)
+    out = tmp_path / "recorded"
+    document = export_checkpoint(
+        checkpoint,
+        out,
+        precision="int8",
+        parity_observations=4,
+        fp32_graph=exports["fp32"] / MODEL_FILE,
+        observations=[episodes],
+    )
+    parity = document["parity"]
+    assert parity["observations_from"] == [str(episodes.resolve())] and parity["observations"] == 4
+    assert parity["with_prefix"] >= 1 and parity["fp32"]["ok"]  # not on a frame with no action after it
+    assert 0 < parity["int8"]["max_abs_normalized"] <= 0.05
+    # tokens of a 32x32 frame and the prompt, not the random cases' 16-128
+    features, _ = Policy.from_checkpoint(checkpoint).encode(np.zeros((32, 32, 3), np.uint8), "x")
+    assert parity["tokens"][0] > 0 and parity["tokens"][1] < len(features) + 64
+    argv = ["export", "--checkpoint", str(exports["checkpoint"]), "--out", str(tmp_path / "none")]
+    capsys.readouterr()  # the VLM's loading progress above
+    assert "needs the checkpoint's VLM" in _one_line_error(capsys, argv + ["--observations", str(episodes)])

@@ -1,12 +1,12 @@
-"""`psi0 bench export`: one action chunk from the exported expert (onnxruntime fp32 and int8) and
-from torch.compile, as ratios to eager fp32 PyTorch measured in the same run on the same inputs
-and noise; the file size of each; and the int8 error on physical actions from the export's
-parity report.
+"""`psi0 bench export`: one action chunk from the exported expert (onnxruntime fp32, int8 and fp16;
+the torch.export program in fp32, bf16 and fp16) and from torch.compile, as ratios to eager fp32
+PyTorch measured in the same run on the same inputs and noise; the file size of each; and each
+reduced precision's error on physical actions from its export's parity report.
 
 For each preset (tiny, and the full ~490M-parameter Psi0 expert) it writes a checkpoint with
 random weights (adaLN modulations randomised, so every block takes part; nothing is downloaded),
-exports it with `psi0 export`'s own code (fp32, then int8 quantised from that fp32 graph), and
-times chunks of 4 and 8 Euler steps. The backends take turns within each repetition, so a busy
+exports it with `psi0 export`'s own code (each format's fp32 graph once, the other precisions
+derived from it), and times chunks of 4 and 8 Euler steps. The backends take turns within each repetition, so a busy
 moment on a shared machine hits them alike; the median per backend is reported.
 """
 
@@ -19,7 +19,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-HELP = "chunk latency of the ONNX export (onnxruntime fp32/int8) and torch.compile against eager PyTorch"
+# label -> (format, precision) of the exports beyond onnx fp32/int8 (--exports)
+REDUCED_EXPORTS = {
+    "ort_fp16": ("onnx", "fp16"),
+    "program_fp32": ("exported-program", "fp32"),
+    "program_bf16": ("exported-program", "bf16"),
+    "program_fp16": ("exported-program", "fp16"),
+}
+HELP = "chunk latency of the exports (onnxruntime, torch.export; fp32/fp16/bf16/int8) and torch.compile vs eager"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +41,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--compile", default="tiny,psi0", help="presets to time with torch.compile ('' for none: reported as skipped)"
     )
     parser.add_argument("--threads", type=int, default=0, help="torch and onnxruntime CPU threads (0: torch's default)")
+    parser.add_argument(
+        "--exports",
+        default=",".join(REDUCED_EXPORTS),
+        help=f"exports beyond ORT fp32/int8 to make and time ('' for none; default: {','.join(REDUCED_EXPORTS)})",
+    )
 
 
 def _log(message: str) -> None:
@@ -63,6 +75,7 @@ def _bench_preset(name: str, args: argparse.Namespace, root: Path) -> dict[str, 
     from psi0_ros.policy.checkpoint import WEIGHTS_FILE, save_checkpoint
     from psi0_ros.policy.config import FlowConfig, PolicyConfig, expert_preset
     from psi0_ros.policy.export import export_checkpoint
+    from psi0_ros.policy.exported_program import PROGRAM_FILE, ProgramExpert
     from psi0_ros.policy.flow import sample_actions
     from psi0_ros.policy.mmdit import ActionExpert, Conditioning
     from psi0_ros.policy.onnx_expert import MODEL_FILE, OnnxExpert
@@ -93,6 +106,27 @@ def _bench_preset(name: str, args: argparse.Namespace, root: Path) -> dict[str, 
         fp32_graph=root / name / "fp32" / MODEL_FILE,
     )
     int8_s = time.perf_counter() - start
+    extra: dict[str, Any] = {}
+    extra_s: dict[str, float] = {}
+    for label in [e.strip() for e in args.exports.split(",") if e.strip()]:
+        if label not in REDUCED_EXPORTS:
+            raise ValueError(f"--exports: unknown export {label!r}; expected some of {tuple(REDUCED_EXPORTS)}")
+        export_format, precision = REDUCED_EXPORTS[label]
+        _log(f"{name}: exporting {label}")
+        start = time.perf_counter()
+        reuse = {
+            "onnx": root / name / "fp32" / MODEL_FILE,
+            "exported-program": root / name / "program_fp32" / PROGRAM_FILE,
+        }
+        extra[label] = export_checkpoint(
+            checkpoint,
+            root / name / label,
+            export_format,
+            precision,
+            parity_observations=args.parity_tiny if tiny else args.parity_full,
+            fp32_graph=reuse[export_format] if label != "program_fp32" and reuse[export_format].is_file() else None,
+        )
+        extra_s[label] = time.perf_counter() - start
 
     generator = torch.Generator().manual_seed(1)
     cond = Conditioning(
@@ -106,6 +140,11 @@ def _bench_preset(name: str, args: argparse.Namespace, root: Path) -> dict[str, 
         "ort_fp32": OnnxExpert(root / name / "fp32" / MODEL_FILE, config.expert, threads=threads),
         "ort_int8": OnnxExpert(root / name / "int8" / MODEL_FILE, config.expert, threads=threads),
     }
+    for label in extra:
+        if label.startswith("ort_"):
+            backends[label] = OnnxExpert(root / name / label / MODEL_FILE, config.expert, threads=threads)
+        else:
+            backends[label] = ProgramExpert(root / name / label / PROGRAM_FILE, config.expert)
     result: dict[str, Any] = {
         "params": expert.num_parameters(),
         "obs_tokens": args.obs_tokens,
@@ -122,6 +161,15 @@ def _bench_preset(name: str, args: argparse.Namespace, root: Path) -> dict[str, 
         "parity": int8["parity"],
         "int8_p99_arm_error_rad": max(v["p99"] for v in int8["parity"]["int8"]["arm_error_rad"].values()),
     }
+    for label, document in extra.items():
+        precision = REDUCED_EXPORTS[label][1]
+        result["file_bytes"][label] = document["model_bytes"]
+        result[f"export_{label}_s"] = extra_s[label]
+        result[f"{label}_file_fraction"] = document["model_bytes"] / fp32["model_bytes"]
+        result[f"{label}_parity"] = document["parity"]
+        result[f"{label}_p99_arm_error_rad"] = max(
+            v["p99"] for v in document["parity"][precision]["arm_error_rad"].values()
+        )
     compile_presets = [p.strip() for p in args.compile.split(",") if p.strip()]
     if name in compile_presets:
         _log(f"{name}: torch.compile")
@@ -181,4 +229,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         results["compile_skipped"] = full.get("compile_skipped")
         results["int8_p99_arm_error_rad"] = full["int8_p99_arm_error_rad"]
         results["int8_file_fraction"] = full["int8_file_fraction"]
+        for label in REDUCED_EXPORTS:
+            if f"{label}_speedup" in row:
+                results[f"{label}_speedup"] = row[f"{label}_speedup"]
+                results[f"{label}_p99_arm_error_rad"] = full[f"{label}_p99_arm_error_rad"]
+                results[f"{label}_file_fraction"] = full[f"{label}_file_fraction"]
     return results

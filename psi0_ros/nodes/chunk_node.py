@@ -74,9 +74,17 @@ from psi0_ros.ros_messages import action_chunk_array, action_chunk_message, vlm_
 
 NODE_NAME = "chunk_node"
 CONFIRM_WINDOW = 20  # recent chunk round trips kept (two machines)
+LANDINGS_KEPT = 4096  # accepted chunks remembered for the motion metrics (as many as scheduler.executed ticks)
 MIN_LOST_AFTER_S = 0.1  # s: never take a chunk as lost sooner than this
 PARAMETERS: tuple[tuple[str, Any, str], ...] = (
     ("checkpoint", "", "checkpoint directory (DESIGN §6); the model is built from its own config.json"),
+    (
+        "adapters",
+        [""],
+        "per-task LoRA adapter directories trained on this checkpoint, switched by ~/set_task and by "
+        '/psi0/instruction ([""]: none; docs/adapters.md)',
+    ),
+    ("task", "", "with adapters: the task served first, a task name or instruction (empty: the first adapter's)"),
     (
         "mode",
         "rtc",
@@ -104,11 +112,24 @@ PARAMETERS: tuple[tuple[str, Any, str], ...] = (
         "publish_commands false: the longest a published chunk may go unreported by the executor before it is "
         "taken as lost (sooner: 3x the slowest recent confirmation, at least 0.1 s)",
     ),
-    ("device", "cpu", "torch device of the action expert"),
+    (
+        "backend",
+        "torch",
+        "who runs the action expert: torch (checkpoint is a checkpoint) | onnxruntime | exported_program "
+        "(checkpoint is a `psi0 export` directory of that format; docs/export.md)",
+    ),
+    ("torch_compile", False, "backend torch: wrap the expert in torch.compile (the first chunks compile it)"),
+    ("device", "cpu", "device of the action expert: cpu | cuda[:N] (onnxruntime: its CUDA/TensorRT providers)"),
     ("torch_threads", 0, "torch CPU threads (0: torch's default)"),
     ("seed", 0, "noise seed of the sampler"),
     ("inference_niceness", 5, "nice value of the inference thread: the control tick gets the CPU first"),
     ("diagnostics_rate_hz", 1.0, "/diagnostics publish rate [Hz]"),
+    (
+        "inference_latency_ms",
+        0.0,
+        "latency added to every inference on this node's clock (sim time under use_sim_time) [ms]: "
+        "the scheduler modes under delay (psi0 ablate rtc); 0 on a robot",
+    ),
     ("debug.inference_delay_s", [0.0], "tests: extra sleep before inference i = value[min(i, len-1)] [s]"),
 )
 
@@ -139,7 +160,19 @@ class ChunkNode(Node):
             num_steps=int(p["num_steps"]) or None,  # 0: the checkpoint's
             guidance_beta=float(p["guidance_beta"]) or None,  # 0: the checkpoint's
             noise_scale=None if float(p["noise_scale"]) < 0 else float(p["noise_scale"]),
+            backend=p["backend"],
+            torch_compile=bool(p["torch_compile"]),
         )
+        self.adapters = None  # AdapterPolicy: one loaded base, a LoRA pair per task
+        if any(p["adapters"]):
+            from psi0_ros.policy.adapters import AdapterPolicy
+
+            directories = [d for d in p["adapters"] if d]
+            self.adapters = AdapterPolicy(self.policy, p["checkpoint"], directories, p["task"] or None)
+            self.policy = self.adapters
+        self._switch_asked: dict[str, int] = {}  # task -> tick it was asked for
+        self._switched: dict[int, tuple[str, int]] = {}  # chunk id -> (task it switched to, its request tick)
+        self.task_switch_ticks: dict[str, int] = {}  # the last switch: latency (ask -> request), effect (-> run)
         horizon = self.policy.horizon
         self.scheduler = RTCScheduler(
             SchedulerConfig(
@@ -177,7 +210,12 @@ class ChunkNode(Node):
         self._rates = {"commands": RateCounter(), "chunks": RateCounter(), "features": RateCounter()}
         self._observations: dict[int, tuple[Any, float]] = {}  # request id -> (observation, image stamp s)
         self._stamps: dict[int, float] = {}  # chunk id -> image stamp [s]
-        delays = DelaySchedule(list(p["debug.inference_delay_s"]))
+        if float(p["inference_latency_ms"]) < 0:
+            raise ValueError(f"chunk_node: inference_latency_ms must be >= 0, got {p['inference_latency_ms']!r}")
+        self.injected_latency_ms = float(p["inference_latency_ms"])
+        delays = DelaySchedule(list(p["debug.inference_delay_s"]), self.injected_latency_ms * 1e-3, self._now_s)
+        # (chunk id, first tick it commands) of each chunk the queue took: where the junctions are
+        self.landings: deque[tuple[int, int]] = deque(maxlen=LANDINGS_KEPT)
         # The 30 Hz tick must not wait for the GIL behind the forward pass (as the bridge does it).
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
         self.worker = InferenceWorker(
@@ -210,11 +248,15 @@ class ChunkNode(Node):
             )
         self._chunk_pub = self.create_publisher(ActionChunk, relative_topic(TOPIC_ACTION_CHUNK), CONTROL)
         self._diag_pub = self.create_publisher(DiagnosticArray, relative_topic(TOPIC_DIAGNOSTICS), CONTROL)
+        if self.adapters is not None:
+            from psi0_ros.srv import SetTask
+
+            self.create_service(SetTask, "~/set_task", self._on_set_task, callback_group=inputs)
         self.output = CommandOutput(self) if p["publish_commands"] else None
         self.create_timer(1.0 / self.rate_hz, self._on_tick, callback_group=control)
         self.create_timer(1.0 / float(p["diagnostics_rate_hz"]), self._publish_diagnostics, callback_group=inputs)
         self.get_logger().info(
-            f"{p['mode']} chunks of {horizon} at {self.rate_hz:g} Hz from {p['checkpoint']} "
+            f"{p['mode']} chunks of {horizon} at {self.rate_hz:g} Hz from {p['checkpoint']} ({p['backend']}) "
             f"({self.policy.config.flow.num_steps} Euler steps, trained max delay {self.policy.config.flow.max_delay})"
         )
 
@@ -323,10 +365,38 @@ class ChunkNode(Node):
 
     def _on_instruction(self, msg: String) -> None:
         with self._lock:
-            if msg.data != self._instruction:
+            changed = msg.data != self._instruction
+            if changed:
                 self._instruction = msg.data
                 self._features = None  # features of the old instruction are never used with the new one
                 self.counters["instruction_changes"] += 1
+        if changed and self.adapters is not None:
+            self.select_task(msg.data, "instruction")
+
+    # --- per-task adapters ----------------------------------------------------------------------
+    def _on_set_task(self, request: Any, response: Any) -> Any:
+        response.success, response.message, response.task = self.select_task(request.task, "set_task")
+        return response
+
+    def select_task(self, text: str, source: str) -> tuple[bool, str, str]:
+        """Serve another adapter's task from the next chunk request (text: a task name, one of its
+        instructions, or, from ~/set_task, an adapter directory when it holds a '/'); (success, message, task). A
+        refusal (unknown task, another base, a bad directory) keeps the current task."""
+        from psi0_ros.policy.adapters import AdapterError
+
+        adapters = self.adapters
+        try:
+            # only the service loads an adapter directory: an instruction is never taken for a path
+            task = adapters.add(text) if source == "set_task" and "/" in text else adapters.select(text)
+        except (AdapterError, FileNotFoundError) as err:
+            self.counters[f"task_refused_{source}"] += 1
+            self.get_logger().error(f"{source}: {err}; still serving task {adapters.active!r}")
+            return False, str(err), adapters.pending or adapters.active
+        tick = self._now_tick()
+        if task != adapters.active and tick is not None:
+            self._switch_asked[task] = tick
+        self.get_logger().info(f"{source}: task {task!r} from the next chunk request")
+        return True, f"task {task!r} from the next chunk request", task
 
     def _on_estop(self, msg: Bool) -> None:
         with self._lock:
@@ -394,7 +464,13 @@ class ChunkNode(Node):
         if request.prefix is not None:
             prefix = ActionPrefix(request.prefix[: self.policy.horizon].astype(np.float32), request.delay)
         self._stamps[request.request_id] = stamp_s  # the image the chunk is conditioned on
-        return self.policy.infer(observation, prefix)
+        if self.adapters is None:
+            return self.policy.infer(observation, prefix)
+        before = self.adapters.active
+        chunk = self.adapters.infer(observation, prefix)  # a pending switch lands here, between chunks
+        if self.adapters.last_task != before:
+            self._switched[request.request_id] = (self.adapters.last_task, request.start_tick)
+        return chunk
 
     def _on_chunk(self, record: ChunkRecord) -> None:
         stamp_s = self._stamps.pop(record.chunk_id, None)
@@ -422,6 +498,15 @@ class ChunkNode(Node):
                 raise
             return
         self._rates["chunks"].add(time.monotonic())
+        if record.insert.accepted:
+            self.landings.append((record.chunk_id, record.start_tick + record.insert.dropped_past))
+        switched = self._switched.pop(record.chunk_id, None)
+        if switched is not None and switched[0] in self._switch_asked:
+            asked = self._switch_asked.pop(switched[0])
+            # Its first row that is not the frozen prefix of the previous task's chunk runs at `runs`.
+            runs = record.start_tick + max(record.prefix_length, record.insert.dropped_past)
+            self.task_switch_ticks = {"latency": switched[1] - asked, "effect": runs - asked}
+            self.counters["task_switches_landed"] += 1
         if self.remote and record.insert.accepted:
             with self._lock:  # rows as the executor decodes them
                 self._sent[record.chunk_id] = (record.start_tick, action_chunk_array(msg), time.monotonic())
@@ -449,6 +534,8 @@ class ChunkNode(Node):
         self._diag_pub.publish(array)
 
     def diagnostic_status(self) -> DiagnosticStatus:
+        from psi0_ros.policy.checkpoint import LOADS as CHECKPOINT_LOADS
+
         now = time.monotonic()
         counters = self.scheduler.stats.counters
         p50, p99 = percentiles_ms(list(self.worker.latencies_s))
@@ -475,11 +562,16 @@ class ChunkNode(Node):
             "features_rate_hz": f"{self._rates['features'].rate(now):.2f}",
             "inference_latency_p50_ms": f"{p50:.1f}",
             "inference_latency_p99_ms": f"{p99:.1f}",
+            "inference_latency_injected_ms": f"{self.injected_latency_ms:g}",
             "delay_ticks": estimate,
             "measured_delay_ticks": self.scheduler.stats.last_measured_delay,
             "queue_depth": self.scheduler.depth(),
+            "checkpoint_loads": CHECKPOINT_LOADS["checkpoint"],
             "holding": holding,
         }
+        if self.adapters is not None:
+            values.update(self.adapters.diagnostics())
+            values.update({f"task_switch_{k}_ticks": v for k, v in self.task_switch_ticks.items()})
         values.update({k: v for k, v in sorted(counters.items())})
         values.update({k: v for k, v in sorted(self.counters.items())})
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]

@@ -56,10 +56,14 @@ class VLMNode(Node):
         if transport not in IMAGE_TRANSPORTS:
             raise ValueError(f"vlm_node: image_transport must be one of {IMAGE_TRANSPORTS}, got {transport!r}")
         self.wire_dtype = param("dtype", "float32", "VLMFeatures.dtype on the wire: float32 | float16 | bfloat16")
+        backend = param("backend", "torch", "who runs the VLM: torch (onnxruntime: not exportable, docs/export.md)")
         device = param("device", "cpu", "torch device of the VLM")
         threads = int(param("torch_threads", 0, "torch CPU threads (0: torch's default)"))
         if not checkpoint:
             raise ValueError("vlm_node: parameter 'checkpoint' is empty; give a checkpoint directory")
+        from psi0_ros.policy.vlm_export import check_vlm_backend
+
+        check_vlm_backend(backend)
         import torch
 
         from psi0_ros.policy.checkpoint import read_config

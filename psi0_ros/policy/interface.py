@@ -37,6 +37,9 @@ from psi0_ros.policy.sampling import check_policy_config
 from psi0_ros.policy.transforms import Normalizer, Sample, Transforms, action_transforms
 from psi0_ros.policy.vlm import VLMBackbone
 
+# Who runs the action expert: eager PyTorch on a checkpoint, or an export directory (docs/export.md).
+BACKENDS = ("torch", "onnxruntime", "exported_program")
+
 
 class PolicyError(RuntimeError):
     """The policy produced something that must not reach the robot (non-finite actions)."""
@@ -107,6 +110,7 @@ class Policy:
         guidance_beta: float | None = None,
         noise_scale: float | None = None,
         backend: str = "torch",
+        torch_compile: bool = False,
     ) -> Policy:
         """The one factory: everything from the checkpoint's own config (DESIGN §6), with explicit
         serving overrides layered over it (None: the checkpoint's): the RTC mode (a sampler name,
@@ -115,20 +119,27 @@ class Policy:
         and a bad override raises naming it. load_vlm=False for chunk_node, which receives VLM
         features instead of images.
 
-        backend="onnxruntime": `directory` is an export directory (`psi0 export`, docs/export.md);
-        its copy of the checkpoint's config and statistics is read and the exported expert runs on
-        the CPU in onnxruntime (the VLM, if loaded, in torch on `device`). Guided RTC needs the
-        network's gradient and is not available there."""
-        if backend == "onnxruntime":
+        backend="onnxruntime" / "exported_program": `directory` is an export directory of that
+        format (`psi0 export`, docs/export.md); its copy of the checkpoint's config and statistics
+        is read and the exported expert runs in onnxruntime (CPU, or CUDA/TensorRT for a cuda
+        `device`; as many threads as torch) or as a torch.export program on `device`. The VLM, if
+        loaded, runs in torch. Guided RTC needs the network's gradient and is not available there.
+        torch_compile (backend "torch" only): the expert wrapped in torch.compile; the first
+        chunks compile it."""
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if torch_compile and backend != "torch":
+            raise ValueError(f"torch_compile applies to backend 'torch' (eager PyTorch), not {backend!r}")
+        if backend != "torch":
             from psi0_ros.policy.onnx_expert import load_export
 
-            checkpoint = load_export(directory)
+            checkpoint = load_export(directory, backend, str(device), threads=torch.get_num_threads())
             if (rtc_mode or checkpoint.config.rtc.mode) == "guidance":
-                raise ValueError("backend 'onnxruntime' cannot serve rtc_mode 'guidance' (it needs the gradient)")
-        elif backend == "torch":
-            checkpoint = load_checkpoint(directory, device, dtype)
+                raise ValueError(f"backend {backend!r} cannot serve rtc_mode 'guidance' (it needs the gradient)")
         else:
-            raise ValueError(f"backend must be 'torch' or 'onnxruntime', got {backend!r}")
+            checkpoint = load_checkpoint(directory, device, dtype)
+            if torch_compile:
+                checkpoint.expert = torch.compile(checkpoint.expert)
         config = serving_config(checkpoint.config, rtc_mode, num_steps, guidance_beta, noise_scale)
         normalizer = Normalizer(checkpoint.stats, config.norm.mode, config.norm.normalize_state)
         vlm = None
