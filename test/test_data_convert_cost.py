@@ -5,16 +5,30 @@ causes found there, none by timing):
   connection: now once per process and definition;
 - camera frames went through rosbags' deserialiser, which copies the ~1 MB of pixels: the
   sensor_msgs/Image CDR fast path returns a view of them, agrees with rosbags on every field, and
-  steps aside (None) when unsure.
+  steps aside (None) when unsure;
+- the 2 s look-back for the commands in force at START was read for every stream, camera frames
+  included, and dropped: only the commands are read that far back now;
+- frames in the margins around an episode were JPEG-encoded whether or not a tick chose them:
+  now only when one does.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import psi0_ros.data.typestore as typestore_module
-from psi0_ros.data.cdr import decode_image
+from psi0_ros.data.align import control_grid
+from psi0_ros.data.aligners import CameraAligner
+from psi0_ros.data.bags import BagReader, Stamped
+from psi0_ros.data.cdr import ImageSample, decode_image
+from psi0_ros.data.config import ConvertConfig
+from psi0_ros.data.extract import extract_episode
+from psi0_ros.data.jpeg import encode_jpeg
+from psi0_ros.data.planning import plan_episodes
+from psi0_ros.data.synthetic import StreamSpec, SyntheticBag, SyntheticEpisode, write_synthetic_bag
 from psi0_ros.data.typestore import bag_definition_store, make_typestore
 
 STORE = make_typestore()
@@ -104,3 +118,66 @@ def test_converting_parses_each_bag_definition_once(tmp_path, monkeypatch):
     summary = convert_bags(bags, tmp_path / "episodes", ConvertConfig(), workers=1)
     assert summary.ok and len(summary.episodes) == 4
     assert parsed and len(parsed) == len(set(parsed)), sorted(name for name, _ in parsed)
+
+
+def _bytes_read() -> int:
+    """Bytes this process has read through read(2)/pread(2) so far (Linux /proc/self/io)."""
+    lines = Path("/proc/self/io").read_text().splitlines()
+    return int(next(line for line in lines if line.startswith("rchar:")).split()[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+def test_the_look_back_reads_no_camera_frame(tmp_path):
+    """An episode 2.5-3.0 s into a 4 s bag of 640x480 frames (0.9 MB each): its commands are read
+    from lookback_s (2 s) before START, its other streams from 0.5 s before. The frames of the
+    look-back are not read at all; before, 1.5 s of them (45 frames) were read and dropped."""
+    width, height, rate = 640, 480, 30.0
+    spec = SyntheticBag(
+        duration_s=4.0,
+        episodes=(SyntheticEpisode(2.5, 3.0),),
+        image=StreamSpec(rate, latency_s=0.010),
+        joint_states=StreamSpec(100.0),
+        imu=StreamSpec(100.0),
+        width=width,
+        height=height,
+    )
+    write_synthetic_bag(tmp_path / "bag", spec)
+    config = ConvertConfig()
+    with BagReader(tmp_path / "bag") as reader:
+        span = plan_episodes(reader, config).episodes[0]
+        before = _bytes_read()
+        episode = extract_episode(reader, span, config)
+        read = _bytes_read() - before
+    assert episode.num_frames == 16
+    # at most the frames from 0.5 s before START to the end of the bag, and 4 MB for the rest
+    allowed = (4.0 - (2.5 - 0.5)) * rate * width * height * 3 + 4e6
+    assert read < allowed, (read, allowed)
+
+
+def _frame(stamp_ns: int, seed: int) -> Stamped:
+    pixels = np.random.default_rng(seed).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    return Stamped(stamp_ns, stamp_ns, ImageSample(stamp_ns, 24, 32, "rgb8", 0, 32 * 3, pixels.reshape(-1)))
+
+
+def test_frames_in_the_margins_are_encoded_only_when_a_tick_selects_them():
+    """START 1.0 s, STOP 2.0 s, frames every 25 ms from 0.895 to 2.095 s (40 Hz, against the
+    30 Hz grid): of the frames in the margins before START and after STOP, the one 5 ms before
+    START is selected and encoded, the others never are; every selected frame is the JPEG of its
+    pixels."""
+    config = ConvertConfig()
+    start, stop = 1_000_000_000, 2_000_000_000
+    camera = CameraAligner("ego", "/camera/ego/image_raw", config, start, stop)
+    frames = [_frame(895_000_000 + 25_000_000 * i, i) for i in range(49)]
+    for m in frames:
+        camera.add(m)
+    ticks = control_grid(start, stop, config.fps)
+    index, _, valid = camera.align(ticks)
+    assert valid.all()
+    jpegs = camera.frames(index)
+    kept = [m for m in frames if camera.lo <= m.receive_ns <= camera.hi]  # the aligner's frames, in order
+    assert jpegs == [encode_jpeg(kept[i].msg.data.reshape(24, 32, 3), config.jpeg_quality) for i in index]
+    selected = set(index.tolist())
+    margins = {i for i, m in enumerate(kept) if not start <= m.receive_ns <= stop}
+    assert margins - selected and margins & selected, "some margin frames are selected, some not"
+    encoded = {i for i, value in enumerate(camera.samples.values) if isinstance(value, bytes)}
+    assert encoded == selected | (set(range(len(kept))) - margins)

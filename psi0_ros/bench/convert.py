@@ -34,6 +34,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="conversion processes (default: CPU count)")
     parser.add_argument("--repeat", type=int, default=3, help="read/convert rounds; the best of each counts")
     parser.add_argument("--dir", type=Path, help="work directory (default: a temporary one, removed afterwards)")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the generated bag and the episodes (to profile them; see work_dir)"
+    )
 
 
 def cpu_seconds() -> float:
@@ -152,6 +155,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "streams_hz": {"joint_states": args.joint_rate, "imu": args.joint_rate, "commands": 30.0, "image": 30.0},
             "raw_image_bytes": raw_image_bytes,
             "synthetic_raw_bytes": record.raw_image_bytes,
+            **({"work_dir": str(work)} if args.keep else {}),
         }
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)

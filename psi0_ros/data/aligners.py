@@ -20,7 +20,7 @@ from psi0_ros.data.bags import Stamped
 from psi0_ros.data.clocks import choose_times, near, seconds_to_ns
 from psi0_ros.data.config import ConvertConfig
 from psi0_ros.data.episode_schema import IMU_FIELDS
-from psi0_ros.data.jpeg import encode_jpeg, encode_jpeg_message
+from psi0_ros.data.jpeg import encode_jpeg, encode_jpeg_message, packed_rgb8
 from psi0_ros.data.streams import (
     UPPER_BODY_NAMES,
     imu_vectors,
@@ -38,7 +38,11 @@ class EpisodeError(Exception):
 
 
 class Samples:
-    """Samples of one stream as read: both clocks and the payload per message."""
+    """Samples of one stream as read: both clocks and the payload per message.
+
+    The payloads of a stream are vectors of one length (checked as they are added); align()
+    stacks them with np.array, several times faster than np.stack on thousands of rows.
+    """
 
     def __init__(self) -> None:
         self.receive: list[int] = []
@@ -66,6 +70,14 @@ class Aligned:
     late: np.ndarray  # (T,) bool: the tick's value comes from a sample further away than the stream allows
 
 
+def _group(groups: dict[tuple[str, ...], Samples], names: tuple[str, ...]) -> Samples:
+    """The samples of one name list (created on its first message)."""
+    samples = groups.get(names)
+    if samples is None:
+        samples = groups[names] = Samples()
+    return samples
+
+
 def _checked_vector(values: Any, length: int, topic: str) -> np.ndarray:
     array = np.asarray(values, dtype=np.float64)
     if array.shape != (length,):
@@ -87,7 +99,7 @@ class JointStateAligner:
         names = tuple(msg.name)
         velocity = np.asarray(msg.velocity, dtype=np.float64)
         effort = np.asarray(msg.effort, dtype=np.float64)
-        self.groups.setdefault(names, Samples()).add(
+        _group(self.groups, names).add(
             m,
             (
                 _checked_vector(msg.position, len(names), self.topic),
@@ -121,16 +133,16 @@ class JointStateAligner:
             if dst.size == 0:
                 continue
             times = np.array(stream.header if use_header else stream.receive, dtype=np.int64)
-            p = np.stack([v[0] for v in stream.values])[:, src]
+            p = np.array([v[0] for v in stream.values])[:, src]
             vel = [v[1] for v in stream.values]
             eff = [v[2] for v in stream.values]
             has_velocity &= all(v is not None for v in vel)
             has_effort &= all(v is not None for v in eff)
             columns = [p]
             if has_velocity:
-                columns.append(np.stack(vel)[:, src])
+                columns.append(np.array(vel)[:, src])
             if has_effort:
-                columns.append(np.stack(eff)[:, src])
+                columns.append(np.array(eff)[:, src])
             stacked = np.stack(columns, axis=1)  # (N, channels, k)
             times, stacked = sort_by_time(times, stacked)
             if config.state_rule == "interpolate":
@@ -168,7 +180,7 @@ class UpperBodyCommandAligner:
 
     def add(self, m: Stamped) -> None:
         names = tuple(m.msg.name)
-        self.groups.setdefault(names, Samples()).add(m, _checked_vector(m.msg.position, len(names), self.topic))
+        _group(self.groups, names).add(m, _checked_vector(m.msg.position, len(names), self.topic))
 
     def align(self, ticks: np.ndarray) -> Aligned:
         config = self.config
@@ -184,7 +196,7 @@ class UpperBodyCommandAligner:
             if dst.size == 0:
                 continue
             times, self.clock = stream.times(config)
-            times, values = sort_by_time(times, np.stack(stream.values)[:, src])
+            times, values = sort_by_time(times, np.array(stream.values)[:, src])
             held = hold(times, values, ticks)
             out[:, dst] = held.values
             covered[dst] = True
@@ -212,7 +224,7 @@ class LowerBodyCommandAligner:
         if not len(self.samples):
             return Aligned(np.zeros((t, LOWER_BODY_DIM)), np.zeros(t, bool), np.zeros(t, bool))
         times, self.clock = self.samples.times(self.config)
-        times, values = sort_by_time(times, np.stack(self.samples.values))
+        times, values = sort_by_time(times, np.array(self.samples.values))
         held = hold(times, values, ticks)
         late = held.valid & (held.age_ns > seconds_to_ns(self.config.command_timeout_s))
         return Aligned(held.values, held.valid, late)
@@ -242,21 +254,33 @@ class ImuAligner:
         valid = held.valid & (ticks <= times[-1] + max_gap)
         values = {}
         for k, name in enumerate(IMU_FIELDS):
-            column = np.stack([v[k] for v in self.samples.values])
+            column = np.array([v[k] for v in self.samples.values])
             values[name] = np.where(held.valid[:, None], column[held.values], 0.0)
         return Aligned(values, valid, held.valid & (held.age_ns > max_gap))
+
+
+class _Pending:
+    """The pixels of a frame whose JPEG is made only if a tick selects it (see CameraAligner)."""
+
+    __slots__ = ("pixels",)
+
+    def __init__(self, pixels: np.ndarray) -> None:
+        self.pixels = pixels
 
 
 class CameraAligner:
     """One camera's Image or CompressedImage topic: the nearest frame per tick, stored raw or JPEG.
 
-    Frames far outside the episode window are never the nearest and are not encoded.
+    Frames far outside the episode window are never the nearest and are not encoded. Frames in
+    the margins around it (outside START..STOP on both clocks, a few per episode) are kept as
+    pixels and encoded only if a tick selects them; the JPEG is most of a frame's cost.
     """
 
     def __init__(self, name: str, topic: str, config: ConvertConfig, start_ns: int, stop_ns: int) -> None:
         self.name, self.topic, self.config = name, topic, config
         margin = seconds_to_ns(config.image_tolerance_s) + int(config.period_ns)
         self.lo, self.hi = start_ns - margin, stop_ns + margin
+        self.start_ns, self.stop_ns = start_ns, stop_ns
         self.samples = Samples()
         self.shape: tuple[int, ...] | None = None
         self.clock: str | None = None
@@ -273,8 +297,11 @@ class CameraAligner:
                 shape = (int(msg.height), int(msg.width), 3)
                 if self.config.image_format == "raw":
                     frame = image_to_rgb(msg)
-                else:
+                elif near(m.receive_ns, m.header_ns, self.start_ns, self.stop_ns):
                     frame = encode_jpeg_message(msg, self.config.jpeg_quality)
+                else:  # in a margin: encoded if selected (a packed rgb8 frame cannot fail to encode)
+                    pixels = packed_rgb8(msg)
+                    frame = encode_jpeg_message(msg, self.config.jpeg_quality) if pixels is None else _Pending(pixels)
         except ValueError as err:
             raise EpisodeError(f"camera {self.name} ({self.topic}): {err}") from err
         if self.shape is None:
@@ -312,6 +339,10 @@ class CameraAligner:
 
     def frames(self, selected: np.ndarray) -> Any:
         """The selected frames: (T, H, W, 3) uint8 when raw, else a list of JPEG bytes."""
+        values = self.samples.values
         if self.config.image_format == "raw":
-            return np.stack([self.samples.values[i] for i in selected])
-        return [self.samples.values[i] for i in selected]
+            return np.stack([values[i] for i in selected])
+        for i in set(selected.tolist()):
+            if isinstance(values[i], _Pending):
+                values[i] = encode_jpeg(values[i].pixels, self.config.jpeg_quality)
+        return [values[i] for i in selected]

@@ -59,7 +59,7 @@ def inner_name(path: Path) -> str:
     return path.name[: -len(ZSTD_SUFFIX)] if path.name.endswith(ZSTD_SUFFIX) else path.name
 
 
-def decompress_message(raw: bytes) -> bytes:
+def decompress_message(raw: bytes | memoryview) -> bytes | memoryview:
     """A message's CDR bytes from its zstd frame (message mode); anything else is returned as is."""
     if raw[:4] != ZSTD_MAGIC:
         return raw

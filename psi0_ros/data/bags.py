@@ -13,7 +13,7 @@ import heapq
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 from rosbags.interfaces import Connection, MessageDefinitionFormat
@@ -111,8 +111,7 @@ def unique_bag_names(bags: Sequence[Path]) -> list[str]:
     return unique
 
 
-@dataclass(frozen=True)
-class Stamped:
+class Stamped(NamedTuple):
     """One decoded message with its two clocks [ns]: the bag's receive time and header.stamp."""
 
     receive_ns: int
@@ -144,7 +143,7 @@ def read_metadata(path: Path) -> BagMetadata:
 
     try:
         text = path.read_bytes().decode("utf-8")
-        document = yaml.safe_load(text)
+        document = _load_yaml(text)
     except OSError as err:
         raise bad(err.strerror or str(err)) from err
     except UnicodeDecodeError as err:
@@ -176,6 +175,19 @@ def read_metadata(path: Path) -> BagMetadata:
     except CompressionError as err:
         raise bad(str(err)) from err
     return BagMetadata(files, declared, compression)
+
+
+def _load_yaml(text: str) -> Any:
+    """yaml.safe_load, through libyaml where PyYAML has it (a bag's metadata.yaml loads ~8x
+    faster, and every episode opens its bag). A document libyaml refuses is loaded again by the
+    pure-Python loader, whose error (or result) is the one that counts."""
+    loader = getattr(yaml, "CSafeLoader", None)
+    if loader is not None:
+        try:
+            return yaml.load(text, Loader=loader)  # CSafeLoader: the safe loader in C
+        except Exception:
+            pass
+    return yaml.safe_load(text)
 
 
 def storage_files(bag: Path) -> tuple[list[Path], BagMetadata | None]:
@@ -394,14 +406,14 @@ class BagReader:
         topics: Sequence[str],
         start_ns: int | None = None,
         stop_ns: int | None = None,
-        fast: Mapping[str, Callable[[bytes], Any]] | None = None,
+        fast: Mapping[str, Callable[[bytes | memoryview], Any]] | None = None,
         topic_start_ns: Mapping[str, int] | None = None,
     ) -> Iterator[tuple[str, Stamped]]:
         """Decoded messages of the given topics in receive-time order, within [start_ns, stop_ns).
 
         fast: per topic a decoder returning an object with a stamp_ns attribute, or None to
         fall back to the full rosbags decoding (see cdr.py).
-        topic_start_ns: a later start for some topics (their earlier messages are not decoded).
+        topic_start_ns: a later start for some topics (their earlier messages are not read).
         """
         wanted = set(topics)
         conns = [c for c in self.connections_all if c.topic in wanted]
@@ -409,12 +421,10 @@ class BagReader:
             return
         decoders = {c.id: self.decoder(c) for c in conns}
         shortcuts = {c.id: fast[c.topic] for c in conns if fast and c.topic in fast}
+        later = {c.id: topic_start_ns[c.topic] for c in conns if topic_start_ns and c.topic in topic_start_ns}
         zstd_messages = self._zstd_messages
         try:
-            later = {c.id: topic_start_ns[c.topic] for c in conns if topic_start_ns and c.topic in topic_start_ns}
-            for conn, receive_ns, raw in self._raw(conns, start_ns, stop_ns):
-                if later and receive_ns < later.get(conn.id, receive_ns):
-                    continue
+            for conn, receive_ns, raw in self._raw(conns, start_ns, stop_ns, later):
                 if zstd_messages and raw[:4] == ZSTD_MAGIC:
                     try:
                         raw = decompress_message(raw)
@@ -440,20 +450,35 @@ class BagReader:
             raise BagError(f"{self.path}: read failed: {type(err).__name__}: {err}") from err
 
     def _raw(
-        self, conns: Sequence[Connection], start_ns: int | None, stop_ns: int | None
-    ) -> Iterator[tuple[Connection, int, bytes]]:
-        """Raw messages of the connections from every storage file, merged in time order."""
-
-        def stream(storage: Any, local: dict[int, Connection]) -> Iterator[tuple[int, Connection, bytes]]:
-            for cid, stamp, raw in storage.messages(local, start_ns, stop_ns):
-                yield stamp, local[cid], raw
-
+        self,
+        conns: Sequence[Connection],
+        start_ns: int | None,
+        stop_ns: int | None,
+        conn_start_ns: Mapping[int, int] | None = None,
+    ) -> Iterator[tuple[Connection, int, bytes | memoryview]]:
+        """Raw messages of the connections from every storage file, merged in time order
+        (conn_start_ns: a later start for some connections, by bag-wide id)."""
         streams = []
         for storage in self.storages:
             local = {self._source[c.id][1]: c for c in conns if self._source[c.id][0] is storage}
             if local:
-                streams.append(stream(storage, local))
-        for stamp, conn, raw in heapq.merge(*streams, key=lambda item: item[0]):
+                starts = {
+                    own: conn_start_ns[c.id] for own, c in local.items() if conn_start_ns and c.id in conn_start_ns
+                }
+                streams.append((local, storage.messages(local, start_ns, stop_ns, starts)))
+        if len(streams) == 1:
+            local, messages = streams[0]
+            for own, stamp, raw in messages:
+                yield local[own], stamp, raw
+            return
+
+        def stream(
+            local: dict[int, Connection], messages: Iterator[tuple[int, int, Any]]
+        ) -> Iterator[tuple[int, Connection, Any]]:
+            for own, stamp, raw in messages:
+                yield stamp, local[own], raw
+
+        for stamp, conn, raw in heapq.merge(*(stream(*s) for s in streams), key=lambda item: item[0]):
             yield conn, stamp, raw
 
     def count_messages(self, topics: Sequence[str] | None = None) -> dict[str, int]:

@@ -18,8 +18,8 @@ from typing import NamedTuple
 import numpy as np
 
 _U32 = struct.Struct("<I")
-_STAMP = struct.Struct("<iI")
-_CDR_LE = (b"\x00\x01", b"\x00\x03")  # CDR and PL_CDR, little-endian
+_STAMP_AND_FRAME_ID = struct.Struct("<iII")  # header.stamp sec, nanosec, then the frame_id's length
+_F8 = np.dtype("<f8")
 _HEADER = 4  # encapsulation header; CDR alignment is relative to the byte after it
 
 
@@ -31,50 +31,41 @@ class JointStateSample(NamedTuple):
     effort: np.ndarray  # (N,) or (0,)
 
 
-class _Cursor:
-    __slots__ = ("data", "pos")
-
-    def __init__(self, data: bytes | memoryview) -> None:
-        self.data = data
-        self.pos = _HEADER
-
-    def align(self, size: int) -> None:
-        self.pos += -(self.pos - _HEADER) % size
-
-    def u32(self) -> int:
-        self.align(4)
-        (value,) = _U32.unpack_from(self.data, self.pos)
-        self.pos += 4
-        return value
-
-    def skip_string(self) -> None:
-        length = self.u32()
-        self.pos += length
-
-    def doubles(self) -> np.ndarray:
-        count = self.u32()
-        if count:
-            self.align(8)
-        end = self.pos + 8 * count
-        if end > len(self.data):
-            raise ValueError("sequence overruns the message")
-        values = np.frombuffer(self.data, dtype="<f8", count=count, offset=self.pos)
-        self.pos = end
-        return values
+# The readers below are plain functions over (raw, position) pairs: they run for every message
+# of the 250 Hz streams, where a cursor object's method calls cost as much as the decoding.
 
 
-def _after_header(raw: bytes | memoryview) -> tuple[_Cursor, int]:
-    """A cursor just past the std_msgs/Header, and the header stamp [ns].
+def _aligned(pos: int, size: int) -> int:
+    return pos + -(pos - _HEADER) % size
+
+
+def _u32(raw: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """The aligned u32 at pos, and the position after it."""
+    pos = _aligned(pos, 4)
+    return _U32.unpack_from(raw, pos)[0], pos + 4
+
+
+def _doubles(raw: bytes | memoryview, pos: int) -> tuple[np.ndarray, int]:
+    """A float64 sequence at pos (a view of raw), and the position after it."""
+    count, pos = _u32(raw, pos)
+    if count:
+        pos = _aligned(pos, 8)
+    end = pos + 8 * count
+    if end > len(raw):
+        raise ValueError("sequence overruns the message")
+    return np.frombuffer(raw, dtype=_F8, count=count, offset=pos), end
+
+
+def _after_header(raw: bytes | memoryview) -> tuple[int, int]:
+    """The position just past the std_msgs/Header, and the header stamp [ns].
 
     Raises ValueError for what the fast path does not read (not little-endian CDR, too short).
     """
-    if bytes(raw[:2]) not in _CDR_LE or len(raw) < _HEADER + 12:
+    # CDR or PL_CDR, little-endian: encapsulation 0x00 0x01 or 0x00 0x03
+    if len(raw) < _HEADER + 12 or raw[0] != 0 or raw[1] not in (1, 3):
         raise ValueError("not little-endian CDR with a header")
-    cursor = _Cursor(raw)
-    sec, nanosec = _STAMP.unpack_from(raw, cursor.pos)
-    cursor.pos += 8
-    cursor.skip_string()  # frame_id
-    return cursor, sec * 1_000_000_000 + nanosec
+    sec, nanosec, frame_id_length = _STAMP_AND_FRAME_ID.unpack_from(raw, _HEADER)
+    return _HEADER + 12 + frame_id_length, sec * 1_000_000_000 + nanosec
 
 
 # Name sections seen so far (count + strings, as bytes) and their decoded names. A message whose
@@ -87,42 +78,37 @@ _MAX_KNOWN = 16
 def decode_joint_state(raw: bytes | memoryview) -> JointStateSample | None:
     """A JointState's fields from its CDR bytes, or None where the fast path does not apply."""
     try:
-        cursor, stamp_ns = _after_header(raw)
-        cursor.align(4)
-        section_start = cursor.pos
-        names = None
+        pos, stamp_ns = _after_header(raw)
+        section_start = pos = _aligned(pos, 4)
         for key, known in _known_names:
             if raw[section_start : section_start + len(key)] == key:
-                names, cursor.pos = known, section_start + len(key)
+                names, pos = known, section_start + len(key)
                 break
-        if names is None:
-            count = cursor.u32()
-            names = _decode_names(raw, cursor.pos, count)
-            for _ in range(count):
-                cursor.skip_string()
-            if cursor.pos > len(raw):
+        else:
+            count, pos = _u32(raw, pos)
+            names, pos = _decode_names(raw, pos, count)
+            if pos > len(raw):
                 return None
             if len(_known_names) < _MAX_KNOWN:
-                _known_names.append((bytes(raw[section_start : cursor.pos]), names))
-        position = cursor.doubles()
-        velocity = cursor.doubles()
-        effort = cursor.doubles()
+                _known_names.append((bytes(raw[section_start:pos]), names))
+        position, pos = _doubles(raw, pos)
+        velocity, pos = _doubles(raw, pos)
+        effort, pos = _doubles(raw, pos)
     except (struct.error, ValueError, UnicodeDecodeError):
         return None
     return JointStateSample(stamp_ns, names, position, velocity, effort)
 
 
-def _decode_names(raw: bytes | memoryview, start: int, count: int) -> tuple[str, ...]:
-    cursor = _Cursor(raw)
-    cursor.pos = start
+def _decode_names(raw: bytes | memoryview, pos: int, count: int) -> tuple[tuple[str, ...], int]:
+    """count CDR strings from pos, and the position after them."""
     names = []
     for _ in range(count):
-        length = cursor.u32()
+        length, pos = _u32(raw, pos)
         if length == 0:
             raise ValueError("CDR string without its terminating NUL")
-        names.append(bytes(raw[cursor.pos : cursor.pos + length - 1]).decode("utf-8"))
-        cursor.pos += length
-    return tuple(names)
+        names.append(bytes(raw[pos : pos + length - 1]).decode("utf-8"))
+        pos += length
+    return tuple(names), pos
 
 
 class ImuSample(NamedTuple):
@@ -138,11 +124,11 @@ _IMU_DOUBLES = 4 + 9 + 3 + 9 + 3 + 9  # orientation, covariance, angular velocit
 def decode_imu(raw: bytes | memoryview) -> ImuSample | None:
     """An Imu's stamp, orientation, angular velocity and acceleration, or None (use rosbags)."""
     try:
-        cursor, stamp_ns = _after_header(raw)
-        cursor.align(8)
-        if cursor.pos + 8 * _IMU_DOUBLES > len(raw):
+        pos, stamp_ns = _after_header(raw)
+        pos = _aligned(pos, 8)
+        if pos + 8 * _IMU_DOUBLES > len(raw):
             return None
-        values = np.frombuffer(raw, dtype="<f8", count=_IMU_DOUBLES, offset=cursor.pos)
+        values = np.frombuffer(raw, dtype=_F8, count=_IMU_DOUBLES, offset=pos)
     except (struct.error, ValueError):
         return None
     return ImuSample(stamp_ns, values[0:4], values[13:16], values[25:28])
@@ -163,23 +149,22 @@ class ImageSample(NamedTuple):
 def decode_image(raw: bytes | memoryview) -> ImageSample | None:
     """An Image's header stamp, size, encoding and pixel bytes (a view), or None (use rosbags)."""
     try:
-        cursor, stamp_ns = _after_header(raw)
-        height = cursor.u32()
-        width = cursor.u32()
-        length = cursor.u32()
-        if length == 0 or cursor.pos + length > len(raw):
+        pos, stamp_ns = _after_header(raw)
+        height, pos = _u32(raw, pos)
+        width, pos = _u32(raw, pos)
+        length, pos = _u32(raw, pos)
+        if length == 0 or pos + length > len(raw):
             return None
-        encoding = bytes(raw[cursor.pos : cursor.pos + length - 1]).decode("utf-8")
-        cursor.pos += length
-        if cursor.pos >= len(raw):
+        encoding = bytes(raw[pos : pos + length - 1]).decode("utf-8")
+        pos += length
+        if pos >= len(raw):
             return None
-        is_bigendian = raw[cursor.pos]
-        cursor.pos += 1
-        step = cursor.u32()
-        count = cursor.u32()
-        if cursor.pos + count > len(raw):
+        is_bigendian = raw[pos]
+        step, pos = _u32(raw, pos + 1)
+        count, pos = _u32(raw, pos)
+        if pos + count > len(raw):
             return None
-        data = np.frombuffer(raw, dtype=np.uint8, count=count, offset=cursor.pos)
+        data = np.frombuffer(raw, dtype=np.uint8, count=count, offset=pos)
     except (struct.error, ValueError, UnicodeDecodeError):
         return None
     return ImageSample(stamp_ns, height, width, encoding, is_bigendian, step, data)

@@ -28,12 +28,21 @@ def encode_jpeg(rgb: np.ndarray, quality: int) -> bytes:
     )
 
 
-def encode_jpeg_message(msg: Any, quality: int) -> bytes:
-    """An Image message -> JPEG bytes; a packed rgb8 image is encoded straight from its buffer."""
+def packed_rgb8(msg: Any) -> np.ndarray | None:
+    """The (H, W, 3) uint8 pixels of a packed, non-empty rgb8 Image as a view of its buffer, or
+    None for any other layout (encode_jpeg_message validates and converts those)."""
     width, height = int(msg.width), int(msg.height)
     data = msg.data
     if str(msg.encoding).lower() != "rgb8" or int(msg.step) != width * 3 or len(data) != width * height * 3:
-        return encode_jpeg(image_to_rgb(msg), quality)  # validates and converts other layouts
+        return None
     if width <= 0 or height <= 0:
-        raise ValueError(f"empty image: {width}x{height}")
-    return encode_jpeg(np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3), quality)
+        return None
+    return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
+
+
+def encode_jpeg_message(msg: Any, quality: int) -> bytes:
+    """An Image message -> JPEG bytes; a packed rgb8 image is encoded straight from its buffer."""
+    pixels = packed_rgb8(msg)
+    if pixels is None:
+        return encode_jpeg(image_to_rgb(msg), quality)  # validates and converts other layouts
+    return encode_jpeg(pixels, quality)

@@ -6,13 +6,21 @@ killed recorder (no summary, no footer). This reader uses the summary when the f
 one and otherwise scans the records once; it reads every complete message, yields them in
 log-time order, and holds memory to one message at a time for chunks known to be in order
 (otherwise to the selected messages of one chunk). `truncated` says when the file ends early.
+
+An uncompressed chunk with message indexes (what rosbag2 and the mcap library write by default)
+is read from its indexes: the wanted messages are found there and only their records are read,
+adjacent ones together (no walk over every record of the chunk). Everything else
+(compressed chunks, chunks without indexes, files scanned for lack of a summary) is walked
+record by record.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import os
 import struct
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -22,9 +30,22 @@ OP_HEADER, OP_FOOTER, OP_SCHEMA, OP_CHANNEL, OP_MESSAGE, OP_CHUNK = 0x01, 0x02, 
 OP_MESSAGE_INDEX, OP_CHUNK_INDEX, OP_STATISTICS, OP_DATA_END = 0x07, 0x08, 0x0B, 0x0F
 RECORD_PREFIX = 9  # opcode u8 + length u64
 MESSAGE_HEADER = 22  # channel_id u16, sequence u32, log_time u64, publish_time u64
+MESSAGE_RECORD = struct.Struct("<BQHIQ")  # opcode, length, then the header's channel_id, sequence, log_time
+INDEX_ENTRY = struct.Struct("<QQ")  # a MessageIndex entry: log_time, offset of the record in the chunk
+# A ChunkIndex: message start and end time, chunk offset and length, bytes of the map that follows
+CHUNK_INDEX_HEAD = struct.Struct("<QQQQI")
+INDEX_OFFSET = struct.Struct("<HQ")  # an entry of that map: channel id, offset of its MessageIndex record
 CHUNK_HEADER = 28  # message_start_time u64, message_end_time u64, uncompressed_size u64, crc u32
 FOOTER_SIZE = RECORD_PREFIX + 20 + len(MAGIC)  # footer record (8 + 8 + 4 bytes) and the magic
 READ_BLOCK = 1 << 20  # bytes of compressed chunk data fed to a decompressor at a time
+# Reading an uncompressed chunk from its indexes: a record of at least VIEW_BYTES (a camera frame)
+# is read on its own and its payload handed on as a view of that read (no copy; reads of one
+# size, so the allocator reuses the memory of the previous frame); adjacent smaller records are
+# read together, up to RUN_BYTES, and each payload copied out (a decoder's numpy views of a
+# joint state then keep its own 2 KB alive, not the whole read).
+RUN_BYTES = 1 << 20
+VIEW_BYTES = 64 << 10
+END_OF_TIME = 1 << 63  # exclusive upper bound of log times when none is given
 
 
 class McapReadError(Exception):
@@ -60,13 +81,12 @@ class ChunkInfo:
     in_order: bool | None  # log times never decrease in record order (None: not looked up yet)
     channels: set[int] = field(default_factory=set)  # empty: unknown (read it for every channel)
     index_offsets: dict[int, int] = field(default_factory=dict)  # channel -> its MessageIndex record
+    index_length: int = 0  # bytes of all the chunk's MessageIndex records (they follow the chunk)
 
 
-@dataclass(frozen=True)
-class RawMessage:
-    channel_id: int
-    log_time_ns: int
-    data: bytes
+# A message as messages() yields it: (channel id, log time [ns], payload). The payload is bytes,
+# or a memoryview for a large one read from an indexed chunk (see VIEW_BYTES).
+RawMessage = tuple[int, int, bytes | memoryview]
 
 
 def _u16(b: bytes, o: int) -> int:
@@ -251,15 +271,18 @@ class McapFile:
         if not chunk_indexes or statistics is None:
             return False  # unchunked or without statistics: scan for times and counts
         for body in chunk_indexes:
-            start, end, chunk_offset = (_u64(body, i) for i in (0, 8, 16))
-            index_size = _u32(body, 32)
-            offsets = {_u16(body, 36 + i): _u64(body, 38 + i) for i in range(0, index_size, 10)}
-            o = 36 + index_size + 8  # message_index_length
-            compression, o = _string(body, o)
+            start, end, chunk_offset, _, index_size = CHUNK_INDEX_HEAD.unpack_from(body)
+            if index_size % INDEX_OFFSET.size or 36 + index_size > len(body):
+                return False  # a damaged chunk index: scan the records instead
+            offsets = dict(INDEX_OFFSET.iter_unpack(body[36 : 36 + index_size]))
+            index_length = _u64(body, 36 + index_size)
+            compression, o = _string(body, 36 + index_size + 8)
             compressed_size = _u64(body, o)
             records_at = chunk_offset + RECORD_PREFIX + CHUNK_HEADER + 4 + len(compression.encode()) + 8
             in_order = None if offsets else False  # looked up from the message indexes when read
-            info = ChunkInfo(records_at, compressed_size, start, end, compression, in_order, set(offsets), offsets)
+            info = ChunkInfo(
+                records_at, compressed_size, start, end, compression, in_order, set(offsets), offsets, index_length
+            )
             self.chunks.append(info)
         self.chunks.sort(key=lambda c: c.offset)
         # Statistics: message_count u64, schema_count u16, channel/attachment/metadata/chunk
@@ -351,7 +374,7 @@ class McapFile:
         length = min(_u64(size_bytes, 0), body_at + available - records_at)
         info = ChunkInfo(records_at, length, 1 << 63, 0, compression, True)
         last = -1
-        for op, payload, _ in self._records(info, want_data=False):
+        for op, payload, _ in self._records(info):
             if op == OP_SCHEMA:
                 schema = _parse_schema(payload)
                 self.schemas[schema.id] = schema
@@ -371,17 +394,12 @@ class McapFile:
     # --- messages --------------------------------------------------------------------------
 
     def _records(
-        self,
-        chunk: ChunkInfo,
-        want_data: bool,
-        channels: Collection[int] | None = None,
-        start_ns: int = 0,
-        stop_ns: int = 1 << 63,
+        self, chunk: ChunkInfo, first_ns: Mapping[int, int] | None = None, stop_ns: int = END_OF_TIME
     ) -> Iterator[tuple[int, bytes, bytes]]:
-        """(opcode, body, data) of each complete record in the chunk. For a message the body is
-        its 22-byte header and data its payload (b"" outside the selection: skipped, never read;
-        kept apart so a megabyte image is not copied again); other records have data b"".
-        A record cut off ends the chunk."""
+        """(opcode, body, data) of each complete record in the chunk, walked one by one. For a
+        message the body is its 22-byte header and data its payload when it is selected (its
+        channel in first_ns and first_ns[channel] <= log time < stop_ns), else b"" (skipped,
+        never read); other records have data b"". A record cut off ends the chunk."""
         stream = _Stream(self.f, chunk.offset, chunk.length, chunk.compression or "")
         while True:
             head = stream.read(RECORD_PREFIX)
@@ -392,9 +410,8 @@ class McapFile:
                 header = stream.read(MESSAGE_HEADER)
                 if len(header) < MESSAGE_HEADER:
                     return
-                channel_id, log_time = _u16(header, 0), _u64(header, 6)
-                selected = want_data and (channels is None or channel_id in channels) and start_ns <= log_time < stop_ns
-                if selected:
+                first = first_ns.get(_u16(header, 0)) if first_ns else None
+                if first is not None and first <= _u64(header, 6) < stop_ns:
                     data = stream.read(n - MESSAGE_HEADER)
                     if len(data) < n - MESSAGE_HEADER:
                         return
@@ -413,40 +430,173 @@ class McapFile:
             elif not stream.skip(n):
                 return
 
+    def _walked(self, chunk: ChunkInfo, first_ns: Mapping[int, int], stop_ns: int) -> Iterator[RawMessage]:
+        """The chunk's selected messages in record order, walking its records."""
+        for op, header, data in self._records(chunk, first_ns, stop_ns):
+            if op != OP_MESSAGE:
+                continue
+            channel_id, log_time = _u16(header, 0), _u64(header, 6)
+            first = first_ns.get(channel_id)
+            if first is not None and first <= log_time < stop_ns:
+                yield channel_id, log_time, data
+
     def messages(
-        self, channels: Collection[int], start_ns: int | None = None, stop_ns: int | None = None
+        self,
+        channels: Collection[int],
+        start_ns: int | None = None,
+        stop_ns: int | None = None,
+        channel_start_ns: Mapping[int, int] | None = None,
     ) -> Iterator[RawMessage]:
-        """Messages of the channels with start_ns <= log time < stop_ns, in log-time order.
+        """Messages of the channels with start_ns <= log time < stop_ns, in log-time order (equal
+        log times in record order within a chunk, and chunk by chunk, by their start time and
+        offset, across chunks). channel_start_ns: a later start for some channels.
 
         Each chunk is read once. A message is held back only until no chunk still to be read
         (nor, in a chunk not known to be in order, a later record of it) can be earlier.
         """
         lo = 0 if start_ns is None else start_ns
-        hi = (1 << 63) if stop_ns is None else stop_ns
-        wanted = set(channels)
+        hi = END_OF_TIME if stop_ns is None else stop_ns
+        later = channel_start_ns or {}
+        first_ns = {c: max(lo, later.get(c, lo)) for c in channels}
+        earliest = min(first_ns.values(), default=lo)
         todo = [
-            c for c in self.chunks if c.start_ns < hi and c.end_ns >= lo and (not c.channels or c.channels & wanted)
+            c
+            for c in self.chunks
+            if c.start_ns < hi
+            and (
+                c.end_ns >= earliest
+                if not c.channels
+                else any(c.end_ns >= first_ns[ch] for ch in c.channels if ch in first_ns)
+            )
         ]
         todo.sort(key=lambda c: (c.start_ns, c.offset))
-        pending: list[tuple[int, int, RawMessage]] = []  # (log time, arrival, message) heap
+        # later_starts[i]: the earliest a message of a chunk after todo[i] can be
+        later_starts = [END_OF_TIME] * len(todo)
+        for i in range(len(todo) - 2, -1, -1):
+            later_starts[i] = min(todo[i + 1].start_ns, later_starts[i + 1])
+        pending: list[tuple[int, int, int, bytes | memoryview]] = []  # (log time, arrival, channel, data) heap
         arrival = 0
-        for i, chunk in enumerate(todo):
-            if chunk.in_order is None:
-                chunk.in_order = self._chunk_in_order(chunk.index_offsets)
-            later_start = min((c.start_ns for c in todo[i + 1 :]), default=1 << 63)
-            for op, header, data in self._records(chunk, True, wanted, lo, hi):
-                if op != OP_MESSAGE:
-                    continue
-                channel_id, log_time = _u16(header, 0), _u64(header, 6)
-                if channel_id not in wanted or not lo <= log_time < hi:
-                    continue
-                heapq.heappush(pending, (log_time, arrival, RawMessage(channel_id, log_time, data)))
-                arrival += 1
-                if chunk.in_order:
-                    watermark = min(log_time, later_start)
-                    while pending and pending[0][0] <= watermark:
-                        yield heapq.heappop(pending)[2]
+        for chunk, later_start in zip(todo, later_starts, strict=True):
+            indexed = self._indexed(chunk, first_ns, hi)
+            if indexed is not None:
+                # In log-time order already: straight through while nothing held back is earlier.
+                for log_time, channel_id, data in indexed:
+                    if not pending and log_time <= later_start:
+                        yield channel_id, log_time, data
+                    else:
+                        heapq.heappush(pending, (log_time, arrival, channel_id, data))
+                        arrival += 1
+            else:
+                if chunk.in_order is None:
+                    chunk.in_order = self._chunk_in_order(chunk.index_offsets)
+                for channel_id, log_time, data in self._walked(chunk, first_ns, hi):
+                    heapq.heappush(pending, (log_time, arrival, channel_id, data))
+                    arrival += 1
+                    if chunk.in_order:
+                        watermark = min(log_time, later_start)
+                        while pending and pending[0][0] <= watermark:
+                            log_time, _, channel_id, data = heapq.heappop(pending)
+                            yield channel_id, log_time, data
             while pending and pending[0][0] <= later_start:
-                yield heapq.heappop(pending)[2]
+                log_time, _, channel_id, data = heapq.heappop(pending)
+                yield channel_id, log_time, data
         while pending:
-            yield heapq.heappop(pending)[2]
+            log_time, _, channel_id, data = heapq.heappop(pending)
+            yield channel_id, log_time, data
+
+    # --- reading an uncompressed chunk from its message indexes ----------------------------
+
+    def _indexed(
+        self, chunk: ChunkInfo, first_ns: Mapping[int, int], stop_ns: int
+    ) -> Iterator[tuple[int, int, bytes | memoryview]] | None:
+        """(log time, channel, payload) of the chunk's selected messages in (log time, record)
+        order, found in its message indexes; None where the chunk has none to use (compressed,
+        not indexed, indexes unreadable): it is then walked record by record."""
+        if chunk.compression != "" or not chunk.index_offsets or chunk.index_length <= 0:
+            return None
+        block_at = min(chunk.index_offsets.values())
+        block = _read_at(self.f, block_at, chunk.index_length)
+        rows: list[tuple[int, int, int]] = []  # (log time, record offset, channel) of the selected
+        boundaries: list[int] = []  # where every indexed record of the chunk begins
+        for channel, offset in chunk.index_offsets.items():
+            entries = _message_index(block, offset - block_at, channel)
+            if entries is None:
+                return None
+            first = first_ns.get(channel)
+            for log_time, record in entries:
+                boundaries.append(record)
+                if first is not None and first <= log_time < stop_ns:
+                    rows.append((log_time, record, channel))
+        boundaries.sort()
+        if any(a == b for a, b in zip(boundaries, boundaries[1:], strict=False)):
+            return None  # two entries for one record: not an index to trust
+        rows.sort()
+        return self._indexed_messages(chunk, rows, boundaries)
+
+    def _indexed_messages(
+        self, chunk: ChunkInfo, rows: list[tuple[int, int, int]], boundaries: list[int]
+    ) -> Iterator[tuple[int, int, bytes | memoryview]]:
+        """The payloads of the selected records ((log time, chunk-relative offset, channel) rows
+        in yield order), checked against their index entries. A record ends at the latest where
+        the next indexed record begins (boundaries, sorted); adjacent small records are read
+        together (see RUN_BYTES) when the rows are in record order."""
+        ends = [
+            boundaries[k] if (k := bisect.bisect_right(boundaries, at)) < len(boundaries) else chunk.length
+            for _, at, _ in rows
+        ]
+        follows = all(rows[i][1] < rows[i + 1][1] for i in range(len(rows) - 1))
+        buffer, view, buffer_at, buffer_end = b"", memoryview(b""), 0, 0
+        for i, (log_time, at, channel_id) in enumerate(rows):
+            end = ends[i]
+            if not at < end <= chunk.length:
+                raise self._index_mismatch(chunk, channel_id, log_time, at)
+            if not buffer_at <= at or end > buffer_end:
+                buffer_at, buffer_end = at, end
+                if follows and end - at < VIEW_BYTES:
+                    j = i + 1
+                    while (
+                        j < len(rows)
+                        and rows[j][1] == ends[j - 1]
+                        and ends[j] - rows[j][1] < VIEW_BYTES
+                        and ends[j] - at <= RUN_BYTES
+                    ):
+                        buffer_end = ends[j]
+                        j += 1
+                buffer = _read_at(self.f, chunk.offset + at, buffer_end - at)
+                view = memoryview(buffer)
+            p = at - buffer_at
+            if len(buffer) < p + MESSAGE_RECORD.size:
+                raise self._index_mismatch(chunk, channel_id, log_time, at)
+            op, n, channel, _, time = MESSAGE_RECORD.unpack_from(buffer, p)
+            if op != OP_MESSAGE or channel != channel_id or time != log_time:
+                raise self._index_mismatch(chunk, channel_id, log_time, at)
+            if not MESSAGE_HEADER <= n <= len(buffer) - p - RECORD_PREFIX:
+                raise self._index_mismatch(chunk, channel_id, log_time, at)
+            start, stop = p + RECORD_PREFIX + MESSAGE_HEADER, p + RECORD_PREFIX + n
+            yield log_time, channel_id, view[start:stop] if stop - start >= VIEW_BYTES else buffer[start:stop]
+
+    def _index_mismatch(self, chunk: ChunkInfo, channel_id: int, log_time: int, at: int) -> McapReadError:
+        return McapReadError(
+            f"{self.path}: the message index of the chunk at byte {chunk.offset} does not match its records "
+            f"(channel {channel_id}, log time {log_time}, record at {at})"
+        )
+
+
+def _message_index(block: bytes, at: int, channel: int) -> Iterator[tuple[int, int]] | None:
+    """The (log time, record offset) entries of one channel's MessageIndex record at block[at:],
+    or None where no such record is there."""
+    if at < 0 or at + RECORD_PREFIX + 6 > len(block) or block[at] != OP_MESSAGE_INDEX:
+        return None
+    length, size = _u64(block, at + 1), _u32(block, at + RECORD_PREFIX + 2)
+    entries_at = at + RECORD_PREFIX + 6
+    if _u16(block, at + RECORD_PREFIX) != channel or size % 16 or 6 + size > length or entries_at + size > len(block):
+        return None
+    return INDEX_ENTRY.iter_unpack(block[entries_at : entries_at + size])
+
+
+def _read_at(f: BinaryIO, offset: int, n: int) -> bytes:
+    """Up to n bytes of the file at offset (fewer at its end)."""
+    if hasattr(os, "pread"):
+        return os.pread(f.fileno(), n, offset)
+    f.seek(offset)
+    return f.read(n)

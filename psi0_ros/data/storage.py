@@ -9,13 +9,14 @@ committed batch reads and the original files stay untouched.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
-from rosbags.interfaces import Connection, ConnectionExtRosbag2, MessageDefinition, MessageDefinitionFormat
+from rosbags.interfaces import Connection, ConnectionExtRosbag2, MessageDefinition, MessageDefinitionFormat, Qos
 from rosbags.rosbag2.metadata import parse_qos
 
 from psi0_ros.data.mcap_read import McapFile, McapReadError
@@ -32,6 +33,13 @@ SQLITE_SIDE_FILES = ("-journal", "-wal")  # what an unfinished sqlite transactio
 
 class StorageError(Exception):
     """A storage file that cannot be read; the message names it."""
+
+
+@functools.lru_cache(maxsize=256)
+def _qos(text: str) -> list[Qos]:
+    """A channel's offered QoS profiles (rosbags parses the YAML text with ruamel, ~0.1 ms; the
+    same few texts recur in every file and every time an episode opens its bag)."""
+    return parse_qos(text)
 
 
 def _definition(encoding: str, data: str) -> MessageDefinition:
@@ -54,7 +62,7 @@ class McapStorage:
             schema = f.schemas.get(channel.schema_id)
             name = schema.name if schema else channel.topic
             definition = _definition(schema.encoding, schema.data.decode()) if schema else _definition("", "")
-            qos = parse_qos(channel.metadata.get("offered_qos_profiles", "")) if channel.metadata else []
+            qos = _qos(channel.metadata.get("offered_qos_profiles", "")) if channel.metadata else []
             self.connections.append(
                 Connection(
                     channel.id,
@@ -76,9 +84,11 @@ class McapStorage:
     def time_range(self) -> tuple[int, int] | None:
         return (self.file.start_ns, self.file.end_ns) if self.file.chunks else None
 
-    def messages(self, ids: Collection[int], start: int | None, stop: int | None) -> Iterator[tuple[int, int, bytes]]:
-        for m in self.file.messages(ids, start, stop):
-            yield m.channel_id, m.log_time_ns, m.data
+    def messages(
+        self, ids: Collection[int], start: int | None, stop: int | None, id_start: Mapping[int, int] | None = None
+    ) -> Iterator[tuple[int, int, bytes | memoryview]]:
+        """(id, receive time, payload) in time order; id_start: a later start for some ids."""
+        return self.file.messages(ids, start, stop, id_start)
 
     def close(self) -> None:
         self.file.close()
@@ -153,19 +163,27 @@ class SqliteStorage:
         if low is not None:
             self.time_range = (int(low), int(high))
 
-    def messages(self, ids: Collection[int], start: int | None, stop: int | None) -> Iterator[tuple[int, int, bytes]]:
+    def messages(
+        self, ids: Collection[int], start: int | None, stop: int | None, id_start: Mapping[int, int] | None = None
+    ) -> Iterator[tuple[int, int, bytes]]:
+        """(id, receive time, payload) in time order; id_start: a later start for some ids."""
         assert self._db is not None
         ids = list(ids)
         if not ids:
             return
         marks = ",".join("?" * len(ids))
-        query = (
-            f"SELECT topic_id, timestamp, data FROM messages WHERE topic_id IN ({marks}) "
-            "AND timestamp >= ? AND timestamp < ? ORDER BY timestamp, id"
-        )
         lo = -(1 << 63) if start is None else start
         hi = (1 << 63) - 1 if stop is None else stop
-        for tid, stamp, data in self._db.execute(query, (*ids, lo, hi)):
+        later = {i: t for i, t in (id_start or {}).items() if i in ids and t > lo}
+        per_id = ""
+        if later:  # each id from its own start: "timestamp >= CASE topic_id WHEN id THEN start ... END"
+            per_id = f" AND timestamp >= CASE topic_id {'WHEN ? THEN ? ' * len(later)}ELSE ? END"
+        query = (
+            f"SELECT topic_id, timestamp, data FROM messages WHERE topic_id IN ({marks}) "
+            f"AND timestamp >= ? AND timestamp < ?{per_id} ORDER BY timestamp, id"
+        )
+        starts = [value for pair in later.items() for value in pair] + [lo] if later else []
+        for tid, stamp, data in self._db.execute(query, (*ids, lo, hi, *starts)):
             yield int(tid), int(stamp), bytes(data)
 
     def close(self) -> None:
