@@ -22,7 +22,6 @@ import argparse
 import importlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from psi0_ros.bench.link import stop_process
 
 HELP = "per-task LoRA adapters: size vs the expert, base + N adapters vs N checkpoints, training speed, switch ticks"
 MEMORY_N = (1, 10, 100)
@@ -299,16 +300,6 @@ def start_chunk_node(base: Path, adapters: Sequence[Path], task: str, log: Path,
         return subprocess.Popen(
             [sys.executable, "-m", "psi0_ros.nodes.chunk_node", *args], env=env, stdout=out, stderr=subprocess.STDOUT
         )
-
-
-def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def switch_until_landed(probe: TaskSwitchProbe, task: str, switch: Callable[[], Any], timeout: float = 60.0) -> Any:

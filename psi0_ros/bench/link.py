@@ -390,7 +390,8 @@ def _node(namespace: str | None, module: str, *args: str, env: dict[str, str], l
         )
 
 
-def _stop(process: subprocess.Popen, timeout: float = 20.0) -> None:
+def stop_process(process: subprocess.Popen, timeout: float = 20.0) -> None:
+    """SIGINT (a node's clean shutdown), then SIGKILL after timeout s."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
     try:
@@ -424,7 +425,7 @@ class CellRun:
 
     def restart(self, name: str) -> None:
         """Stop the process (SIGINT) and start it again."""
-        _stop(self.processes[name])
+        stop_process(self.processes[name])
         self.processes[name] = self._launchers[name]()
 
     def link_down(self, down: bool) -> None:
@@ -522,11 +523,11 @@ def run_cell(
             if fault is not None:
                 fault(run)
         finally:
-            _stop(run.processes["chunk_node"])  # the policy first: the executor's counters settle
+            stop_process(run.processes["chunk_node"])  # the policy first: the executor's counters settle
             time.sleep(1.5)  # before the robot peer writes
             for name in ("clock", "bridge", "executor", "robot"):
                 if name in run.processes:
-                    _stop(run.processes[name])
+                    stop_process(run.processes[name])
         counters = dict(relay.counters) if relay is not None else {}
     if not metrics_file.is_file():
         raise RuntimeError(f"the robot peer wrote no metrics; see {workdir}")

@@ -20,7 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from psi0_ros.policy.config import ExpertConfig
-from psi0_ros.policy.mmdit import Conditioning, FeedForward, TimestepEmbedding, sinusoidal_positions
+from psi0_ros.policy.mmdit import (
+    Conditioning,
+    FeedForward,
+    TimestepEmbedding,
+    check_expert_inputs,
+    sinusoidal_positions,
+)
 
 
 class DiTBlock(nn.Module):
@@ -98,20 +104,9 @@ class DiTActionExpert(nn.Module):
     ) -> torch.Tensor:
         """Velocity (B, H, A). Per-token sigma is training-time RTC: a clean prefix has sigma 0."""
         config = self.config
-        batch, horizon, action_dim = noisy_actions.shape
-        if horizon != config.horizon or action_dim != config.action_dim:
-            raise ValueError(
-                f"noisy_actions must be (B, {config.horizon}, {config.action_dim}), got {tuple(noisy_actions.shape)}"
-            )
-        if sigma.shape not in ((batch,), (batch, horizon)):
-            raise ValueError(f"sigma must be ({batch},) or ({batch}, {horizon}), got {tuple(sigma.shape)}")
+        batch, horizon, _ = noisy_actions.shape
+        check_expert_inputs(config, noisy_actions, sigma, cond)
         features, mask, state = cond
-        if features.ndim != 3 or features.shape[0] != batch or features.shape[2] != config.vlm_dim:
-            raise ValueError(f"vlm_features must be ({batch}, S, {config.vlm_dim}), got {tuple(features.shape)}")
-        if state.shape != (batch, config.state_dim):
-            raise ValueError(f"state must be ({batch}, {config.state_dim}), got {tuple(state.shape)}")
-        if mask is not None and mask.shape != features.shape[:2]:
-            raise ValueError(f"vlm_mask must be {tuple(features.shape[:2])}, got {tuple(mask.shape)}")
 
         obs = torch.cat([self.obs_in(features), self.proprio_in(state)[:, None]], dim=1)  # (B, S+1, D)
         obs = self.obs_dropout(obs)

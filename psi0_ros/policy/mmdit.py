@@ -159,6 +159,26 @@ class MMDiTBlock(nn.Module):
         return action, obs
 
 
+def check_expert_inputs(
+    config: ExpertConfig, noisy_actions: torch.Tensor, sigma: torch.Tensor, cond: Conditioning
+) -> None:
+    """The shapes an action expert's forward takes (either architecture); a ValueError naming the first wrong one."""
+    batch, horizon, action_dim = noisy_actions.shape
+    if horizon != config.horizon or action_dim != config.action_dim:
+        raise ValueError(
+            f"noisy_actions must be (B, {config.horizon}, {config.action_dim}), got {tuple(noisy_actions.shape)}"
+        )
+    if sigma.shape not in ((batch,), (batch, horizon)):
+        raise ValueError(f"sigma must be ({batch},) or ({batch}, {horizon}), got {tuple(sigma.shape)}")
+    features, mask, state = cond
+    if features.ndim != 3 or features.shape[0] != batch or features.shape[2] != config.vlm_dim:
+        raise ValueError(f"vlm_features must be ({batch}, S, {config.vlm_dim}), got {tuple(features.shape)}")
+    if state.shape != (batch, config.state_dim):
+        raise ValueError(f"state must be ({batch}, {config.state_dim}), got {tuple(state.shape)}")
+    if mask is not None and mask.shape != features.shape[:2]:
+        raise ValueError(f"vlm_mask must be {tuple(features.shape[:2])}, got {tuple(mask.shape)}")
+
+
 class ActionExpert(nn.Module):
     """Predicts the flow-matching velocity (noise - actions) of a chunk of normalised actions."""
 
@@ -206,20 +226,9 @@ class ActionExpert(nn.Module):
     ) -> torch.Tensor:
         """Velocity (B, H, A). Per-token sigma is training-time RTC: a clean prefix has sigma 0."""
         config = self.config
-        batch, horizon, action_dim = noisy_actions.shape
-        if horizon != config.horizon or action_dim != config.action_dim:
-            raise ValueError(
-                f"noisy_actions must be (B, {config.horizon}, {config.action_dim}), got {tuple(noisy_actions.shape)}"
-            )
-        if sigma.shape not in ((batch,), (batch, horizon)):
-            raise ValueError(f"sigma must be ({batch},) or ({batch}, {horizon}), got {tuple(sigma.shape)}")
+        batch, horizon, _ = noisy_actions.shape
+        check_expert_inputs(config, noisy_actions, sigma, cond)
         features, mask, state = cond
-        if features.ndim != 3 or features.shape[0] != batch or features.shape[2] != config.vlm_dim:
-            raise ValueError(f"vlm_features must be ({batch}, S, {config.vlm_dim}), got {tuple(features.shape)}")
-        if state.shape != (batch, config.state_dim):
-            raise ValueError(f"state must be ({batch}, {config.state_dim}), got {tuple(state.shape)}")
-        if mask is not None and mask.shape != features.shape[:2]:
-            raise ValueError(f"vlm_mask must be {tuple(features.shape[:2])}, got {tuple(mask.shape)}")
 
         action_index = None
         if sigma.ndim == 1:  # one noise level per sample
