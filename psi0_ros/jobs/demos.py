@@ -80,8 +80,10 @@ def record_episode(
     grasp_assist: bool = False,
     speed: float = 1.0,
     layout: str = "full",
+    stance_push: float = 0.0,
 ) -> dict[str, Any]:
     """Record one expert episode into the bag directory `bag` (must not exist); returns its outcome.
+    stance_push: the probability of a StancePush in this episode (drawn from its layout seed).
 
     Runs the episode's graph in this process (record_demos() calls it in a child process)."""
     from rclpy.parameter import Parameter
@@ -92,13 +94,18 @@ def record_episode(
     from psi0_ros.nodes.runtime import spin_nodes
     from psi0_ros.nodes.sim_expert import SimExpertNode
     from psi0_ros.nodes.teleop_recorder_node import TeleopRecorderNode
+    from psi0_ros.sim.expert import StancePush
 
+    push = StancePush.draw(stance_push, seed)
     bag = Path(bag)
     if camera_size is not None:
         camera_size = (int(camera_size[0]), int(camera_size[1]))
     recorder = BagRecorder(bag, storage)
     recorder.open()
     result: dict[str, Any] = {"episode": episode, "seed": seed, "bag": str(bag), "task": task}
+    result["stance_push"] = (
+        None if push is None else {"distance_m": push.distance_m, "direction_rad": push.direction_rad}
+    )
     started = time.monotonic()
     wanted = [t for t in topics if t != TOPIC_ESTOP]  # nobody presses the estop in a demo
 
@@ -143,6 +150,7 @@ def record_episode(
             ready,
             lambda: recorder.stats.messages.get(TOPIC_EPISODE_EVENTS, 0),
             finished,
+            push,
         )
         timer = threading.Timer(EPISODE_TIMEOUT_S, stop, args=(f"timed out after {EPISODE_TIMEOUT_S:g} s",))
         timer.daemon = True
@@ -181,6 +189,7 @@ def record_demos(
     speed: float = DEMO_SPEED,
     log: Callable[[str], None] = print,
     layout: str = "full",
+    stance_push: float = 0.0,
 ) -> dict[str, Any]:
     """Record `episodes` expert demos into out_dir (one bag each) and write out_dir/demos.json.
 
@@ -214,6 +223,7 @@ def record_demos(
             "grasp_assist": grasp_assist,
             "speed": speed,
             "layout": layout,
+            "stance_push": stance_push,
         }
         identity = {"episode": i, "seed": layout_seed, "bag": str(bag), "task": task}
         result_file = out_dir / f".{bag.name}.json"
@@ -231,6 +241,7 @@ def record_demos(
         "grasp_assist": grasp_assist,
         "speed": speed,
         "layout": layout,
+        "stance_push": stance_push,
         "episodes": results,
         "success_rate": successes / len(results),
         "errors": sum(1 for r in results if r.get("error")),
@@ -254,6 +265,9 @@ def run_demos(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.speed) and args.speed > 0.0):
         print(f"psi0 sim demos: --speed must be a finite number > 0, got {args.speed}", file=sys.stderr)
         return 2
+    if not 0.0 <= args.stance_push <= 1.0:
+        print(f"psi0 sim demos: --stance-push is a probability in [0, 1], got {args.stance_push}", file=sys.stderr)
+        return 2
     if any(args.plan_offset) and not args.measure:
         print(
             "psi0 sim demos: --plan-offset only measures (with --measure); demonstrations plan exactly", file=sys.stderr
@@ -267,6 +281,7 @@ def run_demos(args: argparse.Namespace) -> int:
             grasp_assist=args.grasp_assist,
             plan_offset=args.plan_offset,
             layout=args.layout,
+            stance_push=args.stance_push,
         )
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "expert.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -281,6 +296,7 @@ def run_demos(args: argparse.Namespace) -> int:
             grasp_assist=args.grasp_assist,
             speed=args.speed,
             layout=args.layout,
+            stance_push=args.stance_push,
         )
     except (FileExistsError, OSError, ValueError) as err:
         print(f"psi0 sim demos: {err}", file=sys.stderr)

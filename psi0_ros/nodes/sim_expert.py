@@ -28,7 +28,7 @@ from psi0_ros.control.lower_body import LOWER_BODY_INDEX
 from psi0_ros.msg import LowerBodyCommand
 from psi0_ros.nodes.qos import CONTROL
 from psi0_ros.sim.demos import EXPERT_COMMAND_RATE_HZ, SETTLE_S
-from psi0_ros.sim.expert import ScriptedExpert
+from psi0_ros.sim.expert import ScriptedExpert, StancePush
 from psi0_ros.sim.simulator import G1Sim
 from psi0_ros.sim.tasks import get_task
 
@@ -58,11 +58,12 @@ class SimExpertNode(Node):
         recording_ready: Callable[[], bool],
         events_recorded: Callable[[], int],
         on_finished: Callable[[dict[str, Any]], None],
+        push: StancePush | None = None,
     ) -> None:
         super().__init__(NODE_NAME, parameter_overrides=[Parameter("use_sim_time", value=True)])
         self.sim = sim
         self.task = get_task(task)
-        self.expert = ScriptedExpert(sim, task)
+        self.expert = ScriptedExpert(sim, task, push=push)
         self._recording_ready = recording_ready
         self._events_recorded = events_recorded
         self._on_finished = on_finished

@@ -49,6 +49,7 @@ class ExpertOutcome:
     side: str  # hand the expert used
     grasps: int  # welds the grasp assist made
     reach_error_m: float  # worst IK position error of the plan
+    pushed: bool = False  # the base was pushed off the grasp stance (StancePush)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -61,14 +62,16 @@ def run_expert_episode(
     grasp_assist: bool = False,
     plan_offset: tuple[float, float] = (0.0, 0.0),
     layout: str = "full",
+    stance_push: float = 0.0,
 ) -> ExpertOutcome:
     """One expert episode on a fresh sim (camera off), bridge ticked on sim time. The fingers alone
-    hold the object unless grasp_assist switches the labelled weld aid (psi0_ros.sim.grasp) on."""
+    hold the object unless grasp_assist switches the labelled weld aid (psi0_ros.sim.grasp) on;
+    stance_push: the probability of a StancePush (as `psi0 sim demos --stance-push` records it)."""
     import psi0_ros.sim  # noqa: F401  (MUJOCO_GL before mujoco loads)
     from psi0_ros.control import SafetyConfig
     from psi0_ros.robot.bridge import Bridge, BridgeConfig
     from psi0_ros.robot.sim_backend import SimBackend, SimBackendConfig
-    from psi0_ros.sim.expert import ScriptedExpert
+    from psi0_ros.sim.expert import ScriptedExpert, StancePush
     from psi0_ros.sim.simulator import SimConfig
     from psi0_ros.sim.tasks import get_task
 
@@ -87,7 +90,7 @@ def run_expert_episode(
     sim = backend.sim
     clock = [0.0]
     bridge.clock = lambda: clock[0]  # the watchdog runs on sim time: no wall-clock pacing
-    expert = ScriptedExpert(sim, task, plan_offset)
+    expert = ScriptedExpert(sim, task, plan_offset, StancePush.draw(stance_push, seed))
     every = max(1, round(rate_hz / EXPERT_COMMAND_RATE_HZ))
     started = time.perf_counter()
     tick = 0
@@ -113,6 +116,7 @@ def run_expert_episode(
         side=expert.side,
         grasps=sim.grasp.events if sim.grasp is not None else 0,
         reach_error_m=expert.reach_error,
+        pushed=expert.pushed_at is not None,
     )
 
 
@@ -170,13 +174,19 @@ def measure_expert(
     log: Callable[[str], None] = print,
     plan_offset: tuple[float, float] = (0.0, 0.0),
     layout: str = "full",
+    stance_push: float = 0.0,
 ) -> dict:
     """The expert's success rate over `episodes` layouts (seeds as `psi0 sim demos` uses them);
     plan_offset: the expert plans for the object displaced by (dx, dy) m (ScriptedExpert)."""
     outcomes = []
     for i in range(episodes):
         outcome = run_expert_episode(
-            episode_seed(seed, i), task, grasp_assist=grasp_assist, plan_offset=plan_offset, layout=layout
+            episode_seed(seed, i),
+            task,
+            grasp_assist=grasp_assist,
+            plan_offset=plan_offset,
+            layout=layout,
+            stance_push=stance_push,
         )
         log(f"seed {outcome.seed}: {'success' if outcome.success else 'failure'} ({outcome.wall_s:.1f} s wall)")
         outcomes.append(outcome.to_dict())
@@ -190,6 +200,7 @@ def measure_expert(
         "grasp_assist": grasp_assist,
         "layout": layout,
         "plan_offset_m": list(plan_offset),
+        "stance_push": stance_push,
         "episodes": outcomes,
         "success_rate": rate,
     }
@@ -240,4 +251,12 @@ def configure_demos(parser: argparse.ArgumentParser) -> None:
         "--grasp-assist",
         action="store_true",
         help="switch the labelled grasp assist on (docs/sim.md); by default the fingers alone hold the object",
+    )
+    parser.add_argument(
+        "--stance-push",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="in this fraction of the episodes the base is pushed 2-5 cm off the grasp stance once it has "
+        "settled there, and the expert steps back: demonstrations of the recovery (docs/sim.md; default 0)",
     )

@@ -54,6 +54,33 @@ BASE_SPEED = 0.3  # m/s, most the expert commands
 MIN_BASE_SPEED = STAND_SPEED + 0.01
 BASE_TOLERANCE = 0.008  # m
 _HALF_HEIGHT = {"can": CAN_HALF_HEIGHT, "cube": CUBE_HALF}
+# Stance pushes (StancePush): how far the base is displaced once it has settled at the grasp stance,
+# and over how long. A learned policy's failed grasps stood 2.5-5 cm off this stance (docs/main_job.md).
+PUSH_DISTANCE_M = (0.02, 0.05)
+PUSH_DURATION_S = 0.4
+
+
+@dataclass(frozen=True)
+class StancePush:
+    """Push the base off the grasp stance once it has settled there, then let the expert step back:
+    the demonstration shows how to recover from a stance the policy misjudged (DART's idea: the
+    states a learner drifts into, labelled with the expert's correction). The recorded commands
+    stay the expert's; the push is the sim's (G1Sim.push_base)."""
+
+    distance_m: float  # m
+    direction_rad: float  # world frame
+    duration_s: float = PUSH_DURATION_S
+
+    @classmethod
+    def draw(cls, probability: float, seed: int) -> StancePush | None:
+        """With this probability a push of random direction and a distance in PUSH_DISTANCE_M,
+        the same for the same seed (the layout seed: a re-recorded demo is the same demo)."""
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"stance push probability must be in [0, 1], got {probability!r}")
+        rng = np.random.default_rng([seed, 0x5EED])
+        if rng.uniform() >= probability:
+            return None
+        return cls(float(rng.uniform(*PUSH_DISTANCE_M)), float(rng.uniform(-math.pi, math.pi)))
 
 
 def _task_objects(task: str) -> tuple[str, str | None]:
@@ -152,16 +179,25 @@ class _Segment:
 class ScriptedExpert:
     """Closed-loop scripted demonstration of one task on one G1Sim (kinematic base mode)."""
 
-    def __init__(self, sim: G1Sim, task: str = "can_to_basket", plan_offset: tuple[float, float] = (0.0, 0.0)) -> None:
+    def __init__(
+        self,
+        sim: G1Sim,
+        task: str = "can_to_basket",
+        plan_offset: tuple[float, float] = (0.0, 0.0),
+        push: StancePush | None = None,
+    ) -> None:
         """plan_offset (m, world x, y): plan for the object displaced by this much, as a policy that
         sees the object only roughly would (how far off a grasp may be: `psi0 sim demos --measure
-        --plan-offset`); the demonstrations use (0, 0)."""
+        --plan-offset`); the demonstrations use (0, 0). push: displace the base once it has settled
+        at the grasp stance (StancePush), then step back to it."""
         if not sim.kinematic:
             raise ValueError("the scripted expert drives the kinematic base mode (8-D lower-body command)")
         self.sim = sim
         self.task = task
         self.object, self.target = _task_objects(task)
         self.plan_offset = np.array([plan_offset[0], plan_offset[1], 0.0])
+        self.push = push
+        self.pushed_at: float | None = None  # sim time of the stance push, once done
         self.ik = ArmIK(sim.model)
         self.default_upper = g1.table("default", g1.UPPER_BODY_JOINTS)
         self.ready_arm = {side: self._ready(side) for side in ARM}
@@ -286,8 +322,17 @@ class ScriptedExpert:
                 velocity *= MIN_BASE_SPEED / largest
             lower[LOWER_BODY_INDEX["vx"]], lower[LOWER_BODY_INDEX["vy"]] = velocity
             settled = float(np.linalg.norm(error)) < BASE_TOLERANCE
+            if settled and segment.name == "step_to_object" and self.push is not None and self.pushed_at is None:
+                push = self.push
+                direction = np.array([math.cos(push.direction_rad), math.sin(push.direction_rad)])
+                self.sim.push_base(tuple(push.distance_m * direction), push.duration_s)
+                self.pushed_at = t
+            pushing = self.pushed_at is not None and t < self.pushed_at + self.push.duration_s
+            # While pushed the expert stands (it steps back from where the push left it); the way
+            # back is part of this move.
+            settled = settled and not pushing
             finished = settled or u >= 3.0  # a base that cannot get there ends the move anyway
-            if settled:
+            if settled or pushing:
                 lower[LOWER_BODY_INDEX["vx"]] = lower[LOWER_BODY_INDEX["vy"]] = 0.0
         if finished:
             self._upper = goal

@@ -88,6 +88,8 @@ class G1Sim:
         self.pelvis_id = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, PELVIS_BODY)
         self.imu_site = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, IMU_SITE)
         self._base_velocity = np.zeros(3)  # kinematic mode: commanded world-frame linear velocity
+        self._push_velocity = np.zeros(3)  # kinematic mode: a push (push_base) on top of it, until _push_until
+        self._push_until = 0.0
         self._base_yaw_rate = 0.0
         self._base_yaw = 0.0
         objects = tuple(obj.name for obj in self.layout.objects)
@@ -99,6 +101,7 @@ class G1Sim:
     def reset(self) -> None:
         """Default standing pose, feet on the floor, objects at their layout poses, time 0."""
         mujoco.mj_resetData(self.model, self.data)  # also switches every grasp weld off
+        self._push_until = 0.0
         self.collisions.reset()
         self.data.qpos[self.qpos_adr] = g1.table("default")
         for obj in self.layout.objects:
@@ -160,7 +163,10 @@ class G1Sim:
                 self._apply_harness()
             if self.kinematic:
                 dt = self.model.opt.timestep
-                pos = self.data.mocap_pos[0] + self._base_velocity * dt
+                velocity = self._base_velocity
+                if self.data.time < self._push_until:
+                    velocity = velocity + self._push_velocity
+                pos = self.data.mocap_pos[0] + velocity * dt
                 self._base_yaw += self._base_yaw_rate * dt
                 self.data.mocap_pos[0] = pos
                 self.data.mocap_quat[0] = yaw_quat(self._base_yaw)
@@ -193,6 +199,17 @@ class G1Sim:
             self.data.qpos[0:3] = (x, y, z)
             self.data.qpos[3:7] = yaw_quat(yaw)
             self.data.qvel[0:6] = 0.0
+
+    def push_base(self, displacement_xy: tuple[float, float], duration_s: float) -> None:
+        """Kinematic mode: move the pelvis by displacement_xy (m, world frame) over the next
+        duration_s of sim time on top of whatever it is commanded: a disturbance the commands do not
+        contain (a misstep, a shove), for demonstrations that show the way back (docs/sim.md)."""
+        if not self.kinematic:
+            raise ValueError("push_base moves the kinematic base; the physics base is pushed with xfrc_applied")
+        if not duration_s > 0.0:
+            raise ValueError(f"push duration must be > 0 s, got {duration_s!r}")
+        self._push_velocity = np.array([displacement_xy[0], displacement_xy[1], 0.0]) / float(duration_s)
+        self._push_until = self.data.time + float(duration_s)
 
     # --- read-back ------------------------------------------------------------------------------
     @property
