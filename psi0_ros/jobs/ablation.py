@@ -140,18 +140,16 @@ def ablate_rtc(
     }
 
 
-def markdown_table(cells: Sequence[dict[str, Any]]) -> str:
-    """The cells as a Markdown table (— for a figure an episode set could not give)."""
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str, str]] = MARKDOWN_COLUMNS) -> str:
+    """Rows as a Markdown table of (key, title, format) columns (— for a figure an episode set
+    could not give): the rtc cells by default, the heads of `psi0 ablate head` with its columns."""
     lines = [
-        "| " + " | ".join(title for _, title, _ in MARKDOWN_COLUMNS) + " |",
-        "|" + "|".join("---" for _ in MARKDOWN_COLUMNS) + "|",
+        "| " + " | ".join(title for _, title, _ in columns) + " |",
+        "|" + "|".join("---" for _ in columns) + "|",
     ]
-    for cell in cells:
-        row = []
-        for key, _, fmt in MARKDOWN_COLUMNS:
-            value = cell.get(key)
-            row.append("—" if value is None else fmt.format(value))
-        lines.append("| " + " | ".join(row) + " |")
+    for row in rows:
+        values = ["—" if row.get(key) is None else fmt.format(row[key]) for key, _, fmt in columns]
+        lines.append("| " + " | ".join(values) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from psi0_ros import cli
-from psi0_ros.jobs import child
+from psi0_ros.jobs import ablation, child
 from psi0_ros.jobs.evaluation import DEFAULT_MAX_EPISODE_S, evaluate
 from psi0_ros.policy.config import EXPERT_ARCHS
 
@@ -167,11 +167,4 @@ def ablate_head(
 
 
 def markdown_table(heads: Sequence[dict[str, Any]]) -> str:
-    lines = [
-        "| " + " | ".join(title for _, title, _ in MARKDOWN_COLUMNS) + " |",
-        "|" + "|".join("---" for _ in MARKDOWN_COLUMNS) + "|",
-    ]
-    for head in heads:
-        cells = [("—" if head.get(key) is None else fmt.format(head[key])) for key, _, fmt in MARKDOWN_COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    return ablation.markdown_table(heads, MARKDOWN_COLUMNS)
