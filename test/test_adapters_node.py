@@ -34,6 +34,10 @@ def running(tmp_path):
         print(log.read_text()[-3000:])
 
 
+def held_back(probe) -> int:
+    return probe.number("task_switch_waited_ticks") + probe.number("task_switch_late_ticks")
+
+
 def test_switches_on_the_service_and_the_instruction_without_a_missed_tick_or_a_reload(running):
     from psi0_ros.bench.adapters import switch_until_landed
 
@@ -44,13 +48,13 @@ def test_switches_on_the_service_and_the_instruction_without_a_missed_tick_or_a_
 
     response, latency, effect = switch_until_landed(probe, "drawer", lambda: probe.set_task("drawer"))
     assert response.success and response.task == "drawer", response.message
-    # The next chunk request: at most the minimum execution horizon away, unless the inference in
-    # flight when the switch was asked held that request back (a loaded machine: as long as the
-    # delay the node measured). `psi0 bench adapters` reports the ticks on a quiet machine.
-    assert 0 <= latency <= MIN_EXECUTION_HORIZON + probe.number("measured_delay_ticks") and latency <= effect
+    # The next chunk request: at most the minimum execution horizon away, plus what a loaded machine
+    # adds and the node reports: ticks waiting for the inference in flight at the ask, ticks the
+    # control timer ran late. `psi0 bench adapters` reports the ticks on a quiet machine.
+    assert 0 <= latency <= MIN_EXECUTION_HORIZON + held_back(probe) and latency <= effect
     # The instruction of the other adapter switches back (vlm_node's features follow it).
     _, latency, _ = switch_until_landed(probe, "cup", lambda: probe.set_instruction("Pick up the red cup"))
-    assert 0 <= latency <= MIN_EXECUTION_HORIZON + probe.number("measured_delay_ticks")
+    assert 0 <= latency <= MIN_EXECUTION_HORIZON + held_back(probe)
 
     unknown = probe.set_task("fly to the moon")
     assert not unknown.success and "no adapter for task 'fly to the moon'" in unknown.message
@@ -62,5 +66,5 @@ def test_switches_on_the_service_and_the_instruction_without_a_missed_tick_or_a_
     assert probe.value("active_task") == "cup" and probe.value("pending_task") == ""
     assert probe.number("task_refused_set_task") == 2
     assert probe.number("task_switches") == 2 and probe.number("task_switches_landed") == 2
-    assert probe.number("missed") == missed  # every control tick ran a planned action
+    assert probe.number("missed") == missed, probe.values  # every control tick ran a planned action
     assert probe.number("checkpoint_loads") == 1 and probe.number("adapter_loads") == 2

@@ -2,7 +2,8 @@
 and the robot: a chunk runs at its start_tick, a duplicate and an older chunk_id are ignored, a
 chunk that lands late has its past rows dropped and the rest run at their ticks, and when chunks
 stop coming the queue runs out, holds, then the command stream stops. A chunk conditioned on an
-observation from before the executor started (the robot restarted) is not followed."""
+observation from before the executor started (the robot restarted) is not followed, nor a first
+chunk that carries frozen prefix rows (planned on the queue of the run before)."""
 
 from __future__ import annotations
 
@@ -21,14 +22,14 @@ HORIZON = 30
 HOLD = 6
 
 
-def _chunk(chunk_id: int, start_tick: int, base: float, stamp):
+def _chunk(chunk_id: int, start_tick: int, base: float, stamp, prefix: int = 0):
     from psi0_ros.constants import ACTION_NAMES
     from psi0_ros.ros_messages import action_chunk_message
 
     actions = np.zeros((HORIZON, 36), np.float32)
     actions[:, 0] = base + np.arange(HORIZON)
     actions[:, 32] = 0.2  # vx
-    return action_chunk_message(chunk_id, start_tick, actions, 0, RATE, 1.0, ACTION_NAMES, stamp)
+    return action_chunk_message(chunk_id, start_tick, actions, prefix, RATE, 1.0, ACTION_NAMES, stamp)
 
 
 def test_executor_runs_late_duplicate_older_and_lost_chunks():
@@ -75,6 +76,8 @@ def test_executor_runs_late_duplicate_older_and_lost_chunks():
         spin_until(lambda: pub.get_subscription_count() > 0)
         time.sleep(0.5)  # let the executor's subscription match fully
         t0 = now_tick()
+        # A first chunk with frozen rows: planned on the queue of a run before this executor's.
+        pub.publish(_chunk(4, t0 + 10, 400.0, now(), prefix=2))
         pub.publish(_chunk(5, t0 + 15, 500.0, now()))
         pub.publish(_chunk(5, t0 + 15, 900.0, now()))  # duplicate id: ignored
         pub.publish(_chunk(3, t0 + 15, 300.0, now()))  # older id: ignored
@@ -94,6 +97,7 @@ def test_executor_runs_late_duplicate_older_and_lost_chunks():
         rclpy.shutdown()
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
+    assert min(t for t in upper if t >= t0) == t0 + 15, "the prefixed first chunk was followed"
     ticks = sorted(t for t in upper if t >= t0 + 15)
     assert ticks == list(range(t0 + 15, end + HOLD + 1)), "a tick without a command"
     landed = min(t for t in ticks if upper[t] >= 600)

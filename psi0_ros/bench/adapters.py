@@ -279,7 +279,7 @@ class TaskSwitchProbe:
 
 
 def start_chunk_node(base: Path, adapters: Sequence[Path], task: str, log: Path, *extra: str) -> subprocess.Popen:
-    """chunk_node in its own process on `base` with `adapters`, diagnostics at 5 Hz."""
+    """chunk_node in its own process on `base` with `adapters`, diagnostics at 5 Hz, one torch thread."""
     from psi0_ros.transport import apply_transport_defaults
 
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -294,6 +294,10 @@ def start_chunk_node(base: Path, adapters: Sequence[Path], task: str, log: Path,
         f"task:={task}",
         "-p",
         "diagnostics_rate_hz:=5.0",
+        "-p",
+        # a tiny model: with torch's default threads, one other busy process on this 2-core machine took
+        # its inference from ~9 ms to ~1 s (the intra-op threads wait for each other at every operator)
+        "torch_threads:=1",
         *extra,
     ]
     with open(log, "w") as out:

@@ -8,7 +8,8 @@ RTC prefix and its delay estimate from that, so the machines' clocks need not ag
 
 Rows that land in the past are dropped, a duplicate or older chunk_id is ignored, a chunk
 conditioned on an observation older than this executor's start is not followed (the robot
-restarted: only a chunk conditioned on its own state runs), and when chunks stop coming the
+restarted: only a chunk conditioned on its own state runs), nor is a first chunk with a frozen
+prefix (planned on the queue of the run before), and when chunks stop coming the
 queue runs on until it is empty, holds (velocities zeroed) for hold_ticks, then the command
 stream stops and the bridge's watchdog holds the robot. Same queue code as chunk_node
 (psi0_ros.control.scheduler).
@@ -99,6 +100,15 @@ class ChunkExecutorNode(Node):
             self.counters["chunks_before_start"] += 1
             self.get_logger().info(
                 f"ignored chunk {msg.chunk_id}: conditioned on an observation before this executor started",
+                throttle_duration_sec=2.0,
+            )
+            return
+        if self._landed[0] < 0 and msg.prefix_length > 0:
+            # The first chunk of a run is planned from rest (prefix 0). One with a frozen prefix was
+            # planned on another run's queue: chunk_node asked before it saw this executor start.
+            self.counters["chunks_prefix_of_another_run"] += 1
+            self.get_logger().info(
+                f"ignored chunk {msg.chunk_id}: its {msg.prefix_length} frozen rows are not this executor's",
                 throttle_duration_sec=2.0,
             )
             return

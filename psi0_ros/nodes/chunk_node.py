@@ -170,9 +170,13 @@ class ChunkNode(Node):
             directories = [d for d in p["adapters"] if d]
             self.adapters = AdapterPolicy(self.policy, p["checkpoint"], directories, p["task"] or None)
             self.policy = self.adapters
-        self._switch_asked: dict[str, int] = {}  # task -> tick it was asked for
+        # task -> (tick it was asked at, late_ticks then, whether an inference was in flight then)
+        self._switch_asked: dict[str, tuple[int, int, bool]] = {}
+        self._switch_waited: dict[str, int] = {}  # task -> ticks from its ask to the landing of that inference
         self._switched: dict[int, tuple[str, int]] = {}  # chunk id -> (task it switched to, its request tick)
-        self.task_switch_ticks: dict[str, int] = {}  # the last switch: latency (ask -> request), effect (-> run)
+        # The last switch: latency (ask -> request), effect (-> run), and what held its request back beyond
+        # the minimum execution horizon: waited (the inference in flight at the ask), late (stalled ticks).
+        self.task_switch_ticks: dict[str, int] = {}
         horizon = self.policy.horizon
         self.scheduler = RTCScheduler(
             SchedulerConfig(
@@ -394,7 +398,8 @@ class ChunkNode(Node):
             return False, str(err), adapters.pending or adapters.active
         tick = self._now_tick()
         if task != adapters.active and tick is not None:
-            self._switch_asked[task] = tick
+            self._switch_asked[task] = (tick, self.counters["late_ticks"], self.scheduler.in_flight)
+            self._switch_waited.pop(task, None)
         self.get_logger().info(f"{source}: task {task!r} from the next chunk request")
         return True, f"task {task!r} from the next chunk request", task
 
@@ -469,7 +474,8 @@ class ChunkNode(Node):
         before = self.adapters.active
         chunk = self.adapters.infer(observation, prefix)  # a pending switch lands here, between chunks
         if self.adapters.last_task != before:
-            self._switched[request.request_id] = (self.adapters.last_task, request.start_tick)
+            # the tick the request was made at: its chunk starts at the next one
+            self._switched[request.request_id] = (self.adapters.last_task, request.start_tick - 1)
         return chunk
 
     def _on_chunk(self, record: ChunkRecord) -> None:
@@ -500,12 +506,22 @@ class ChunkNode(Node):
         self._rates["chunks"].add(time.monotonic())
         if record.insert.accepted:
             self.landings.append((record.chunk_id, record.start_tick + record.insert.dropped_past))
+        landed = record.request_tick + record.measured_delay  # the tick this chunk was delivered at
+        for task, (asked, _, in_flight) in self._switch_asked.items():
+            if in_flight and task not in self._switch_waited:
+                self._switch_waited[task] = max(0, landed - asked)
         switched = self._switched.pop(record.chunk_id, None)
         if switched is not None and switched[0] in self._switch_asked:
-            asked = self._switch_asked.pop(switched[0])
+            asked, late_before, _ = self._switch_asked.pop(switched[0])
             # Its first row that is not the frozen prefix of the previous task's chunk runs at `runs`.
             runs = record.start_tick + max(record.prefix_length, record.insert.dropped_past)
-            self.task_switch_ticks = {"latency": switched[1] - asked, "effect": runs - asked}
+            self.task_switch_ticks = {
+                # 0 when an inference requested just before the ask had not yet started computing
+                "latency": max(0, switched[1] - asked),
+                "effect": runs - asked,
+                "waited": self._switch_waited.pop(switched[0], 0),
+                "late": self.counters["late_ticks"] - late_before,
+            }
             self.counters["task_switches_landed"] += 1
         if self.remote and record.insert.accepted:
             with self._lock:  # rows as the executor decodes them
