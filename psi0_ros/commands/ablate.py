@@ -8,6 +8,11 @@ table) and F with .png (success and jerk against latency).
 `psi0 ablate head --demos DIR --json F` (or --checkpoints MMDIT DIT): the MM-DiT action expert
 against a naive DiT of the same width and depth, trained on the same demos with the same recipe
 (psi0_ros.jobs.ablation_head): parameters, open-loop error, inference time and closed-loop success.
+
+`psi0 ablate tasks --demos TASK=DIR TASK=DIR ... --json F`: one full fine-tune per task, one
+multi-task model, and one base plus a LoRA adapter per task, on the same held-out split
+(psi0_ros.jobs.ablation_tasks): open-loop error, trainable parameters, disk, training time and
+closed-loop success per task.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ import sys
 from pathlib import Path
 
 NAME = "ablate"
-HELP = "Psi0's ablations on the sim: scheduler modes under inference latency (rtc), MM-DiT vs naive DiT (head)"
+HELP = (
+    "Psi0's ablations on the sim: scheduler modes under inference latency (rtc), MM-DiT vs naive DiT (head), "
+    "per-task vs multi-task vs adapters (tasks)"
+)
 
 
 def _floats(text: str) -> list[float]:
@@ -60,6 +68,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from psi0_ros.jobs.ablation import DEFAULT_LATENCIES_MS, DEFAULT_MODES
+    from psi0_ros.jobs.evaluation import DEFAULT_MAX_EPISODE_S
+    from psi0_ros.sim.scene import LAYOUTS
 
     sub = parser.add_subparsers(dest="ablation", metavar="ABLATION", required=True)
     rtc = sub.add_parser("rtc", help="scheduler modes x injected inference latency, closed loop on the sim")
@@ -101,6 +111,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--set",
         dest="overrides",
         nargs="*",
+        action="extend",  # --set A --set B keeps both
         default=[],
         metavar="KEY=VALUE",
         help="training overrides for both heads (e.g. run.steps=2000 model.expert_preset=small)",
@@ -108,6 +119,59 @@ def configure(parser: argparse.ArgumentParser) -> None:
     head.add_argument("--timing-repeats", type=int, default=20, help="timed chunks per head (default: 20)")
     _common(head)
     head.set_defaults(_ablate=run_head)
+
+    tasks = sub.add_parser(
+        "tasks", help="full fine-tune per task vs one multi-task model vs base + LoRA adapter per task"
+    )
+    tasks.add_argument(
+        "--demos",
+        nargs="+",
+        action="extend",
+        required=True,
+        metavar="TASK=DIR",
+        help="two or more tasks' episode directories",
+    )
+    tasks.add_argument(
+        "--preset", default="sim", help="training preset of `psi0 train stage3` for every way (default: sim)"
+    )
+    tasks.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="training overrides for every training (repeatable), e.g. run.steps=2000",
+    )
+    tasks.add_argument(
+        "--adapter-set",
+        dest="adapter_overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="further overrides for the adapter trainings only, e.g. adapter.rank=8 optim.lr=1e-2",
+    )
+    tasks.add_argument("--val-episodes", type=int, default=2, help="held-out episodes per task, every way (default: 2)")
+    tasks.add_argument(
+        "--episodes",
+        type=int,
+        default=0,
+        help="closed-loop episodes per task and way; the task names are sim tasks (default: 0, none)",
+    )
+    tasks.add_argument("--seed", type=int, default=0, help="first eval layout seed is 100000 + SEED (default: 0)")
+    tasks.add_argument("--layout", choices=LAYOUTS, default="lab", help="evaluation layout ranges (default: lab)")
+    tasks.add_argument(
+        "--max-episode-s",
+        type=float,
+        default=DEFAULT_MAX_EPISODE_S,
+        help=f"sim seconds before an episode counts as failed (default: {DEFAULT_MAX_EPISODE_S:g})",
+    )
+    tasks.add_argument("--json", type=Path, required=True, help="write the results here (and .md beside it)")
+    tasks.add_argument(
+        "--work-dir", type=Path, help="trainings and their data (default: beside the JSON; must be empty)"
+    )
+    tasks.set_defaults(_ablate=run_tasks)
 
 
 def configure_outputs(path: Path) -> tuple[Path, Path, Path]:
@@ -191,3 +255,57 @@ def run_head(args: argparse.Namespace) -> int:
     print(table, end="")
     print(f"psi0 ablate head: wrote {json_path}, {md_path.name}")
     return 1 if any(h.get("errors") for h in document["heads"]) else 0
+
+
+def tasks_command(args: argparse.Namespace) -> str:
+    """The `psi0 ablate tasks` command line that reproduces a run (defaults spelled out)."""
+    import shlex
+
+    words = ["psi0", "ablate", "tasks", "--demos", *args.demos, "--preset", args.preset]
+    for option, values in (("--set", args.overrides), ("--adapter-set", args.adapter_overrides)):
+        for value in values:
+            words += [option, value]
+    words += ["--val-episodes", str(args.val_episodes), "--episodes", str(args.episodes)]
+    if args.episodes:
+        words += ["--seed", str(args.seed), "--layout", args.layout, "--max-episode-s", f"{args.max_episode_s:g}"]
+    words += ["--json", str(args.json)]
+    if args.work_dir is not None:
+        words += ["--work-dir", str(args.work_dir)]
+    return " ".join(shlex.quote(w) for w in words)
+
+
+def run_tasks(args: argparse.Namespace) -> int:
+    from psi0_ros.jobs.ablation_tasks import ablate_tasks, markdown_tables, parse_demos
+
+    json_path, md_path, _ = configure_outputs(args.json)
+    work = args.work_dir or json_path.parent / f"{json_path.stem}_runs"
+    try:
+        document = ablate_tasks(
+            parse_demos(args.demos),
+            work,
+            preset=args.preset,
+            overrides=args.overrides,
+            adapter_overrides=args.adapter_overrides,
+            val_episodes=args.val_episodes,
+            episodes=args.episodes,
+            seed=args.seed,
+            max_episode_s=args.max_episode_s,
+            layout=args.layout,
+        )
+    except (FileNotFoundError, ValueError) as err:
+        print(f"psi0 ablate tasks: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:  # a training failed: its own output says why
+        print(f"psi0 ablate tasks: {err}", file=sys.stderr)
+        return 1
+    from psi0_ros.commands.bench import machine_info
+
+    document["machine"] = machine_info()
+    document["command"] = tasks_command(args)
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(document, indent=2) + "\n")
+    tables = markdown_tables(document)
+    md_path.write_text(f"# psi0 ablate tasks: {', '.join(document['tasks'])}\n\n`{document['command']}`\n\n{tables}")
+    print(tables, end="")
+    print(f"psi0 ablate tasks: wrote {json_path}, {md_path.name}")
+    return 1 if any(r.get("errors") for r in document["rows"]) else 0
