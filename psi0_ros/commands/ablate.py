@@ -47,29 +47,35 @@ def _param(text: str) -> tuple[str, object]:
     return name.strip(), yaml.safe_load(value)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _closed_loop(parser: argparse.ArgumentParser, episodes: int, episodes_help: str, layout: str) -> None:
+    """The evaluation's options: episodes, layouts and the episode limit."""
     from psi0_ros.jobs.evaluation import DEFAULT_MAX_EPISODE_S
     from psi0_ros.sim.scene import LAYOUTS
-    from psi0_ros.sim.tasks import DEFAULT_TASK
 
-    parser.add_argument("--task", default=DEFAULT_TASK, help=f"task of psi0_ros.sim.tasks (default: {DEFAULT_TASK})")
-    parser.add_argument("--episodes", type=int, default=10, help="closed-loop episodes per cell (default: 10)")
+    parser.add_argument("--episodes", type=int, default=episodes, help=f"{episodes_help} (default: {episodes})")
     parser.add_argument("--seed", type=int, default=0, help="first eval layout seed is 100000 + SEED (default: 0)")
-    parser.add_argument("--layout", choices=LAYOUTS, default="full", help="evaluation layout ranges (default: full)")
+    parser.add_argument(
+        "--layout", choices=LAYOUTS, default=layout, help=f"evaluation layout ranges (default: {layout})"
+    )
     parser.add_argument(
         "--max-episode-s",
         type=float,
         default=DEFAULT_MAX_EPISODE_S,
         help=f"sim seconds before an episode counts as failed (default: {DEFAULT_MAX_EPISODE_S:g})",
     )
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    from psi0_ros.sim.tasks import DEFAULT_TASK
+
+    parser.add_argument("--task", default=DEFAULT_TASK, help=f"task of psi0_ros.sim.tasks (default: {DEFAULT_TASK})")
+    _closed_loop(parser, 10, "closed-loop episodes per cell", "full")
     parser.add_argument("--json", type=Path, required=True, help="write the results here (and .md / .png beside it)")
     parser.add_argument("--work-dir", type=Path, help="per-episode results (default: beside the JSON)")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     from psi0_ros.jobs.ablation import DEFAULT_LATENCIES_MS, DEFAULT_MODES
-    from psi0_ros.jobs.evaluation import DEFAULT_MAX_EPISODE_S
-    from psi0_ros.sim.scene import LAYOUTS
 
     sub = parser.add_subparsers(dest="ablation", metavar="ABLATION", required=True)
     rtc = sub.add_parser("rtc", help="scheduler modes x injected inference latency, closed loop on the sim")
@@ -153,20 +159,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="further overrides for the adapter trainings only, e.g. adapter.rank=8 optim.lr=1e-2",
     )
     tasks.add_argument("--val-episodes", type=int, default=2, help="held-out episodes per task, every way (default: 2)")
-    tasks.add_argument(
-        "--episodes",
-        type=int,
-        default=0,
-        help="closed-loop episodes per task and way; the task names are sim tasks (default: 0, none)",
-    )
-    tasks.add_argument("--seed", type=int, default=0, help="first eval layout seed is 100000 + SEED (default: 0)")
-    tasks.add_argument("--layout", choices=LAYOUTS, default="lab", help="evaluation layout ranges (default: lab)")
-    tasks.add_argument(
-        "--max-episode-s",
-        type=float,
-        default=DEFAULT_MAX_EPISODE_S,
-        help=f"sim seconds before an episode counts as failed (default: {DEFAULT_MAX_EPISODE_S:g})",
-    )
+    _closed_loop(tasks, 0, "closed-loop episodes per task and way, the task names being sim tasks (0: none)", "lab")
     tasks.add_argument("--json", type=Path, required=True, help="write the results here (and .md beside it)")
     tasks.add_argument(
         "--work-dir", type=Path, help="trainings and their data (default: beside the JSON; must be empty)"
@@ -206,18 +199,12 @@ def run_rtc(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"psi0 ablate rtc: {err}", file=sys.stderr)
         return 2
-    from psi0_ros.commands.bench import machine_info
-
-    document["machine"] = machine_info()
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(document, indent=2) + "\n")
-    table = markdown_table(document["cells"])
-    md_path.write_text(
-        f"# psi0 ablate rtc: {document['task']}\n\ncheckpoint `{document['checkpoint']}`, {document['episodes']} "
-        f"episodes per cell on the same layouts (seeds {document['cells'][0]['layout_seeds']})\n\n{table}"
+    heading = (
+        f"{document['task']}\n\ncheckpoint `{document['checkpoint']}`, {document['episodes']} "
+        f"episodes per cell on the same layouts (seeds {document['cells'][0]['layout_seeds']})"
     )
+    _write("rtc", document, json_path, md_path, heading, markdown_table(document["cells"]))
     plot_cells(document["cells"], png_path, f"{document['task']}: {Path(document['checkpoint']).name}")
-    print(table, end="")
     print(f"psi0 ablate rtc: wrote {json_path}, {md_path.name}, {png_path.name}")
     return 1 if any(c["errors"] for c in document["cells"]) else 0
 
@@ -245,16 +232,20 @@ def run_head(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"psi0 ablate head: {err}", file=sys.stderr)
         return 2
+    _write("head", document, json_path, md_path, document["task"], markdown_table(document["heads"]))
+    print(f"psi0 ablate head: wrote {json_path}, {md_path.name}")
+    return 1 if any(h.get("errors") for h in document["heads"]) else 0
+
+
+def _write(name: str, document: dict, json_path: Path, md_path: Path, heading: str, table: str) -> None:
+    """The machine into the document, then F (JSON) and F.md (heading, table); the table printed."""
     from psi0_ros.commands.bench import machine_info
 
     document["machine"] = machine_info()
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(document, indent=2) + "\n")
-    table = markdown_table(document["heads"])
-    md_path.write_text(f"# psi0 ablate head: {document['task']}\n\n{table}")
+    md_path.write_text(f"# psi0 ablate {name}: {heading}\n\n{table}")
     print(table, end="")
-    print(f"psi0 ablate head: wrote {json_path}, {md_path.name}")
-    return 1 if any(h.get("errors") for h in document["heads"]) else 0
 
 
 def tasks_command(args: argparse.Namespace) -> str:
@@ -298,14 +289,8 @@ def run_tasks(args: argparse.Namespace) -> int:
     except RuntimeError as err:  # a training failed: its own output says why
         print(f"psi0 ablate tasks: {err}", file=sys.stderr)
         return 1
-    from psi0_ros.commands.bench import machine_info
-
-    document["machine"] = machine_info()
     document["command"] = tasks_command(args)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(document, indent=2) + "\n")
-    tables = markdown_tables(document)
-    md_path.write_text(f"# psi0 ablate tasks: {', '.join(document['tasks'])}\n\n`{document['command']}`\n\n{tables}")
-    print(tables, end="")
+    heading = f"{', '.join(document['tasks'])}\n\n`{document['command']}`"
+    _write("tasks", document, json_path, md_path, heading, markdown_tables(document))
     print(f"psi0 ablate tasks: wrote {json_path}, {md_path.name}")
     return 1 if any(r.get("errors") for r in document["rows"]) else 0
