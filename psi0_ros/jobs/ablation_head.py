@@ -36,16 +36,34 @@ MARKDOWN_COLUMNS = (
 )
 
 
+OPEN_LOOP_STRIDE = 10  # one sampled chunk per 10th frame of the scored episodes
+
+
+def run_training(args: Sequence[str]) -> float:
+    """`psi0 ARGS` (a training) in a child process; its wall time [s], RuntimeError when it fails."""
+    started = time.monotonic()
+    status = child.run_module(cli, list(args))
+    if status != 0:
+        raise RuntimeError(f"`psi0 {' '.join(args)}` failed with exit status {status}")
+    return time.monotonic() - started
+
+
 def train_head(arch: str, demos: Path, out: Path, preset: str, overrides: Sequence[str]) -> Path:
     """`psi0 train stage3` of one head (a child process); returns its checkpoint directory."""
     args = ["train", "stage3", "--preset", preset, "--set", f"run.output_dir={out}", "--set", f"data.root={demos}"]
     for override in overrides:
         args += ["--set", override]
     args += ["--set", f"model.expert_arch={arch}"]  # last: the one setting that differs
-    status = child.run_module(cli, args)
-    if status != 0:
-        raise RuntimeError(f"`psi0 {' '.join(args)}` failed with exit status {status}")
+    run_training(args)
     return out / "checkpoint"
+
+
+def score_open_loop(policy: Any, episodes: Sequence[Any]) -> tuple[int, dict[str, Any]]:
+    """(expert parameters, open-loop summary on `episodes`) of a loaded policy."""
+    from psi0_ros.open_loop import open_loop_metrics
+
+    parameters = int(sum(p.numel() for p in policy.expert.parameters()))
+    return parameters, open_loop_metrics(policy, episodes, samples=1, stride=OPEN_LOOP_STRIDE)
 
 
 def inference_ms(policy: Any, episode: Any, repeats: int) -> float:
@@ -70,15 +88,14 @@ def measure_head(
     device: str = "cpu",
 ) -> dict[str, Any]:
     """Parameters, open-loop error and inference time of one trained head."""
-    from psi0_ros.open_loop import open_loop_metrics
     from psi0_ros.policy.interface import Policy
 
     policy = Policy.from_checkpoint(checkpoint, device=device, load_vlm=True)
-    open_loop = open_loop_metrics(policy, episodes, samples=1, stride=10)
+    parameters, open_loop = score_open_loop(policy, episodes)
     return {
         "arch": policy.config.expert.arch,
         "checkpoint": str(checkpoint),
-        "parameters": int(sum(p.numel() for p in policy.expert.parameters())),
+        "parameters": parameters,
         "arms_first_rad": open_loop["arms_first_rad"],
         "arms_chunk_rad": open_loop["arms_chunk_rad"],
         "open_loop": open_loop,

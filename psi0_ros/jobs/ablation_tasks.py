@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from psi0_ros import cli
-from psi0_ros.jobs import ablation, child
+from psi0_ros.jobs import ablation
+from psi0_ros.jobs.ablation_head import run_training, score_open_loop
 from psi0_ros.jobs.evaluation import DEFAULT_MAX_EPISODE_S, evaluate
 
 WAYS = ("per_task", "multi_task", "adapter")
@@ -52,7 +51,6 @@ SPLIT_FILE = "split.json"  # <work>/split.json: every task's training and held-o
 OWNED_KEYS = ("data.root", "run.output_dir", "data.val_episodes", "model.init")
 ADAPTER_ONLY = "adapter."  # adapter keys belong in --adapter-set (the full trainings have none)
 TASK_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # a task names directories of the work directory
-OPEN_LOOP_STRIDE = 10  # one chunk per 10th frame, as `psi0 ablate head`
 MARKDOWN_COLUMNS = (
     ("way_title", "way", "{}"),
     ("task", "task", "{}"),
@@ -172,13 +170,9 @@ def write_split_file(path: Path, splits: dict[str, TaskSplit], seed: int) -> Non
 
 
 def train_run(args: Sequence[str], log: Callable[[str], None]) -> float:
-    """`psi0 train stage3 ARGS` in a child process; its wall time in seconds."""
+    """`psi0 train stage3 ARGS` in a child process, logged; its wall time in seconds."""
     log(f"psi0 ablate tasks: psi0 {' '.join(args)}")
-    started = time.monotonic()
-    status = child.run_module(cli, list(args))
-    if status != 0:
-        raise RuntimeError(f"`psi0 {' '.join(args)}` failed with exit status {status}")
-    return time.monotonic() - started
+    return run_training(args)
 
 
 def training_args(preset: str, data: Path, out: Path, overrides: Sequence[str], *extra: str) -> list[str]:
@@ -203,12 +197,10 @@ def file_mb(path: Path) -> float:
 
 def open_loop(checkpoint: Path, episodes: Sequence[Any]) -> dict[str, Any]:
     """Expert parameters and the open-loop summary of a checkpoint on held-out episodes."""
-    from psi0_ros.open_loop import open_loop_metrics
     from psi0_ros.policy.interface import Policy
 
-    policy = Policy.from_checkpoint(checkpoint, device="cpu", load_vlm=True)
-    summary = open_loop_metrics(policy, episodes, samples=1, stride=OPEN_LOOP_STRIDE)
-    return {"expert_parameters": int(sum(p.numel() for p in policy.expert.parameters())), "open_loop": summary}
+    parameters, summary = score_open_loop(Policy.from_checkpoint(checkpoint, device="cpu", load_vlm=True), episodes)
+    return {"expert_parameters": parameters, "open_loop": summary}
 
 
 def row(way: str, task: str, scored: dict[str, Any], **values: Any) -> dict[str, Any]:
