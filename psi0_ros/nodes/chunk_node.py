@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 from collections import Counter, deque
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -76,6 +77,18 @@ NODE_NAME = "chunk_node"
 CONFIRM_WINDOW = 20  # recent chunk round trips kept (two machines)
 LANDINGS_KEPT = 4096  # accepted chunks remembered for the motion metrics (as many as scheduler.executed ticks)
 MIN_LOST_AFTER_S = 0.1  # s: never take a chunk as lost sooner than this
+
+
+@dataclass
+class SwitchAsk:
+    """A task switch asked for that has not landed yet."""
+
+    tick: int  # control tick of the ask
+    late_ticks: int  # this node's late_ticks count then
+    in_flight: bool  # an inference was running then: the switch waits for its landing
+    waited: int = 0  # ticks from the ask to that landing
+
+
 PARAMETERS: tuple[tuple[str, Any, str], ...] = (
     ("checkpoint", "", "checkpoint directory (DESIGN §6); the model is built from its own config.json"),
     (
@@ -170,9 +183,7 @@ class ChunkNode(Node):
             directories = [d for d in p["adapters"] if d]
             self.adapters = AdapterPolicy(self.policy, p["checkpoint"], directories, p["task"] or None)
             self.policy = self.adapters
-        # task -> (tick it was asked at, late_ticks then, whether an inference was in flight then)
-        self._switch_asked: dict[str, tuple[int, int, bool]] = {}
-        self._switch_waited: dict[str, int] = {}  # task -> ticks from its ask to the landing of that inference
+        self._switch_asked: dict[str, SwitchAsk] = {}  # task -> its pending switch
         self._switched: dict[int, tuple[str, int]] = {}  # chunk id -> (task it switched to, its request tick)
         # The last switch: latency (ask -> request), effect (-> run), and what held its request back beyond
         # the minimum execution horizon: waited (the inference in flight at the ask), late (stalled ticks).
@@ -398,8 +409,7 @@ class ChunkNode(Node):
             return False, str(err), adapters.pending or adapters.active
         tick = self._now_tick()
         if task != adapters.active and tick is not None:
-            self._switch_asked[task] = (tick, self.counters["late_ticks"], self.scheduler.in_flight)
-            self._switch_waited.pop(task, None)
+            self._switch_asked[task] = SwitchAsk(tick, self.counters["late_ticks"], self.scheduler.in_flight)
         self.get_logger().info(f"{source}: task {task!r} from the next chunk request")
         return True, f"task {task!r} from the next chunk request", task
 
@@ -507,20 +517,20 @@ class ChunkNode(Node):
         if record.insert.accepted:
             self.landings.append((record.chunk_id, record.start_tick + record.insert.dropped_past))
         landed = record.request_tick + record.measured_delay  # the tick this chunk was delivered at
-        for task, (asked, _, in_flight) in self._switch_asked.items():
-            if in_flight and task not in self._switch_waited:
-                self._switch_waited[task] = max(0, landed - asked)
+        for ask in self._switch_asked.values():
+            if ask.in_flight:  # the inference running at the ask landed now
+                ask.waited, ask.in_flight = max(0, landed - ask.tick), False
         switched = self._switched.pop(record.chunk_id, None)
         if switched is not None and switched[0] in self._switch_asked:
-            asked, late_before, _ = self._switch_asked.pop(switched[0])
+            ask = self._switch_asked.pop(switched[0])
             # Its first row that is not the frozen prefix of the previous task's chunk runs at `runs`.
             runs = record.start_tick + max(record.prefix_length, record.insert.dropped_past)
             self.task_switch_ticks = {
                 # 0 when an inference requested just before the ask had not yet started computing
-                "latency": max(0, switched[1] - asked),
-                "effect": runs - asked,
-                "waited": self._switch_waited.pop(switched[0], 0),
-                "late": self.counters["late_ticks"] - late_before,
+                "latency": max(0, switched[1] - ask.tick),
+                "effect": runs - ask.tick,
+                "waited": ask.waited,
+                "late": self.counters["late_ticks"] - ask.late_ticks,
             }
             self.counters["task_switches_landed"] += 1
         if self.remote and record.insert.accepted:
