@@ -3,7 +3,8 @@ and the robot: a chunk runs at its start_tick, a duplicate and an older chunk_id
 chunk that lands late has its past rows dropped and the rest run at their ticks, and when chunks
 stop coming the queue runs out, holds, then the command stream stops. A chunk conditioned on an
 observation from before the executor started (the robot restarted) is not followed, nor a first
-chunk that carries frozen prefix rows (planned on the queue of the run before)."""
+chunk that carries frozen prefix rows (planned on the queue of the run before). The executor's
+diagnostics report the row each resumption after a stop began at (rows of motion skipped)."""
 
 from __future__ import annotations
 
@@ -34,10 +35,16 @@ def _chunk(chunk_id: int, start_tick: int, base: float, stamp, prefix: int = 0):
 
 def test_executor_runs_late_duplicate_older_and_lost_chunks():
     from builtin_interfaces.msg import Time
+    from diagnostic_msgs.msg import DiagnosticArray
     from psi0_ros.msg import ActionChunk, LowerBodyCommand
     from sensor_msgs.msg import JointState
 
-    from psi0_ros.constants import TOPIC_ACTION_CHUNK, TOPIC_LOWER_BODY_COMMAND, TOPIC_UPPER_BODY_COMMAND
+    from psi0_ros.constants import (
+        TOPIC_ACTION_CHUNK,
+        TOPIC_DIAGNOSTICS,
+        TOPIC_LOWER_BODY_COMMAND,
+        TOPIC_UPPER_BODY_COMMAND,
+    )
     from psi0_ros.control.scheduler import tick_at
     from psi0_ros.nodes.qos import CONTROL
     from psi0_ros.ros_messages import stamp_tick
@@ -58,6 +65,14 @@ def test_executor_runs_late_duplicate_older_and_lost_chunks():
 
     node.create_subscription(JointState, TOPIC_UPPER_BODY_COMMAND, on_upper, CONTROL)
     node.create_subscription(LowerBodyCommand, TOPIC_LOWER_BODY_COMMAND, on_lower, CONTROL)
+    diagnostics: dict[str, str] = {}
+
+    def on_diagnostics(msg):
+        for status in msg.status:
+            if status.name.startswith("chunk_executor_node"):
+                diagnostics.update({kv.key: kv.value for kv in status.values})
+
+    node.create_subscription(DiagnosticArray, TOPIC_DIAGNOSTICS, on_diagnostics, CONTROL)
     pub = node.create_publisher(ActionChunk, TOPIC_ACTION_CHUNK, CONTROL)
 
     def now():  # the observation a chunk is conditioned on: after the executor started
@@ -96,13 +111,19 @@ def test_executor_runs_late_duplicate_older_and_lost_chunks():
         while time.monotonic() < settle:
             rclpy.spin_once(node, timeout_sec=0.02)
         assert max(upper) == end + HOLD, "commands continued after the hold"
+        stopped = dict(upper)
+        # From the stop, a chunk that starts 10 ticks before now: its first rows are past.
+        resume_start = now_tick() - 10
+        pub.publish(_chunk(7, resume_start, 800.0, now()))
+        spin_until(lambda: len(upper) > len(stopped))
+        spin_until(lambda: diagnostics.get("resumes") == "2")
     finally:
         node.destroy_node()
         rclpy.shutdown()
         proc.send_signal(signal.SIGINT)
         proc.wait(timeout=20)
     assert min(upper) == t0 + 15, "the prefixed first chunk was followed"
-    ticks = sorted(t for t in upper if t >= t0 + 15)
+    ticks = sorted(t for t in stopped if t >= t0 + 15)
     assert ticks == list(range(t0 + 15, end + HOLD + 1)), "a tick without a command"
     landed = min(t for t in ticks if upper[t] >= 600)
     assert landed > late_start  # it was late: rows late_start..landed-1 never ran
@@ -114,3 +135,7 @@ def test_executor_runs_late_duplicate_older_and_lost_chunks():
         else:  # hold: the last pose, velocities zeroed
             assert upper[t] == 600 + HORIZON - 1 and lower[t] == 0.0
     assert all(lower[t] == pytest.approx(0.2) for t in ticks if t <= end)
+    resumed = min(t for t in upper if t not in stopped)
+    assert upper[resumed] == 800 + (resumed - resume_start) and resumed - resume_start >= 10
+    assert diagnostics["resume_row_last"] == str(resumed - resume_start), diagnostics
+    assert diagnostics["resume_row_max"] == diagnostics["resume_row_last"]  # the first chunk ran from row 0

@@ -201,10 +201,28 @@ def load_record(raw: Mapping[str, Any]) -> dict[str, Any]:
         "chunk_stamps": {int(k): int(v) for k, v in raw["chunk_stamps"].items()},
         "landed": {int(k): int(v) for k, v in raw["landed"].items()},
         "bridge": [tuple(row) for row in raw["bridge"]],
+        "executor": dict(raw.get("executor", {})),  # its newest diagnostics (strings)
     }
 
 
 RUNNING, HOLDING, STOPPED = 0, 1, 2  # ExecutorState.state
+
+
+def running_chunk(record: Mapping[str, Any], tick: int, since: int | None = None) -> int | None:
+    """The chunk the executor's command at `tick` came from: the newest chunk that had landed by
+    then (its landing tick is the first tick it can serve) and covers the tick. since: only chunks
+    that landed at or after this tick (one executor run). A report's chunk id is the newest landing,
+    which may be a chunk that starts later than the tick, so it is not used for this."""
+    chunks, landed = record["chunks"], record["landed"]
+    serving = [
+        chunk_id
+        for chunk_id, land in landed.items()
+        if chunk_id in chunks
+        and land <= tick
+        and (since is None or land >= since)
+        and chunks[chunk_id][0] <= tick < chunks[chunk_id][0] + len(chunks[chunk_id][2])
+    ]
+    return max(serving, default=None)
 
 
 def command_steps(upper: Mapping[int, np.ndarray]) -> dict[int, float]:
@@ -249,9 +267,8 @@ def fault_summary(record: Mapping[str, Any], fault_tick: int) -> dict[str, Any]:
         resume_tick=resume,
     )
     if resume is not None:
-        reports = record.get("reports", {})
         summary.update(
-            resume_chunk=reports[resume][2] if resume in reports else None,
+            resume_chunk=running_chunk(record, resume, since=first_hold),
             resume_step=steps.get(resume),
             after_resume_step_max=max((steps[t] for t in range(resume, resume + 30) if t in steps), default=None),
         )

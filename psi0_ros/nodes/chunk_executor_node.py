@@ -132,10 +132,21 @@ class ChunkExecutorNode(Node):
         for tick in ticks:
             output = self.scheduler.on_tick(tick)
             if output.action is not None and not self._estop:
+                if not output.holding and (self._last is None or self._last.action is None):
+                    self._count_resume(tick)
                 self.output.publish(output.tick, output.action, self.rate_hz)
             self._last = output
         if ticks:
             self._publish_state(self._last)
+
+    def _count_resume(self, tick: int) -> None:
+        """The first planned action after a stop (or this run's first) comes from a chunk that was
+        planned from rest: the rows of it skipped before it (landed late, or before the first tick)
+        are motion the robot never made, a jump at resumption. Its row is reported."""
+        row = tick - self._landed[1]
+        self.counters["resumes"] += 1
+        self.counters["resume_row_last"] = row
+        self.counters["resume_row_max"] = max(self.counters["resume_row_max"], row)
 
     def _publish_state(self, output: TickOutput) -> None:
         msg = ExecutorState()

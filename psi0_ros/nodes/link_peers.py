@@ -49,7 +49,18 @@ def _robot(args: argparse.Namespace) -> int:
         TOPIC_VLM_FEATURES,
     )
     from psi0_ros.msg import ActionChunk, ExecutorState, LowerBodyCommand, VLMFeatures
+    from rclpy.qos import QoSProfile
+
     from psi0_ros.nodes.qos import CONTROL, LARGE_LATEST, PERIODIC_LATEST
+
+    # The executor's reports are best effort, newest only; this peer records every one it gets (a
+    # landing report followed at once by the next tick's must not overwrite it in the reader).
+    reports_qos = QoSProfile(
+        history=PERIODIC_LATEST.history,
+        depth=200,
+        reliability=PERIODIC_LATEST.reliability,
+        durability=PERIODIC_LATEST.durability,
+    )
     from psi0_ros.nodes.runtime import spin_nodes
     from psi0_ros.ros_messages import (
         LOWER_BODY_FIELDS,
@@ -84,7 +95,7 @@ def _robot(args: argparse.Namespace) -> int:
             self.vlm = self.create_publisher(VLMFeatures, TOPIC_VLM_FEATURES, LARGE_LATEST)
             self.create_subscription(JointState, TOPIC_UPPER_BODY_COMMAND, self._on_upper, CONTROL)
             self.create_subscription(LowerBodyCommand, TOPIC_LOWER_BODY_COMMAND, self._on_lower, CONTROL)
-            self.create_subscription(ExecutorState, TOPIC_EXECUTOR_STATE, self._on_state, PERIODIC_LATEST)
+            self.create_subscription(ExecutorState, TOPIC_EXECUTOR_STATE, self._on_state, reports_qos)
             self.create_subscription(ActionChunk, TOPIC_ACTION_CHUNK, self._on_chunk, CONTROL)
             self.create_subscription(DiagnosticArray, TOPIC_DIAGNOSTICS, self._on_diagnostics, CONTROL)
             if not args.no_joint_states:
