@@ -35,6 +35,7 @@ def _robot(args: argparse.Namespace) -> int:
     from builtin_interfaces.msg import Time
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.node import Node
+    from rclpy.qos import QoSProfile
     from sensor_msgs.msg import JointState
 
     from psi0_ros import g1
@@ -49,9 +50,15 @@ def _robot(args: argparse.Namespace) -> int:
         TOPIC_VLM_FEATURES,
     )
     from psi0_ros.msg import ActionChunk, ExecutorState, LowerBodyCommand, VLMFeatures
-    from rclpy.qos import QoSProfile
-
     from psi0_ros.nodes.qos import CONTROL, LARGE_LATEST, PERIODIC_LATEST
+    from psi0_ros.nodes.runtime import spin_nodes
+    from psi0_ros.ros_messages import (
+        LOWER_BODY_FIELDS,
+        action_chunk_array,
+        joint_state_message,
+        stamp_tick,
+        vlm_features_message,
+    )
 
     # The executor's reports are best effort, newest only; this peer records every one it gets (a
     # landing report followed at once by the next tick's must not overwrite it in the reader).
@@ -60,14 +67,6 @@ def _robot(args: argparse.Namespace) -> int:
         depth=200,
         reliability=PERIODIC_LATEST.reliability,
         durability=PERIODIC_LATEST.durability,
-    )
-    from psi0_ros.nodes.runtime import spin_nodes
-    from psi0_ros.ros_messages import (
-        LOWER_BODY_FIELDS,
-        action_chunk_array,
-        joint_state_message,
-        stamp_tick,
-        vlm_features_message,
     )
 
     rate = 30.0
