@@ -26,6 +26,21 @@ or over (sample, frame, tick, dim) where K samples are scored):
   dims 0-27), padded with its episode's last action; the evaluated episode itself is never its
   own neighbour;
 - frames, episodes, samples, stride, horizon.
+
+Where the predicted walk ends (walk_drift): a grasp after a walk depends on where the base stops,
+which the per-tick errors above hide (a small bias in vy over a second of walking, or a stop a few
+ticks early). Every `walk_every` ticks from the episode's start the policy plans a chunk from that
+tick's recorded observation, and its first `walk_every` rows are executed (as chunk_node does with
+its execution horizon); the velocities (vx, vy, vyaw) of these executed rows and of the recording
+are each integrated from rest through the kinematic base's rules (psi0_ros.sim.kinematic: the
+acceleration limit, AMO's stand speed below which the base stands). Keys (episodes that walk):
+- walk_drift_m: median over episodes of the distance between where the base comes to rest after
+  its first walk under the policy's and under the recorded velocities [m];
+- walk_drift_within_15mm: the fraction of episodes within 1.5 cm (about what the grasp allows);
+- walk_vy_spread_ratio: the standard deviation over episodes of the policy's mid-walk vy over the
+  recording's (1: it walks each layout as recorded; near 0: the same walk whatever the layout),
+  walk_vy_corr: their correlation;
+- walk_episodes, walk_every (the vy keys need two walking episodes whose vy differ).
 """
 
 from __future__ import annotations
@@ -205,6 +220,106 @@ class OpenLoopScores:
         return result
 
 
+# --- where the predicted walk ends ----------------------------------------------------------------------
+SETTLE_TICKS = 10  # after a walk's last command the base has stopped (0.3 m/s at 1 m/s^2: 9 ticks at 30 Hz)
+
+
+def integrate_base(velocities: np.ndarray, rate_hz: float) -> np.ndarray:
+    """(T, 3) commanded vx, vy (heading frame, m/s) and vyaw (rad/s) -> (T, 2) planar base positions
+    from rest at the origin, heading 0, by the kinematic base's rules: all three below its stand
+    speed stands in place, and the velocity follows the command at its acceleration limit."""
+    from psi0_ros.sim.kinematic import KinematicConfig
+
+    config, dt = KinematicConfig(), 1.0 / rate_hz
+    position, velocity, yaw = np.zeros(2), np.zeros(2), 0.0
+    path = np.zeros((len(velocities), 2))
+    for t, (vx, vy, vyaw) in enumerate(np.asarray(velocities, np.float64)):
+        standing = max(abs(vx), abs(vy), abs(vyaw)) < config.stand_speed
+        want = np.zeros(2) if standing else np.array([vx, vy])
+        change = want - velocity
+        norm = float(np.hypot(*change))
+        if norm > config.max_accel * dt:
+            change *= config.max_accel * dt / norm
+        velocity = velocity + change
+        cos, sin = np.cos(yaw), np.sin(yaw)
+        position = position + dt * np.array(
+            [cos * velocity[0] - sin * velocity[1], sin * velocity[0] + cos * velocity[1]]
+        )
+        yaw += (0.0 if standing else vyaw) * dt
+        path[t] = position
+    return path
+
+
+def first_walk(velocities: np.ndarray, settle_ticks: int = 10) -> tuple[int, int] | None:
+    """(first, last) tick of the first walk in (T, 3) commanded velocities: from the first command
+    at or above the stand speed to the last one before `settle_ticks` standing ticks; None if the
+    base never walks."""
+    from psi0_ros.sim.kinematic import KinematicConfig
+
+    walking = np.abs(np.asarray(velocities)).max(axis=1) >= KinematicConfig().stand_speed
+    ticks = np.flatnonzero(walking)
+    if ticks.size == 0:
+        return None
+    for tick in ticks:
+        if not walking[tick + 1 : tick + 1 + settle_ticks].any():
+            return int(ticks[0]), int(tick)
+    return int(ticks[0]), int(ticks[-1])
+
+
+def executed_velocities(chunk_at: Callable[[int], np.ndarray], length: int, every: int) -> np.ndarray:
+    """(length, 3) vx, vy, vyaw the deploy graph would command: a chunk planned at ticks 0, every,
+    2 every, ... (chunk_at(tick) -> (H, 36)), each followed for its first `every` rows."""
+    executed = np.zeros((length, 3))
+    for tick in range(0, length, every):
+        rows = np.asarray(chunk_at(tick))[: min(every, length - tick), 32:35]
+        executed[tick : tick + len(rows)] = rows
+    return executed
+
+
+@dataclass
+class WalkDrift:
+    """The walk_* keys of the module doc, one episode at a time (add), summary() at the end."""
+
+    every: int
+    rate_hz: float = 30.0
+    drifts: list[float] = field(default_factory=list)
+    recorded_vy: list[float] = field(default_factory=list)
+    predicted_vy: list[float] = field(default_factory=list)
+
+    def add(self, actions: np.ndarray, chunk_at: Callable[[int], np.ndarray]) -> None:
+        """actions: the episode's recorded (T, 36); chunk_at(tick) -> the policy's (H, 36) chunk
+        planned from the recorded observation at that tick. An episode that never walks is skipped."""
+        recorded = np.asarray(actions, np.float64)[:, 32:35]
+        walk = first_walk(recorded)
+        if walk is None:
+            return
+        executed = executed_velocities(chunk_at, len(recorded), self.every)
+        ours = first_walk(executed)
+        last = len(recorded) - 1
+        target = integrate_base(recorded, self.rate_hz)[min(walk[1] + SETTLE_TICKS, last)]
+        # where the policy's base comes to rest after its own first walk (where it stood if it never walked)
+        reached = integrate_base(executed, self.rate_hz)[min(ours[1] + SETTLE_TICKS, last) if ours else 0]
+        self.drifts.append(float(np.hypot(*(reached - target))))
+        middle = (walk[0] + walk[1]) // 2
+        self.recorded_vy.append(float(recorded[middle, 1]))
+        self.predicted_vy.append(float(executed[middle, 1]))
+
+    def summary(self) -> dict[str, float]:
+        result: dict[str, float] = {"walk_episodes": len(self.drifts), "walk_every": self.every}
+        if not self.drifts:
+            return result
+        result.update(
+            walk_drift_m=float(np.median(self.drifts)),
+            walk_drift_within_15mm=float(np.mean(np.array(self.drifts) <= 0.015)),
+        )
+        spread = float(np.std(self.recorded_vy))
+        if len(self.drifts) > 1 and spread > 0:  # missing, not nan, where the recordings do not vary
+            result["walk_vy_spread_ratio"] = float(np.std(self.predicted_vy) / spread)
+            if np.std(self.predicted_vy) > 0:
+                result["walk_vy_corr"] = float(np.corrcoef(self.recorded_vy, self.predicted_vy)[0, 1])
+        return result
+
+
 # --- episodes ---------------------------------------------------------------------------------------
 class EpisodeLike(Protocol):
     name: str
@@ -306,10 +421,14 @@ def open_loop_metrics(
     samples: int = 1,
     stride: int = 10,
     train_episodes: Sequence[EpisodeLike] | None = None,
+    walk_every: int | None = None,
+    rate_hz: float = 30.0,
 ) -> dict[str, float]:
     """One split's summary (keys: the module doc). The policy sees each sampled frame's recorded
     state, image and instruction (through its VLM) and draws `samples` chunks; policy.reset() at
-    each episode makes the numbers reproducible."""
+    each episode makes the numbers reproducible. walk_every: also the walk_* keys, a chunk planned
+    every that many ticks (chunk_node's execution horizon; None: half the policy's horizon, as
+    chunk_node's default; 0: not scored)."""
     from psi0_ros.policy.interface import Observation
 
     if not isinstance(samples, int) or samples < 1:
@@ -319,6 +438,8 @@ def open_loop_metrics(
     nearest = NearestFrames(train_episodes) if train_episodes else None
     scores = OpenLoopScores()
     horizon = policy.horizon
+    every = max(1, horizon // 2) if walk_every is None else walk_every
+    walk = WalkDrift(every, rate_hz) if every > 0 else None
     for episode in episodes:
         policy.reset()
         for frame in range(0, len(episode.action), stride):
@@ -330,9 +451,25 @@ def open_loop_metrics(
             chunks = np.stack([policy.infer(observation) for _ in range(samples)])
             baseline = None if nearest is None else nearest.chunk(state, horizon, exclude=episode.name)
             scores.add_frame(chunks, expert_chunk(episode.action, frame, horizon), state, baseline)
+        if walk is not None:
+            walk.add(episode.action, lambda tick, episode=episode: _one_chunk(policy, episode, tick))
         release = getattr(getattr(episode, "load_image", None), "release", None)
         if release is not None:
             release()
     summary: dict[str, float] = scores.summary()
     summary.update(episodes=len(episodes), samples=samples, stride=stride, horizon=horizon)
+    if walk is not None:
+        summary.update(walk.summary())
     return summary
+
+
+def _one_chunk(policy: Policy, episode: EpisodeLike, frame: int) -> np.ndarray:
+    """One chunk the policy plans from the episode's recorded observation at `frame`."""
+    from psi0_ros.policy.interface import Observation
+
+    state = episode.state[frame]
+    observation = Observation(state=state, image=episode.image(frame), instruction=episode.instruction)
+    if policy.vlm is not None:
+        features, mask = policy.encode(observation.image, observation.instruction)
+        observation = Observation(state=state, vlm_features=features, vlm_mask=mask)
+    return np.asarray(policy.infer(observation), np.float64)

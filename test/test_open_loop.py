@@ -16,10 +16,14 @@ from psi0_ros.open_loop import (
     LOWER_VELOCITY,
     NearestFrames,
     OpenLoopScores,
+    WalkDrift,
     bias_and_spread,
     chunk_errors,
+    executed_velocities,
     expert_chunk,
+    first_walk,
     hold_state_chunk,
+    integrate_base,
     jitter,
     metric_key,
 )
@@ -123,6 +127,74 @@ def test_nearest_frame_baseline_picks_the_closest_state_of_another_episode():
         NearestFrames([a]).chunk(np.zeros(36), HORIZON, exclude="a")
 
 
+def _walk_episode(vx: float, vy: float, start: int = 40, ticks: int = 36, frames: int = 120) -> np.ndarray:
+    """Recorded actions: stand, walk at (vx, vy) for `ticks`, stand (the grasp), walk again."""
+    actions = np.zeros((frames, ACTION_DIM))
+    actions[start : start + ticks, 32:34] = (vx, vy)
+    actions[start + ticks + 30 : start + ticks + 50, 32] = 0.2  # a second walk is not the first
+    return actions
+
+
+def test_the_base_integrates_by_the_kinematic_rules():
+    rate = 30.0
+    below = np.tile([0.09, -0.05, 0.05], (60, 1))  # every component under the stand speed
+    assert np.all(integrate_base(below, rate) == 0.0)
+    walk = np.zeros((90, 3))
+    walk[:60, 0] = 0.3
+    path = integrate_base(walk, rate)
+    # 0.3 m/s for 2 s, less the acceleration ramp (0.3 s at 1 m/s^2 each way: 0.3^2 / 2 / 1 per ramp end)
+    assert path[-1, 0] == pytest.approx(0.3 * 2.0, abs=0.02) and path[-1, 1] == 0.0
+    assert path[-1, 0] == pytest.approx(path[70, 0])  # at rest 10 ticks after the last command
+    assert first_walk(walk) == (0, 59) and first_walk(below) is None
+
+
+def test_executed_velocities_follow_each_chunk_for_its_execution_horizon():
+    def chunk_at(tick: int) -> np.ndarray:
+        chunk = np.zeros((HORIZON, ACTION_DIM))
+        chunk[:, 32] = tick + np.arange(HORIZON)  # row r of the chunk planned at t is for tick t + r
+        return chunk
+
+    executed = executed_velocities(chunk_at, 10, every=4)
+    assert executed[:, 0].tolist() == list(range(10))  # rows 0-3 of the chunks at 0, 4, 8 (cut at the end)
+
+
+def test_walk_drift_is_zero_for_the_recording_and_a_bias_for_a_biased_walk():
+    episodes = [_walk_episode(0.3, vy) for vy in (-0.12, 0.0, 0.04, 0.1)]
+
+    def replay(actions: np.ndarray, offset: float = 0.0, mean_walk: bool = False):
+        def chunk_at(tick: int) -> np.ndarray:
+            chunk = padded_chunk_of(actions, tick)
+            walking = np.abs(chunk[:, 32:34]).max(axis=1) >= 0.1
+            if mean_walk:
+                chunk[walking, 33] = 0.005  # the average layout's walk, whatever this one's
+            chunk[walking, 33] += offset
+            return chunk
+
+        return chunk_at
+
+    perfect, biased, average = WalkDrift(15), WalkDrift(15), WalkDrift(15)
+    for actions in episodes:
+        perfect.add(actions, replay(actions))
+        biased.add(actions, replay(actions, offset=0.03))
+        average.add(actions, replay(actions, mean_walk=True))
+    exact = perfect.summary()
+    assert exact["walk_drift_m"] == pytest.approx(0.0, abs=1e-12) and exact["walk_drift_within_15mm"] == 1.0
+    assert exact["walk_vy_spread_ratio"] == pytest.approx(1.0) and exact["walk_vy_corr"] == pytest.approx(1.0)
+    assert exact["walk_episodes"] == 4 and exact["walk_every"] == 15
+    # vy 0.03 m/s too high for the 36 ticks (1.2 s) of the first walk: 3.6 cm to the side
+    assert biased.summary()["walk_drift_m"] == pytest.approx(0.03 * 36 / 30.0, abs=2e-3)
+    assert biased.summary()["walk_drift_within_15mm"] == 0.0
+    assert average.summary()["walk_vy_spread_ratio"] == 0.0 and "walk_vy_corr" not in average.summary()
+    standing = WalkDrift(15)
+    standing.add(np.zeros((60, ACTION_DIM)), lambda tick: np.zeros((HORIZON, ACTION_DIM)))
+    assert standing.summary() == {"walk_episodes": 0, "walk_every": 15}
+
+
+def padded_chunk_of(actions: np.ndarray, tick: int) -> np.ndarray:
+    steps = np.minimum(tick + np.arange(HORIZON * 3), len(actions) - 1)
+    return actions[steps].copy()
+
+
 def test_psi0_eval_open_loop_end_to_end(tmp_path: Path, single_thread):
     from psi0_ros.commands import eval as eval_command
     from psi0_ros.policy.tiny import write_tiny_checkpoint
@@ -156,6 +228,8 @@ def test_psi0_eval_open_loop_end_to_end(tmp_path: Path, single_thread):
         "jitter_arms",
         "expert_jitter_arms",
         "frames",
+        "walk_drift_m",  # the generated episodes walk from their first tick
+        "walk_episodes",
     )
     for split, frames in (("held_out", 3), ("train", 6)):
         assert all(key in summary[split] for key in required), sorted(summary[split])

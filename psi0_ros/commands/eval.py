@@ -151,5 +151,10 @@ def run_open_loop(args: argparse.Namespace) -> int:
             f"(hold state {metrics['hold_state_arms_first_rad']:.3f}/{metrics['hold_state_arms_chunk_rad']:.3f}), "
             f"hands first {metrics['hands_first_rad']:.3f} rad, lower velocity first "
             f"{metrics['lower_velocity_first']:.3f} m/s"
+            + (
+                f", first walk ends {metrics['walk_drift_m']:.3f} m (median) from the recording's stop"
+                if "walk_drift_m" in metrics
+                else ""
+            )
         )
     return 0

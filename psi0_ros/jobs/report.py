@@ -110,6 +110,14 @@ def open_loop_table(open_loop: dict[str, Any]) -> list[str]:
             f"| {split} | | arms: bias of the mean chunk / sampling spread {bias} / {spread}; "
             f"jitter {jitter} (expert {expert}) | | | |"
         )
+        if "walk_drift_m" in metrics:
+            spread_ratio = cell(metrics, "walk_vy_spread_ratio")
+            lines.append(
+                f"| {split} | | first walk, chunks every {metrics['walk_every']} ticks on the recorded observations: "
+                f"base rests {metrics['walk_drift_m']:.4f} m (median) from the recording's stop, "
+                f"{metrics['walk_drift_within_15mm']:.0%} of {metrics['walk_episodes']} episodes within 1.5 cm; "
+                f"vy spread over layouts / recorded {spread_ratio} | | | |"
+            )
     lines += [""]
     return lines
 
