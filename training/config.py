@@ -192,9 +192,17 @@ class ExpertData:
     # Whole episodes held out of training and of the normalisation statistics (a draw seeded by
     # run.seed), scored every run.eval_every steps (training/validation.py); 0: no validation.
     val_episodes: int = 0
+    # Loss weight of the base velocity dimensions (vx, vy, vyaw) against every other action
+    # dimension (1: Psi0's plain average). A teleop walk is a few percent of an episode's frames and
+    # 3 of 36 dimensions, yet where the robot stops decides a grasp (docs/main_job.md).
+    velocity_loss_weight: float = 1.0
 
     def __post_init__(self) -> None:
         formats = ("episodes", "lerobot", "humanoid_everyday")
+        _check(
+            isinstance(self.velocity_loss_weight, (int, float)) and self.velocity_loss_weight > 0,
+            f"ExpertData.velocity_loss_weight must be > 0, got {self.velocity_loss_weight!r}",
+        )
         _check(
             isinstance(self.val_episodes, int) and not isinstance(self.val_episodes, bool) and self.val_episodes >= 0,
             f"ExpertData.val_episodes must be an int >= 0, got {self.val_episodes!r}",

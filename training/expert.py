@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from psi0_ros.layout import ACTION_DIM, actions_to_deltas
+from psi0_ros.layout import ACTION_DIM, VELOCITY_DIMS, actions_to_deltas
 from psi0_ros.policy.checkpoint import build_expert, load_checkpoint, save_checkpoint
 from psi0_ros.policy.config import ImageConfig, expert_preset
 from psi0_ros.policy.flow import batch_flow_loss
@@ -105,6 +105,7 @@ class ExpertSamples(torch.utils.data.Dataset):
         builder: VLMInputBuilder,
         jitter: bool,
         cache: FeatureCache | None = None,
+        velocity_weight: float = 1.0,
     ):
         self.source = source
         self.normalizer = normalizer
@@ -116,6 +117,7 @@ class ExpertSamples(torch.utils.data.Dataset):
         self.builder = builder
         self.jitter = jitter
         self.cache = cache
+        self.velocity_weight = float(velocity_weight)  # loss weight of vx, vy, vyaw (ExpertData)
         lengths = np.array([e.length for e in source.entries], dtype=np.int64)
         self.starts = np.concatenate([[0], np.cumsum(lengths)])
 
@@ -147,7 +149,7 @@ class ExpertSamples(torch.utils.data.Dataset):
         sample: dict[str, Any] = {
             "state": torch.from_numpy(transformed.state),
             "actions": torch.from_numpy(transformed.actions),
-            "weights": torch.from_numpy(transformed.weights()),
+            "weights": torch.from_numpy(self._weights(transformed)),
             "sigma": torch.tensor(rng.random(), dtype=torch.float32),
             "delay": torch.tensor(int(rng.integers(0, self.max_delay)) if self.max_delay else 0),
             "noise": torch.from_numpy(rng.standard_normal((self.horizon, ACTION_DIM)).astype(np.float32)),
@@ -160,6 +162,12 @@ class ExpertSamples(torch.utils.data.Dataset):
                 image = color_jitter(image, rng)
             sample["vlm"] = self.builder.prompt_ids(image, entry.instruction)
         return sample
+
+    def _weights(self, sample: Sample) -> np.ndarray:
+        weights = sample.weights()
+        if self.velocity_weight != 1.0:
+            weights[:, list(VELOCITY_DIMS)] *= self.velocity_weight
+        return weights
 
     def collate(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
         batch = {
@@ -277,7 +285,14 @@ class ExpertTask(Task):
         builder = VLMInputBuilder.from_backbone(self.vlm)
         max_delay = self.policy_config.flow.max_delay
         self.samples = ExpertSamples(
-            self.source, normalizer, data.horizon, representation, max_delay, builder, data.color_jitter
+            self.source,
+            normalizer,
+            data.horizon,
+            representation,
+            max_delay,
+            builder,
+            data.color_jitter,
+            velocity_weight=data.velocity_loss_weight,
         )
         if data.feature_cache and not model.train_vlm and not data.color_jitter:
             self.samples.cache = self.feature_cache(dist)
