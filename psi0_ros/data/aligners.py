@@ -17,6 +17,7 @@ from PIL import Image as PILImage
 
 from psi0_ros.data.align import hold, interpolate, nearest, sort_by_time
 from psi0_ros.data.bags import Stamped
+from psi0_ros.data.cdr import RawJointState, decode_joint_state, decode_joint_state_batch
 from psi0_ros.data.clocks import choose_times, near, seconds_to_ns
 from psi0_ros.data.config import ConvertConfig
 from psi0_ros.data.episode_schema import IMU_FIELDS
@@ -92,24 +93,62 @@ class JointStateAligner:
     def __init__(self, topic: str, config: ConvertConfig) -> None:
         self.topic, self.config = topic, config
         self.groups: dict[tuple[str, ...], Samples] = {}
+        # (length, layout) -> the names and the messages as bytes (RawJointState)
+        self.raw: dict[tuple[int, bytes], tuple[tuple[str, ...], Samples]] = {}
         self.clock: str | None = None
 
     def add(self, m: Stamped) -> None:
         msg = m.msg
+        if isinstance(msg, RawJointState):  # values decoded in align(), many messages at once
+            key = (len(msg.raw), msg.layout)
+            batch = self.raw.get(key)
+            if batch is None:
+                batch = self.raw[key] = (msg.name, Samples())
+            batch[1].add(m, msg.raw)
+            return
         names = tuple(msg.name)
         velocity = np.asarray(msg.velocity, dtype=np.float64)
         effort = np.asarray(msg.effort, dtype=np.float64)
+        # A group's values are blocks of rows (positions, velocities or None, efforts or None):
+        # one row per message here, a whole batch from _decode_raw.
         _group(self.groups, names).add(
             m,
             (
-                _checked_vector(msg.position, len(names), self.topic),
-                velocity if velocity.size == len(names) else None,
-                effort if effort.size == len(names) else None,
+                _checked_vector(msg.position, len(names), self.topic)[None],
+                velocity[None] if velocity.size == len(names) else None,
+                effort[None] if effort.size == len(names) else None,
             ),
         )
 
+    def _decode_raw(self) -> None:
+        """Decode the messages add() kept as bytes, one batch per layout, into their name groups."""
+        for names, batch in self.raw.values():
+            arrays = decode_joint_state_batch(batch.values)
+            group = _group(self.groups, names)
+            if arrays is None:  # their sequences differ in length: one by one
+                for receive, header, raw in zip(batch.receive, batch.header, batch.values, strict=True):
+                    sample = decode_joint_state(raw)
+                    if sample is None:
+                        raise EpisodeError(f"{self.topic}: an undecodable JointState at {receive} ns")
+                    self.add(Stamped(receive, header, sample))
+                continue
+            position, velocity, effort = arrays
+            if position.shape[1] != len(names):
+                raise EpisodeError(f"{self.topic}: a message has {position.shape[1]} positions for {len(names)} names")
+            group.receive += batch.receive
+            group.header += batch.header
+            group.values.append(
+                (
+                    position,
+                    velocity if velocity.shape[1] == len(names) else None,
+                    effort if effort.shape[1] == len(names) else None,
+                )
+            )
+        self.raw.clear()
+
     def align(self, ticks: np.ndarray) -> tuple[Aligned, np.ndarray | None, np.ndarray | None]:
         """(positions (T, 43), velocities or None, efforts or None)."""
+        self._decode_raw()
         config = self.config
         t = ticks.size
         if not self.groups:
@@ -133,16 +172,16 @@ class JointStateAligner:
             if dst.size == 0:
                 continue
             times = np.array(stream.header if use_header else stream.receive, dtype=np.int64)
-            p = np.array([v[0] for v in stream.values])[:, src]
+            p = np.concatenate([v[0] for v in stream.values])[:, src]
             vel = [v[1] for v in stream.values]
             eff = [v[2] for v in stream.values]
             has_velocity &= all(v is not None for v in vel)
             has_effort &= all(v is not None for v in eff)
             columns = [p]
             if has_velocity:
-                columns.append(np.array(vel)[:, src])
+                columns.append(np.concatenate(vel)[:, src])
             if has_effort:
-                columns.append(np.array(eff)[:, src])
+                columns.append(np.concatenate(eff)[:, src])
             stacked = np.stack(columns, axis=1)  # (N, channels, k)
             times, stacked = sort_by_time(times, stacked)
             if config.state_rule == "interpolate":

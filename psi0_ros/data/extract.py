@@ -19,7 +19,7 @@ from psi0_ros.data.aligners import (
 )
 from psi0_ros.data.bag_schema import IMAGE, camera_topics, event_topics, expected_types, required_topics
 from psi0_ros.data.bags import BagReader
-from psi0_ros.data.cdr import decode_image, decode_imu, decode_joint_state
+from psi0_ros.data.cdr import decode_image, decode_imu, decode_joint_state, peek_joint_state
 from psi0_ros.data.clocks import NS_PER_S, READ_MARGIN_BEFORE_NS, READ_MARGIN_NS, TAIL_NS, seconds_to_ns
 from psi0_ros.data.config import ConvertConfig
 from psi0_ros.data.episode_schema import EpisodeData
@@ -86,7 +86,7 @@ class _Extraction:
         after = self.span.stop_ns + READ_MARGIN_NS
         commands = {t for t in (config.upper_body_command_topic, config.lower_body_command_topic) if t in topics}
         fast = {
-            config.joint_states_topic: decode_joint_state,
+            config.joint_states_topic: peek_joint_state,  # values decoded by the aligner, in batches
             config.upper_body_command_topic: decode_joint_state,  # a JointState as well
             config.imu_topic: decode_imu,
         }
