@@ -228,19 +228,14 @@ def integrate_base(velocities: np.ndarray, rate_hz: float) -> np.ndarray:
     """(T, 3) commanded vx, vy (heading frame, m/s) and vyaw (rad/s) -> (T, 2) planar base positions
     from rest at the origin, heading 0, by the kinematic base's rules: all three below its stand
     speed stands in place, and the velocity follows the command at its acceleration limit."""
-    from psi0_ros.sim.kinematic import KinematicConfig
+    from psi0_ros.sim.kinematic import KinematicConfig, ramped_velocity, stands
 
     config, dt = KinematicConfig(), 1.0 / rate_hz
     position, velocity, yaw = np.zeros(2), np.zeros(2), 0.0
     path = np.zeros((len(velocities), 2))
     for t, (vx, vy, vyaw) in enumerate(np.asarray(velocities, np.float64)):
-        standing = max(abs(vx), abs(vy), abs(vyaw)) < config.stand_speed
-        want = np.zeros(2) if standing else np.array([vx, vy])
-        change = want - velocity
-        norm = float(np.hypot(*change))
-        if norm > config.max_accel * dt:
-            change *= config.max_accel * dt / norm
-        velocity = velocity + change
+        standing = stands(vx, vy, vyaw, config.stand_speed)
+        velocity = ramped_velocity(velocity, np.zeros(2) if standing else np.array([vx, vy]), config.max_accel, dt)
         cos, sin = np.cos(yaw), np.sin(yaw)
         position = position + dt * np.array(
             [cos * velocity[0] - sin * velocity[1], sin * velocity[0] + cos * velocity[1]]
@@ -429,7 +424,6 @@ def open_loop_metrics(
     each episode makes the numbers reproducible. walk_every: also the walk_* keys, a chunk planned
     every that many ticks (chunk_node's execution horizon; None: half the policy's horizon, as
     chunk_node's default; 0: not scored)."""
-    from psi0_ros.policy.interface import Observation
 
     if not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be an int >= 1, got {samples!r}")
@@ -444,15 +438,12 @@ def open_loop_metrics(
         policy.reset()
         for frame in range(0, len(episode.action), stride):
             state = episode.state[frame]
-            observation = Observation(state=state, image=episode.image(frame), instruction=episode.instruction)
-            if policy.vlm is not None:  # encode the frame once for the K samples
-                features, mask = policy.encode(observation.image, observation.instruction)
-                observation = Observation(state=state, vlm_features=features, vlm_mask=mask)
+            observation = _observation(policy, episode, frame)  # encoded once for the K samples
             chunks = np.stack([policy.infer(observation) for _ in range(samples)])
             baseline = None if nearest is None else nearest.chunk(state, horizon, exclude=episode.name)
             scores.add_frame(chunks, expert_chunk(episode.action, frame, horizon), state, baseline)
         if walk is not None:
-            walk.add(episode.action, lambda tick, episode=episode: _one_chunk(policy, episode, tick))
+            walk.add(episode.action, lambda tick, episode=episode: policy.infer(_observation(policy, episode, tick)))
         release = getattr(getattr(episode, "load_image", None), "release", None)
         if release is not None:
             release()
@@ -463,13 +454,13 @@ def open_loop_metrics(
     return summary
 
 
-def _one_chunk(policy: Policy, episode: EpisodeLike, frame: int) -> np.ndarray:
-    """One chunk the policy plans from the episode's recorded observation at `frame`."""
+def _observation(policy: Policy, episode: EpisodeLike, frame: int) -> Any:
+    """The episode's recorded observation at `frame`, its image through the policy's VLM."""
     from psi0_ros.policy.interface import Observation
 
     state = episode.state[frame]
     observation = Observation(state=state, image=episode.image(frame), instruction=episode.instruction)
-    if policy.vlm is not None:
-        features, mask = policy.encode(observation.image, observation.instruction)
-        observation = Observation(state=state, vlm_features=features, vlm_mask=mask)
-    return np.asarray(policy.infer(observation), np.float64)
+    if policy.vlm is None:
+        return observation
+    features, mask = policy.encode(observation.image, observation.instruction)
+    return Observation(state=state, vlm_features=features, vlm_mask=mask)

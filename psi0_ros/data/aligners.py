@@ -42,7 +42,8 @@ class Samples:
     """Samples of one stream as read: both clocks and the payload per message.
 
     The payloads of a stream are vectors of one length (checked as they are added); align()
-    stacks them with np.array, several times faster than np.stack on thousands of rows.
+    stacks them with np.array, several times faster than np.stack on thousands of rows. The joint
+    states' payloads are blocks of rows instead (JointStateAligner), joined with np.concatenate.
     """
 
     def __init__(self) -> None:

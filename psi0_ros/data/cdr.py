@@ -104,8 +104,8 @@ def decode_joint_state(raw: bytes | memoryview) -> JointStateSample | None:
 
 
 class RawJointState(NamedTuple):
-    """A JointState read only up to its names (peek_joint_state); JointStateBatch decodes the rest
-    of many at once. Messages with equal `layout` have equal bytes up to the values, stamp aside."""
+    """A JointState read only up to its names (peek_joint_state); decode_joint_state_batch decodes
+    the rest of many at once. Messages with equal `layout` have equal bytes up to the values, stamp aside."""
 
     stamp_ns: int
     name: tuple[str, ...]

@@ -67,6 +67,20 @@ def wrap_angle(angle: float) -> float:
     return (angle + math.pi) % (2.0 * math.pi) - math.pi
 
 
+def stands(vx: float, vy: float, vyaw: float, stand_speed: float) -> bool:
+    """AMO's in-place stand: every velocity component below stand_speed (0: never)."""
+    return max(abs(vx), abs(vy), abs(vyaw)) < stand_speed
+
+
+def ramped_velocity(velocity: np.ndarray, want: np.ndarray, max_accel: float, dt: float) -> np.ndarray:
+    """The planar velocity one step of dt after `velocity`, moving towards `want` at max_accel."""
+    change = want - velocity
+    norm = math.hypot(change[0], change[1])
+    if norm > max_accel * dt:
+        change *= max_accel * dt / norm
+    return velocity + change
+
+
 def _clamp(value: float, bound: float) -> float:
     """value limited to [-bound, bound]."""
     return min(max(float(value), -bound), bound)
@@ -132,7 +146,7 @@ class KinematicLowerBody:
         c = {name: float(command[i]) for name, i in LOWER_BODY_INDEX.items()}
         want_v = np.array([c["vx"], c["vy"]])
         want_rate = c["vyaw"]
-        if max(abs(c["vx"]), abs(c["vy"]), abs(c["vyaw"])) < cfg.stand_speed:
+        if stands(c["vx"], c["vy"], c["vyaw"], cfg.stand_speed):
             want_v[:] = 0.0  # AMO's in-place stand: no stepping (the heading is still held, below)
             want_rate = 0.0
         if cfg.heading == "target_yaw":
@@ -141,11 +155,7 @@ class KinematicLowerBody:
         torso = np.array([c["torso_yaw"], c["torso_roll"], c["torso_pitch"]])  # waist joint order
         # scalar clamps with math, not numpy: this runs every control tick (250-500 Hz) on the loop thread
         want_rate = _clamp(want_rate, cfg.max_yaw_rate)
-        dv = want_v - self.velocity
-        norm = math.hypot(dv[0], dv[1])
-        if norm > cfg.max_accel * dt:
-            dv *= cfg.max_accel * dt / norm
-        self.velocity = self.velocity + dv
+        self.velocity = ramped_velocity(self.velocity, want_v, cfg.max_accel, dt)
         self.yaw_rate += _clamp(want_rate - self.yaw_rate, cfg.max_yaw_accel * dt)
         low, high = self.height_range
         want_height = min(max(want_height, low), high)
