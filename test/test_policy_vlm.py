@@ -19,6 +19,7 @@ from psi0_ros.policy.vlm import (
     check_vlm_dir,
     features_from_bytes,
     features_to_bytes,
+    patch_embedding_as_matmul,
     write_tiny_vlm,
 )
 
@@ -83,6 +84,32 @@ def test_features_are_the_last_decoder_layer_before_the_final_norm(tiny_vlm_dir)
     # 80 image tokens per 640x480 frame; the shorter prompt is right-padded and masked
     assert (inputs["input_ids"] == vlm.image_token_id).sum(1).tolist() == [80, 80]
     assert ours.mask[0].all() and not ours.mask[1].all() and ours.mask[1, 0]
+
+
+def test_patch_embedding_as_a_matrix_product_matches_transformers_conv3d(tiny_vlm_dir):
+    """The backbone runs the vision patch embedding as one matmul: the same outputs and weight
+    gradients as transformers' own Conv3d layer, and a deep copy computes with its own weights."""
+    import copy
+
+    plain = Qwen3VLForConditionalGeneration.from_pretrained(str(tiny_vlm_dir)).eval()
+    conv = plain.model.visual.patch_embed
+    vlm = VLMBackbone.from_pretrained(tiny_vlm_dir)
+    embed = vlm.model.model.visual.patch_embed
+    assert isinstance(embed.proj, torch.nn.Conv3d) and embed.forward.__func__ is not type(embed).forward
+    pixels = vlm.prepare(_frames(2), ["wave", "wave"])["pixel_values"]
+    ours, theirs = embed(pixels), conv(pixels)
+    assert ours.shape == theirs.shape == (pixels.shape[0], embed.embed_dim)
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    ours.square().sum().backward()
+    theirs.square().sum().backward()
+    assert torch.allclose(embed.proj.weight.grad, conv.proj.weight.grad, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(embed.proj.bias.grad, conv.proj.bias.grad, rtol=1e-4, atol=1e-4)
+    twin = copy.deepcopy(vlm).model.model.visual.patch_embed
+    with torch.no_grad():
+        twin.proj.weight.mul_(2.0)
+        assert torch.allclose(embed(pixels), ours)  # the original keeps its weights
+        assert not torch.allclose(twin(pixels), ours, atol=1e-3)
+    assert patch_embedding_as_matmul(torch.nn.Linear(2, 2)) is False  # no vision tower: nothing changes
 
 
 def test_padding_in_a_batch_does_not_change_a_samples_features(tiny_vlm_dir):

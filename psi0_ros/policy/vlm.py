@@ -15,6 +15,7 @@ with a byte-level tokenizer in such a directory, for tests and benchmarks.
 from __future__ import annotations
 
 import json
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,6 +140,33 @@ def read_vision_spec(path: Path, vision_config: object) -> VisionSpec:
     )
 
 
+def patch_embedding_as_matmul(model: nn.Module) -> bool:
+    """Run the vision tower's patch embedding as one matrix product instead of its Conv3d.
+
+    The Conv3d's kernel equals its stride and the whole input patch (channels x temporal x 16 x 16),
+    so each output is the dot product of one flattened patch with one flattened filter: the same
+    numbers as F.linear with the weight viewed (out, C*T*P*P), in the order the patches are laid
+    out. The parameters and the state dict are unchanged; on CPU the convolution's forward and
+    backward cost ~10x the matrix product (the largest single cost of training the tiny VLM end to
+    end). Returns False, changing nothing, for a model without that layer."""
+    embed = getattr(getattr(getattr(model, "model", None), "visual", None), "patch_embed", None)
+    proj = getattr(embed, "proj", None)
+    if not isinstance(proj, nn.Conv3d) or tuple(proj.kernel_size) != tuple(proj.stride) or proj.groups != 1:
+        return False
+    if any(p != 0 for p in proj.padding) or any(d != 1 for d in proj.dilation):
+        return False
+
+    # Bound to the layer (not a closure over it), so a deep copy of the model computes with its own weights.
+    embed.forward = types.MethodType(_patch_embedding_matmul, embed)
+    return True
+
+
+def _patch_embedding_matmul(embed: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
+    weight = embed.proj.weight
+    flat = hidden_states.reshape(-1, weight[0].numel()).to(weight.dtype)
+    return nn.functional.linear(flat, weight.reshape(weight.shape[0], -1), embed.proj.bias)
+
+
 class VLMBackbone(nn.Module):
     """Qwen3-VL as a feature extractor. encode(images, instructions) -> VLMOutput."""
 
@@ -157,6 +185,7 @@ class VLMBackbone(nn.Module):
             )
         pad = tokenizer.pad_token_id
         self.pad_token_id = int(pad if pad is not None else tokenizer.convert_tokens_to_ids("<|endoftext|>"))
+        patch_embedding_as_matmul(model)
 
     @classmethod
     def from_pretrained(
