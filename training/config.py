@@ -417,7 +417,9 @@ PRESETS: dict[str, dict[str, StageConfig]] = {
         # preset: the recipe's dropouts (proprio 0.2, obs 0.1) and 1500 steps under-fit.
         "sim": ExpertStageConfig(
             stage=3,
-            run=dataclasses.replace(_TINY_RUN, steps=6000, global_batch=32, log_every=50, save_every=6000, eval_every=600),
+            run=dataclasses.replace(
+                _TINY_RUN, steps=6000, global_batch=32, log_every=50, save_every=6000, eval_every=600
+            ),
             optim=OptimConfig(lr=3e-3, betas=(0.95, 0.999), weight_decay=1e-6, warmup_steps=100, schedule="cosine"),
             data=ExpertData(format="episodes", horizon=30, color_jitter=False),
             model=ExpertModel(
