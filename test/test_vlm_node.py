@@ -86,8 +86,7 @@ def test_vlm_node_newest_frame_stamps_and_instruction(tmp_path):
     finally:
         node.destroy_node()
         rclpy.shutdown()
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
+        _stop([proc])
     seqs = [f.image_seq for f in features]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert not any(f.header.stamp.sec == 2000 for f in features)
@@ -96,6 +95,18 @@ def test_vlm_node_newest_frame_stamps_and_instruction(tmp_path):
     assert all(f.instruction == "pick up the can" for f in features if f.header.stamp.sec < 2000)
     values, mask = vlm_features_arrays(last)
     assert values.shape == (last.num_tokens, 64) and mask.all()
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """Ctrl-C every node, then wait; one slow to stop is killed, never left running after the test."""
+    for proc in procs:
+        proc.send_signal(signal.SIGINT)
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def test_vlm_node_on_compressed_images_matches_raw_and_drops_a_corrupt_jpeg(tmp_path):
@@ -196,9 +207,7 @@ def test_vlm_node_on_compressed_images_matches_raw_and_drops_a_corrupt_jpeg(tmp_
     finally:
         node.destroy_node()
         rclpy.shutdown()
-        for proc in procs:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=30)
+        _stop(procs)
     assert alive == [True, True]
     assert 3 not in features["jpeg"] and 4 not in features["jpeg"]
     log = logs["jpeg"].read_text()
