@@ -5,9 +5,6 @@ applies to the following frames."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -15,6 +12,7 @@ import pytest
 from helpers.scenes import two_object_scene
 
 rclpy = pytest.importorskip("rclpy")
+from helpers.ros_nodes import NodeProcess, ros_parameters  # noqa: E402
 
 
 def test_vlm_node_newest_frame_stamps_and_instruction(tmp_path):
@@ -30,9 +28,9 @@ def test_vlm_node_newest_frame_stamps_and_instruction(tmp_path):
     from psi0_ros.ros_messages import vlm_features_arrays
 
     checkpoint = write_tiny_checkpoint(tmp_path / "ckpt")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "psi0_ros.nodes.vlm_node", "--ros-args"]
-        + ["-p", f"checkpoint:={checkpoint}", "-p", "instruction:=pick up the can", "-p", "torch_threads:=1"]
+    proc = NodeProcess(
+        "psi0_ros.nodes.vlm_node",
+        *ros_parameters({"checkpoint": str(checkpoint), "instruction": "pick up the can", "torch_threads": "1"}),
     )
     rclpy.init()
     node = rclpy.create_node("vlm_feeder")
@@ -86,7 +84,7 @@ def test_vlm_node_newest_frame_stamps_and_instruction(tmp_path):
     finally:
         node.destroy_node()
         rclpy.shutdown()
-        _stop([proc])
+        proc.stop()
     seqs = [f.image_seq for f in features]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert not any(f.header.stamp.sec == 2000 for f in features)
@@ -95,18 +93,6 @@ def test_vlm_node_newest_frame_stamps_and_instruction(tmp_path):
     assert all(f.instruction == "pick up the can" for f in features if f.header.stamp.sec < 2000)
     values, mask = vlm_features_arrays(last)
     assert values.shape == (last.num_tokens, 64) and mask.all()
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    """Ctrl-C every node, then wait; one slow to stop is killed, never left running after the test."""
-    for proc in procs:
-        proc.send_signal(signal.SIGINT)
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_vlm_node_on_compressed_images_matches_raw_and_drops_a_corrupt_jpeg(tmp_path):
@@ -137,11 +123,10 @@ def test_vlm_node_on_compressed_images_matches_raw_and_drops_a_corrupt_jpeg(tmp_
     logs, procs = {}, []
     for namespace, role in (("raw", "all"), ("jpeg", "policy")):
         logs[namespace] = tmp_path / f"{namespace}.log"
-        params = [f"checkpoint:={checkpoint}", "instruction:=pick up the can", "torch_threads:=1"]
-        params.append(f"image_transport:={transport(role)}")
-        command = [sys.executable, "-m", "psi0_ros.nodes.vlm_node", "--ros-args", "-r", f"__ns:=/{namespace}"]
-        out = logs[namespace].open("w")
-        procs.append(subprocess.Popen(command + [a for p in params for a in ("-p", p)], stdout=out, stderr=out))
+        params = {"checkpoint": str(checkpoint), "instruction": "pick up the can", "torch_threads": "1"}
+        params["image_transport"] = transport(role)
+        ros_args = ["-r", f"__ns:=/{namespace}", *ros_parameters(params)]
+        procs.append(NodeProcess("psi0_ros.nodes.vlm_node", *ros_args, log=logs[namespace]))
     rclpy.init()
     node = rclpy.create_node("vlm_feeder")
     features: dict[str, dict[int, VLMFeatures]] = {"raw": {}, "jpeg": {}}
@@ -203,11 +188,12 @@ def test_vlm_node_on_compressed_images_matches_raw_and_drops_a_corrupt_jpeg(tmp_
             spin_until(lambda sec=sec: rejected[0] >= sec - 2, f"corrupt frame {sec} rejected")
         publish(5, two_object_scene())
         spin_until(lambda: 5 in features["jpeg"], "features after the corrupt frames")
-        alive = [proc.poll() is None for proc in procs]
+        alive = [proc.proc.poll() is None for proc in procs]
     finally:
         node.destroy_node()
         rclpy.shutdown()
-        _stop(procs)
+        for proc in procs:  # each stopped with Ctrl-C, killed if it does not exit
+            proc.stop()
     assert alive == [True, True]
     assert 3 not in features["jpeg"] and 4 not in features["jpeg"]
     log = logs["jpeg"].read_text()
