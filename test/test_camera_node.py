@@ -176,7 +176,7 @@ def test_camera_node_compresses_the_sim_bridges_frames_to_jpeg(tmp_path):
     rclpy.init()
     node = rclpy.create_node("sim_bridge_stand_in")
     received: list = []
-    node.create_subscription(CompressedImage, compressed_topic(TOPIC_IMAGE), received.append, LARGE_LATEST)
+    jpegs = node.create_subscription(CompressedImage, compressed_topic(TOPIC_IMAGE), received.append, LARGE_LATEST)
     bridge = node.create_publisher(Image, TOPIC_IMAGE, LARGE_LATEST)
     frames = {sec: two_object_scene(shift=4 * sec) for sec in range(1, 6)}
 
@@ -188,11 +188,9 @@ def test_camera_node_compresses_the_sim_bridges_frames_to_jpeg(tmp_path):
 
     try:
         spin_until(
-            lambda: (
-                bridge.get_subscription_count() > 0
-                and node.count_subscribers(compressed_topic(TOPIC_IMAGE)) > 0
-                and node.count_publishers(compressed_topic(TOPIC_IMAGE)) > 0
-            ),
+            # Matched both ways (not merely seen in the graph): a JPEG published before this
+            # subscription matched camera_node's publisher would be lost (volatile, depth 1).
+            lambda: bridge.get_subscription_count() > 0 and jpegs.get_publisher_count() > 0,
             "camera_node",
         )
         for sec, rgb in frames.items():  # one at a time: each frame must come out, none twice
