@@ -196,12 +196,23 @@ class ExpertData:
     # dimension (1: Psi0's plain average). A teleop walk is a few percent of an episode's frames and
     # 3 of 36 dimensions, yet where the robot stops decides a grasp (docs/main_job.md).
     velocity_loss_weight: float = 1.0
+    # How often a frame whose action chunk commands the base to move (any vx, vy, vyaw row at or
+    # above the lower body's stand speed) is drawn, relative to every other frame (1: each frame
+    # once per epoch, Psi0's sampling). Above 1 the batches are drawn with replacement, so the few
+    # walking frames make up more of them without weighting any dimension's loss.
+    walk_sample_weight: float = 1.0
 
     def __post_init__(self) -> None:
         formats = ("episodes", "lerobot", "humanoid_everyday")
         _check(
             isinstance(self.velocity_loss_weight, (int, float)) and self.velocity_loss_weight > 0,
             f"ExpertData.velocity_loss_weight must be > 0, got {self.velocity_loss_weight!r}",
+        )
+        _check(
+            isinstance(self.walk_sample_weight, (int, float))
+            and not isinstance(self.walk_sample_weight, bool)
+            and self.walk_sample_weight > 0,
+            f"ExpertData.walk_sample_weight must be > 0, got {self.walk_sample_weight!r}",
         )
         _check(
             isinstance(self.val_episodes, int) and not isinstance(self.val_episodes, bool) and self.val_episodes >= 0,

@@ -96,7 +96,9 @@ class GlobalBatchSampler:
     batch[(m * world + r) * micro : (m * world + r + 1) * micro].
     """
 
-    def __init__(self, size: int, run: RunConfig, dist: DistInfo, start_step: int = 0):
+    def __init__(
+        self, size: int, run: RunConfig, dist: DistInfo, start_step: int = 0, weights: np.ndarray | None = None
+    ):
         per_process = run.global_batch // run.grad_accum
         if per_process % dist.world_size:
             raise ValueError(
@@ -113,6 +115,18 @@ class GlobalBatchSampler:
         self.seed = run.seed
         self.start_step = start_step
         self.batches_per_epoch = size // run.global_batch
+        self.probabilities = None
+        if weights is not None:
+            weights = np.asarray(weights, np.float64)
+            if (
+                weights.shape != (size,)
+                or not np.all(np.isfinite(weights))
+                or (weights < 0).any()
+                or weights.sum() <= 0
+            ):
+                raise ValueError(f"sampling weights must be {size} finite values >= 0, not all zero")
+            if np.ptp(weights) > 0:  # equal weights: the plain permutation
+                self.probabilities = weights / weights.sum()
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         step = self.start_step
@@ -120,7 +134,11 @@ class GlobalBatchSampler:
         while True:
             epoch, within = divmod(step, self.batches_per_epoch)
             if epoch != cached_epoch:
-                order = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+                rng = np.random.default_rng([self.seed, epoch])
+                if self.probabilities is None:
+                    order = rng.permutation(self.size)
+                else:  # weighted: an epoch is as many draws, with replacement
+                    order = rng.choice(self.size, size=self.size, p=self.probabilities)
                 cached_epoch = epoch
             batch = order[within * self.global_batch : (within + 1) * self.global_batch]
             for m in range(self.grad_accum):
@@ -144,6 +162,10 @@ class Task:
     def module(self) -> nn.Module:
         """The trainable module (wrapped in DDP/FSDP); frozen parts may live inside it."""
         raise NotImplementedError
+
+    def sample_weights(self) -> np.ndarray | None:
+        """How often each dataset index is drawn, relative to the others (None: each once per epoch)."""
+        return None
 
     def dataset(self) -> torch.utils.data.Dataset:
         """Map-style: dataset[(index, seed)] -> sample; len(dataset) samples."""
@@ -469,7 +491,7 @@ def _train(task: Task, run: RunConfig, optim: OptimConfig, config: Any, max_step
     stop = min(run.steps, max_steps if max_steps is not None else run.steps)
 
     dataset = task.dataset()
-    sampler = GlobalBatchSampler(len(dataset), run, dist, start_step=start)
+    sampler = GlobalBatchSampler(len(dataset), run, dist, start_step=start, weights=task.sample_weights())
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_sampler=sampler,

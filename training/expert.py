@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from psi0_ros.control.amo import STAND_SPEED
 from psi0_ros.layout import ACTION_DIM, VELOCITY_DIMS, actions_to_deltas
 from psi0_ros.policy.checkpoint import build_expert, load_checkpoint, save_checkpoint
 from psi0_ros.policy.config import ImageConfig, expert_preset
@@ -162,6 +163,21 @@ class ExpertSamples(torch.utils.data.Dataset):
                 image = color_jitter(image, rng)
             sample["vlm"] = self.builder.prompt_ids(image, entry.instruction)
         return sample
+
+    def walking(self) -> np.ndarray:
+        """(len(self),) bool: the frame's action chunk commands the base to move (a vx, vy or vyaw
+        row at or above the lower body's stand speed, as the robot's walking controller reads it)."""
+        flags = []
+        for entry in self.source.entries:
+            velocity = np.asarray(entry.action[:, list(VELOCITY_DIMS)], np.float64)
+            moving = (np.abs(velocity) >= STAND_SPEED).any(axis=1)
+            # moving within the next `horizon` rows (the chunk, its end padded with the last row)
+            ends = np.flatnonzero(moving)
+            frame = np.arange(entry.length)
+            following = np.searchsorted(ends, frame)  # the first moving row at or after each frame
+            nearest = np.append(ends, np.iinfo(np.int64).max)[following]
+            flags.append(nearest < frame + self.horizon)
+        return np.concatenate(flags) if flags else np.zeros(0, bool)
 
     def _weights(self, sample: Sample) -> np.ndarray:
         weights = sample.weights()
@@ -342,6 +358,21 @@ class ExpertTask(Task):
 
     def dataset(self) -> torch.utils.data.Dataset:
         return self.samples
+
+    def sample_weights(self) -> np.ndarray | None:
+        weight = float(self.config.data.walk_sample_weight)
+        if weight == 1.0:
+            return None
+        walking = self.samples.walking()
+        weights = np.where(walking, weight, 1.0)
+        if self.dist.is_main:
+            share = float(weights[walking].sum() / weights.sum())
+            print(
+                f"psi0 train: {int(walking.sum())} of {len(walking)} frames command the base to move; "
+                f"drawn x{weight:g}, they make up {share:.0%} of the batches",
+                flush=True,
+            )
+        return weights
 
     def collate(self, samples: Sequence[Any]) -> Any:
         return self.samples.collate(samples)
