@@ -117,7 +117,9 @@ def test_a_run_drawing_walking_frames_more_differs_and_resumes_identically(tmp_p
 
 
 def test_the_setting_is_checked_and_defaults_to_drawing_every_frame_once():
-    assert build_config("stage3", "sim").data.walk_sample_weight == 1.0
+    assert build_config("stage3", "tiny").data.walk_sample_weight == 1.0
+    assert build_config("stage3", "psi0").data.walk_sample_weight == 1.0
+    assert build_config("stage3", "sim").data.walk_sample_weight == 6.0  # the main job's recipe
     assert build_config("stage3", "sim", ["data.walk_sample_weight=4"]).data.walk_sample_weight == 4.0
     with pytest.raises(ValueError, match="walk_sample_weight must be > 0"):
         build_config("stage3", "sim", ["data.walk_sample_weight=0"])

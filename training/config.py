@@ -425,14 +425,16 @@ PRESETS: dict[str, dict[str, StageConfig]] = {
         # The main job's small-demo recipe (`psi0 demo`, docs/main_job.md): the tiny expert and a
         # tiny random VLM whose image features are scaled to the expert's positional encodings,
         # trained to fit ten to thirty sim demos on a CPU in minutes. Measured against the tiny
-        # preset: the recipe's dropouts (proprio 0.2, obs 0.1) and 1500 steps under-fit.
+        # preset: the recipe's dropouts (proprio 0.2, obs 0.1) and 1500 steps under-fit. The
+        # walking frames are drawn 6x (about 70 % of the batches): drawn once, the expert walked
+        # one average path whatever the layout.
         "sim": ExpertStageConfig(
             stage=3,
             run=dataclasses.replace(
                 _TINY_RUN, steps=6000, global_batch=32, log_every=50, save_every=6000, eval_every=600
             ),
             optim=OptimConfig(lr=3e-3, betas=(0.95, 0.999), weight_decay=1e-6, warmup_steps=100, schedule="cosine"),
-            data=ExpertData(format="episodes", horizon=30, color_jitter=False),
+            data=ExpertData(format="episodes", horizon=30, color_jitter=False, walk_sample_weight=6.0),
             model=ExpertModel(
                 expert_preset="tiny",
                 vlm=TINY_VLM,
