@@ -171,12 +171,11 @@ class ExpertSamples(torch.utils.data.Dataset):
         for entry in self.source.entries:
             velocity = np.asarray(entry.action[:, list(VELOCITY_DIMS)], np.float64)
             moving = (np.abs(velocity) >= STAND_SPEED).any(axis=1)
-            # moving within the next `horizon` rows (the chunk, its end padded with the last row)
-            ends = np.flatnonzero(moving)
+            # any moving row among the chunk's rows [frame, frame + horizon) (past the end the chunk
+            # repeats the last row, which is inside that span already)
+            counted = np.concatenate([[0], np.cumsum(moving)])
             frame = np.arange(entry.length)
-            following = np.searchsorted(ends, frame)  # the first moving row at or after each frame
-            nearest = np.append(ends, np.iinfo(np.int64).max)[following]
-            flags.append(nearest < frame + self.horizon)
+            flags.append(counted[np.minimum(frame + self.horizon, entry.length)] > counted[frame])
         return np.concatenate(flags) if flags else np.zeros(0, bool)
 
     def _weights(self, sample: Sample) -> np.ndarray:
