@@ -71,6 +71,7 @@ class ChunkExecutorNode(Node):
         self._estop = False
         self._started = self.get_clock().now()
         self._landed: tuple[int, int, int] = (-1, 0, 0)  # chunk id, start tick, landing tick
+        self._first: tuple[int, int] = (-1, -1)  # this run's first accepted chunk: id, prefix length
         self._last: TickOutput | None = None
         group = MutuallyExclusiveCallbackGroup()
         self.create_subscription(ActionChunk, topic, self._on_chunk, CHUNKS_NEWEST, callback_group=group)
@@ -119,6 +120,8 @@ class ChunkExecutorNode(Node):
             return
         start = int(msg.start_tick)
         self._landed = (int(msg.chunk_id), start, start if land is None else land)
+        if self._first[0] < 0:
+            self._first = (int(msg.chunk_id), int(msg.prefix_length))
         if self._last is not None:
             self._publish_state(self._last)  # the landing goes out now, not with the next tick
 
@@ -168,6 +171,8 @@ class ChunkExecutorNode(Node):
         if counters["stopped"]:
             status.level, status.message = DiagnosticStatus.WARN, "no chunk to run: command stream stopped"
         values = {"queue_depth": self.scheduler.depth(), **counters, **self.counters}
+        # which chunk this run started from: the landing reports are best effort, this is not
+        values["first_chunk_id"], values["first_chunk_prefix"] = self._first
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
