@@ -51,6 +51,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default="torch",
         help="chunk_node's backend (not torch: --checkpoint is a `psi0 export` directory; docs/export.md)",
     )
+    parser.add_argument(
+        "--composed",
+        action="store_true",
+        help="run the policy's nodes in the bridge's process (as `psi0 deploy --composed`); by default they run "
+        "in a process of their own, as the deploy graph runs them",
+    )
+    parser.add_argument(
+        "--sim-speed",
+        type=float,
+        default=1.0,
+        help="pace the sim's clock at this multiple of real time (default 1); below 1 a diagnostic: every chunk "
+        "gets more sim time, as on a faster machine (docs/main_job.md)",
+    )
     parser.add_argument("--json", type=Path, help="write the summary here")
     parser.add_argument("--work-dir", type=Path, help="per-episode results and traces (default: beside the JSON)")
     parser.add_argument(
@@ -90,8 +103,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.open_loop:
         return run_open_loop(args)
+    import math
+
     from psi0_ros.jobs.evaluation import evaluate
 
+    if not (math.isfinite(args.sim_speed) and args.sim_speed > 0):
+        print(f"psi0 eval: --sim-speed must be a finite number > 0, got {args.sim_speed}", file=sys.stderr)
+        return 2
     work = args.work_dir or (args.json.parent / f"{args.json.stem}_episodes" if args.json else None)
     try:
         summary = evaluate(
@@ -104,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
             layout_seeds=args.layout_seeds,
             layout=args.layout,
             trace_episodes=args.trace_episodes,
-            node_params={"chunk_node": {"backend": args.backend}},
+            node_params={"chunk_node": {"backend": args.backend}, "robot_bridge_node": {"sim.speed": args.sim_speed}},
+            policy_process=not args.composed,
         )
     except (FileNotFoundError, ValueError) as err:
         print(f"psi0 eval: {err}", file=sys.stderr)

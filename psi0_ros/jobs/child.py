@@ -5,7 +5,8 @@ episode's teardown from touching the next, so every episode of `psi0 sim demos` 
 runs in a fresh interpreter: run_episode(entry, kwargs, result_file, ...) starts
 `python -m psi0_ros.jobs.child`, which calls entry(**kwargs) (JSON-able keyword arguments) and
 writes the dict it returns to result_file as JSON, then leaves with os._exit, so a DDS
-participant stuck in teardown cannot hold the process. The entry is passed as the function
+participant stuck in teardown cannot hold the process. Background(entry, ...) starts the same
+child beside the caller, until its stop(). The entry is passed as the function
 itself and found again in the child by its module and name: the import graph shows who runs what.
 
 run_module(module, args) is the plain form, `python -m <module> ARGS` with the output streamed:
@@ -17,6 +18,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,6 +38,24 @@ def run_module(module: ModuleType, args: Sequence[str], timeout_s: float | None 
         return "timeout"
 
 
+def _call(entry: Callable[..., dict[str, Any]], kwargs: dict[str, Any], result_file: Path) -> list[str]:
+    """The child's command line for entry(**kwargs) with its result in result_file (removed first)."""
+    module = sys.modules.get(entry.__module__)
+    if module is None or getattr(module, entry.__qualname__, None) is not entry:
+        raise ValueError(f"{entry!r} is not a module-level function: a child process cannot find it")
+    result_file = Path(result_file)
+    result_file.unlink(missing_ok=True)
+    call = {"module": entry.__module__, "function": entry.__qualname__, "kwargs": kwargs, "result": str(result_file)}
+    return [sys.executable, "-m", __name__, json.dumps(call)]
+
+
+def _result(result_file: Path, status: int | str, waited: float, identity: dict[str, Any]) -> dict[str, Any]:
+    if not Path(result_file).is_file():
+        error = f"episode process ended ({status}) without a result after {waited:.0f} s"
+        return {**identity, "success": None, "error": error}
+    return json.loads(Path(result_file).read_text())
+
+
 def run_episode(
     entry: Callable[..., dict[str, Any]],
     kwargs: dict[str, Any],
@@ -47,19 +67,39 @@ def run_episode(
 
     A child that leaves no result (it crashed, or ran past timeout_s) gives identity (what names
     the episode: seed, task, ...) with success None and an error saying how the process ended."""
-    module = sys.modules.get(entry.__module__)
-    if module is None or getattr(module, entry.__qualname__, None) is not entry:
-        raise ValueError(f"{entry!r} is not a module-level function: a child process cannot find it")
-    result_file = Path(result_file)
-    result_file.unlink(missing_ok=True)
-    call = {"module": entry.__module__, "function": entry.__qualname__, "kwargs": kwargs, "result": str(result_file)}
+    command = _call(entry, kwargs, result_file)
     started = time.monotonic()
-    status = run_module(sys.modules[__name__], [json.dumps(call)], timeout_s)
-    if not result_file.is_file():
-        waited = time.monotonic() - started
-        error = f"episode process ended ({status}) without a result after {waited:.0f} s"
-        return {**identity, "success": None, "error": error}
-    return json.loads(result_file.read_text())
+    try:
+        status: int | str = subprocess.run(command, timeout=timeout_s).returncode
+    except subprocess.TimeoutExpired:
+        status = "timeout"
+    return _result(result_file, status, time.monotonic() - started, identity)
+
+
+class Background:
+    """entry(**kwargs) in a child process that runs beside the caller until stop(): a node group
+    of an episode that must not share the caller's interpreter (psi0_ros.jobs.evaluation runs the
+    policy's nodes so). stop() sends SIGTERM (the node runtime's clean stop) and returns the dict
+    entry returned, or identity with an error when the child left none."""
+
+    def __init__(self, entry: Callable[..., dict[str, Any]], kwargs: dict[str, Any], result_file: Path) -> None:
+        self.result_file = Path(result_file)
+        self.process = subprocess.Popen(_call(entry, kwargs, self.result_file))
+        self.started = time.monotonic()
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout_s: float, identity: dict[str, Any]) -> dict[str, Any]:
+        if self.running():
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            status: int | str = self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            status = "timeout"
+        return _result(self.result_file, status, time.monotonic() - self.started, identity)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

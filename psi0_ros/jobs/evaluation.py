@@ -1,15 +1,19 @@
 """`psi0 eval`: closed-loop evaluation of a checkpoint on the simulated G1.
 
 evaluate() runs each episode in its own process (psi0_ros.jobs.child runs run_episode() there):
-the deploy graph's nodes from psi0_ros.deploy_graph.deploy_nodes("sim", ...) composed in that one
-process (as `psi0 deploy --composed`): vlm_node and chunk_node on the checkpoint with the task's
-instruction, and robot_bridge_node with the sim backend on one layout seed. The bridge is made
-last, so the sim clock starts once the policy is loaded. While the graph spins, the runtime's
-`until` hook reads the bridge's G1Sim (privileged, as the scripted expert does): the task check of
-psi0_ros.sim.tasks every poll, and a snapshot of the world every TRACE_PERIOD_S of sim time. An
-episode ends at the first success or after max_episode_s of sim time; its result (success, sim
-time, wall time, the sim's real-time factor, chunk_node's counters) comes back as JSON, the
-snapshots as an .npz next to it. The nodes (and rclpy) are imported only in the episode's process.
+the deploy graph's nodes from psi0_ros.deploy_graph.deploy_nodes("sim", ...), with vlm_node and
+chunk_node (the checkpoint, the task's instruction) in a second process of their own (run_policy(),
+a child of the episode's process), as the deploy graph runs its nodes, and robot_bridge_node with
+the sim backend on one layout seed in the episode's process; policy_process=False composes all of
+them in the episode's process (as `psi0 deploy --composed`). The bridge is made last, once the
+policy is loaded, and the episode's clock starts at the first command the bridge follows (the
+robot stands as placed until then; DDS's connection time between two processes is not the
+policy's). While the graph spins, the runtime's `until` hook reads the bridge's G1Sim (privileged,
+as the scripted expert does): the task check of psi0_ros.sim.tasks every poll, and a snapshot of
+the world every TRACE_PERIOD_S of sim time. An episode ends at the first success or after
+max_episode_s of sim time; its result (success, sim time, wall time, the sim's real-time factor,
+chunk_node's counters from whichever process ran it) comes back as JSON, the snapshots as an .npz
+next to it. The nodes (and rclpy) are imported only in the episodes' processes.
 
 Evaluation layout seeds start at EVAL_SEED_BASE + seed, far from the seeds `psi0 sim demos` uses
 (seed + episode index), so the policy is scored on object poses no demonstration had.
@@ -122,6 +126,109 @@ def _reach_summary(task: str, state: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+STARTUP_LIMIT_S = 20.0  # s of sim time the first command may take (DDS connects two processes in ~4 s)
+POLICY_READY_TIMEOUT_S = 600.0  # s the bridge waits for the policy's process to load the checkpoint
+POLICY_STOP_TIMEOUT_S = 60.0  # s the policy's process has to write its figures once told to stop
+
+
+def chunk_summary(chunk: Any, commands: str | Path | None) -> dict[str, Any]:
+    """chunk_node's figures of an episode: its counters and its scheduler's (executed / held /
+    missed ticks, chunks whose delay reached the trained max: delay_clamped), the motion of the
+    commanded arm targets (junction jumps, jerk), the median inference wall time (the injected
+    latency included); the per-tick targets go to `commands` when given."""
+    from psi0_ros.control.chunk_runner import percentiles_ms
+    from psi0_ros.jobs.ablation_metrics import command_log, motion_metrics
+
+    log = command_log(list(chunk.scheduler.executed), list(chunk.landings))
+    p50, _ = percentiles_ms(list(chunk.worker.latencies_s))
+    out: dict[str, Any] = {
+        "chunk_node_counters": {k: int(v) for k, v in sorted(chunk.counters.items())},
+        "scheduler_counters": {k: int(v) for k, v in sorted(chunk.scheduler.stats.counters.items())},
+        "motion": motion_metrics(log, chunk.rate_hz),
+        "inference_p50_ms": None if np.isnan(p50) else p50,
+    }
+    if commands is not None:
+        log.save(commands)
+        out["commands"] = str(commands)
+    return out
+
+
+def run_policy(
+    checkpoint: str,
+    task: str,
+    seed: int,
+    ready: str,
+    torch_threads: int = 1,
+    layout: str = "full",
+    node_params: dict[str, dict[str, Any]] | None = None,
+    commands: str | None = None,
+) -> dict[str, Any]:
+    """The policy's nodes of one episode (vlm_node, chunk_node) in this process, as the deploy
+    graph runs them (a process each, or another machine), beside run_episode's bridge: `ready` is
+    written once the checkpoint is loaded; runs until SIGTERM (or until the episode's process is
+    gone); returns chunk_summary() and this process's CPU seconds."""
+    import os
+
+    from psi0_ros.nodes.graph import make_node
+    from psi0_ros.nodes.runtime import spin_nodes
+
+    specs = [s for s in episode_nodes(checkpoint, task, seed, torch_threads, layout=layout, node_params=node_params)]
+    specs = [s for s in specs if s.name != "robot_bridge_node"]
+    parent = os.getppid()
+    result: dict[str, Any] = {"error": None}
+    state: dict[str, Any] = {"chunk": None}
+
+    def make_nodes() -> list[Any]:
+        made = [make_node(spec) for spec in specs]
+        state["chunk"] = next(n for n, spec in zip(made, specs, strict=True) if spec.name == "chunk_node")
+        state["cpu0"] = time.process_time()
+        Path(ready).write_text("ready\n")
+        return made
+
+    def until() -> str | None:
+        return "the episode's process is gone" if os.getppid() != parent else None
+
+    def after_spin(reason: str) -> None:
+        result["stopped_by"] = reason
+        if state["chunk"] is not None:
+            result.update(chunk_summary(state["chunk"], commands))
+            result["cpu_s"] = time.process_time() - state["cpu0"]
+        return None
+
+    status = spin_nodes(make_nodes, [], until=until, after_spin=after_spin, prog="psi0 eval policy")
+    if state["chunk"] is None:
+        result["error"] = f"the policy's nodes did not start (exit status {status})"
+    return result
+
+
+def _start_policy(kwargs: dict[str, Any], work: Path) -> Any:
+    """run_policy() in a child process beside this one; returns it once its nodes are up."""
+    ready = work / "policy.ready"
+    ready.unlink(missing_ok=True)
+    policy = child.Background(run_policy, {**kwargs, "ready": str(ready)}, work / "policy.json")
+    deadline = time.monotonic() + POLICY_READY_TIMEOUT_S
+    while not ready.is_file():
+        if not policy.running():
+            raise RuntimeError("the policy's process ended before its nodes were up (its own error is printed above)")
+        if time.monotonic() > deadline:
+            policy.stop(POLICY_STOP_TIMEOUT_S, {})
+            raise RuntimeError(f"the policy's nodes were not up after {POLICY_READY_TIMEOUT_S:g} s")
+        time.sleep(0.05)
+    return policy
+
+
+def _stop_policy(policy: Any, result: dict[str, Any]) -> dict[str, Any]:
+    """Stop the policy's process; its figures, with its CPU seconds added to the episode's."""
+    figures = policy.stop(POLICY_STOP_TIMEOUT_S, {})
+    if figures.get("error"):
+        return {"policy_error": figures["error"]}
+    out = {k: v for k, v in figures.items() if k not in ("error", "stopped_by", "cpu_s")}
+    out["policy_cpu_s"] = figures.get("cpu_s")
+    if "cpu_s" in result and figures.get("cpu_s") is not None:
+        out["cpu_s"] = result["cpu_s"] + figures["cpu_s"]
+    return out
+
+
 def run_episode(
     checkpoint: str,
     task: str,
@@ -132,13 +239,17 @@ def run_episode(
     layout: str = "full",
     node_params: dict[str, dict[str, Any]] | None = None,
     commands: str | Path | None = None,
+    policy_process: bool = True,
 ) -> dict[str, Any]:
-    """Run one episode in this process; returns its outcome (see the module docstring).
+    """Run one episode; returns its outcome (see the module docstring).
 
     evaluate() calls it in a child process; trace: where the world snapshots (.npz) go, or None;
-    commands: where the commanded arm targets per tick go (ablation_metrics.CommandLog), or None."""
-    from psi0_ros.control.chunk_runner import percentiles_ms
-    from psi0_ros.jobs.ablation_metrics import command_log, motion_metrics
+    commands: where the commanded arm targets per tick go (ablation_metrics.CommandLog), or None.
+    policy_process: the policy's nodes run in a process of their own (run_policy), as the deploy
+    graph runs them; False composes them with the bridge in this one."""
+    import tempfile
+
+    from psi0_ros.control.safety import SafetyMode
     from psi0_ros.nodes.graph import make_node
     from psi0_ros.nodes.runtime import spin_nodes
     from psi0_ros.sim.tasks import get_task
@@ -148,23 +259,47 @@ def run_episode(
     result: dict[str, Any] = {"task": task, "seed": seed, "success": None, "error": None}
     state: dict[str, Any] = {"sim": None, "snapshots": [], "next_trace": 0.0, "chunk": None}
     wall_limit = max(WALL_TIMEOUT_MIN_S, WALL_TIMEOUT_FACTOR * max_episode_s)
+    startup_limit = max(STARTUP_LIMIT_S, max_episode_s)
+    policy = None
+    scratch = tempfile.TemporaryDirectory(prefix="psi0_eval_policy_")
 
     def make_nodes() -> list[Any]:
+        nonlocal policy, specs
+        if policy_process:
+            kwargs = {"checkpoint": checkpoint, "task": task, "seed": seed, "torch_threads": torch_threads}
+            kwargs.update(layout=layout, node_params=node_params, commands=None if commands is None else str(commands))
+            try:
+                policy = _start_policy(kwargs, Path(scratch.name))
+            except RuntimeError as err:
+                result["error"] = str(err)
+                raise
+            specs = [spec for spec in specs if spec.name == "robot_bridge_node"]
         made = []
         for spec in specs:  # one at a time: the bridge (the sim's clock) last
             made.append(make_node(spec))
             if spec.name == "robot_bridge_node":
-                state["sim"] = made[-1].bridge.backend.sim
+                state["bridge"] = made[-1].bridge
+                state["sim"] = state["bridge"].backend.sim
             if spec.name == "chunk_node":
                 state["chunk"] = made[-1]
-        state["wall0"], state["sim0"], state["cpu0"] = time.monotonic(), state["sim"].time, time.process_time()
+        state["wall0"], state["start0"], state["cpu0"] = time.monotonic(), state["sim"].time, time.process_time()
         return made
 
     def until() -> str | None:
         sim = state["sim"]
         if sim is None:
             return None
+        if policy is not None and not policy.running():
+            result["error"] = "the policy's process ended during the episode"
+            return "policy process ended"
         now = sim.time
+        if "sim0" not in state:
+            if state["bridge"].safety.mode in (SafetyMode.STARTING, SafetyMode.WAITING):
+                if now - state["start0"] < startup_limit:
+                    return None
+                result["success"] = False
+                return f"no command in {startup_limit:g} s of sim time"
+            state["sim0"] = now  # the episode starts with the first command the bridge follows
         if trace is not None and now >= state["next_trace"]:
             state["snapshots"].append(sim.snapshot())
             state["next_trace"] = now + TRACE_PERIOD_S
@@ -185,30 +320,26 @@ def run_episode(
         result["stopped_by"] = reason
         if sim is not None and "wall0" in state:
             wall = time.monotonic() - state["wall0"]
-            result["sim_time_s"] = sim.time - state["sim0"]
+            start = state.get("sim0", sim.time)
+            result["startup_s"] = start - state["start0"]
+            result["sim_time_s"] = sim.time - start
             result["wall_s"] = wall
-            result["realtime_factor"] = result["sim_time_s"] / wall if wall > 0 else 0.0
+            result["realtime_factor"] = (sim.time - state["start0"]) / wall if wall > 0 else 0.0
             result["cpu_s"] = time.process_time() - state["cpu0"]  # every thread of the graph's process
             can, _ = sim.body_pose(check.objects[0])
             result["object_final_xyz"] = [float(v) for v in can]
             result["collisions"] = sim.collisions.summary()  # psi0_ros.sim.collisions
             result["reach"] = _reach_summary(task, state)
-        chunk = state["chunk"]
-        if chunk is not None:
-            result["chunk_node_counters"] = {k: int(v) for k, v in sorted(chunk.counters.items())}
-            # executed / held / missed ticks, chunks whose delay reached the trained max (delay_clamped)
-            result["scheduler_counters"] = {k: int(v) for k, v in sorted(chunk.scheduler.stats.counters.items())}
-            # the commanded arm targets: junction jumps and jerk (the executor has stopped ticking)
-            log = command_log(list(chunk.scheduler.executed), list(chunk.landings))
-            result["motion"] = motion_metrics(log, chunk.rate_hz)
-            p50, _ = percentiles_ms(list(chunk.worker.latencies_s))  # wall ms, the injected latency included
-            result["inference_p50_ms"] = None if np.isnan(p50) else p50
-            if commands is not None:
-                log.save(commands)
-                result["commands"] = str(commands)
+        if state["chunk"] is not None:
+            result.update(chunk_summary(state["chunk"], commands))
+        elif policy is not None:
+            result.update(_stop_policy(policy, result))
         return None
 
-    status = spin_nodes(make_nodes, [], until=until, after_spin=after_spin, prog="psi0 eval episode")
+    try:
+        status = spin_nodes(make_nodes, [], until=until, after_spin=after_spin, prog="psi0 eval episode")
+    finally:
+        scratch.cleanup()
     if result["success"] is None and result["error"] is None:
         result["error"] = f"episode did not finish (exit status {status}, {result.get('stopped_by') or 'no reason'})"
     if trace is not None and state["snapshots"]:
@@ -236,19 +367,21 @@ def evaluate(
     layout_seeds: list[int] | None = None,
     layout: str = "full",
     node_params: dict[str, dict[str, Any]] | None = None,
+    policy_process: bool = True,
 ) -> dict[str, Any]:
     """Run `episodes` closed-loop episodes; returns the summary (what `psi0 eval --json` writes).
 
     Keys: task, checkpoint, seed, success_rate, episodes (per episode: index, seed, success, sim
     and wall seconds, real-time factor, error), mean_episode_s (sim s per episode),
-    realtime_factor (sim time over wall time summed over all episodes), cpu_per_sim_s (CPU seconds
-    the graph's process used per simulated second), errors, max_episode_s.
+    realtime_factor (sim time over wall time summed over all episodes, start-up included),
+    cpu_per_sim_s (CPU seconds the graph's processes used per simulated second), errors, max_episode_s.
     out_dir receives per-episode results and, for the first trace_episodes, world snapshots
     (trace_<i>.npz) for render_rollout(). layout_seeds replaces the evaluation seeds (e.g. the
     demonstrations' own layouts, to tell execution from generalisation); episodes is then its length.
     Each episode also reports its collisions (psi0_ros.sim.collisions) and the motion of its
     commanded arm targets (psi0_ros.jobs.ablation_metrics; the per-tick targets in
-    commands_<i>.npz); node_params lays parameters over the graph's (episode_nodes)."""
+    commands_<i>.npz); node_params lays parameters over the graph's (episode_nodes);
+    policy_process: see run_episode (False: the whole graph in the episode's process)."""
     from psi0_ros.sim.tasks import get_task
 
     get_task(task)  # a bad name fails before anything starts
@@ -275,6 +408,7 @@ def evaluate(
             "layout": layout,
             "node_params": node_params,
             "commands": str(work / f"commands_{i:04d}.npz"),
+            "policy_process": policy_process,
         }
         result = child.run_episode(
             run_episode,
@@ -288,12 +422,14 @@ def evaluate(
             "error: " + result["error"] if result.get("error") else ("success" if result["success"] else "failure")
         )
         log(
-            f"  {outcome}: {result.get('sim_time_s', 0.0):.1f} s simulated in {result.get('wall_s', 0.0):.1f} s wall "
+            f"  {outcome}: {result.get('sim_time_s', 0.0):.1f} s simulated after {result.get('startup_s', 0.0):.1f} s "
+            f"to the first command, in {result.get('wall_s', 0.0):.1f} s wall "
             f"(real-time factor {result.get('realtime_factor', 0.0):.2f})"
         )
         results.append(result)
     ran = [r for r in results if "sim_time_s" in r]
-    sim_total = sum(r["sim_time_s"] for r in ran)
+    sim_total = sum(r["sim_time_s"] for r in ran)  # the episodes' own time, from their first command
+    clock_total = sim_total + sum(r.get("startup_s", 0.0) for r in ran)  # all the sim ran
     wall_total = sum(r["wall_s"] for r in ran)
     return {
         "task": task,
@@ -305,10 +441,11 @@ def evaluate(
         "success_rate": sum(1 for r in results if r.get("success")) / len(results),
         "episodes": results,
         "mean_episode_s": sim_total / len(ran) if ran else 0.0,
-        "realtime_factor": sim_total / wall_total if wall_total > 0 else 0.0,
-        "cpu_per_sim_s": sum(r.get("cpu_s", 0.0) for r in ran) / sim_total if sim_total > 0 else 0.0,
+        "realtime_factor": clock_total / wall_total if wall_total > 0 else 0.0,
+        "cpu_per_sim_s": sum(r.get("cpu_s", 0.0) for r in ran) / clock_total if clock_total > 0 else 0.0,
         "errors": sum(1 for r in results if r.get("error")),
         "reach_stance_error_m": reach_stance_errors(results),
+        "policy_process": policy_process,
     }
 
 
