@@ -201,20 +201,15 @@ def run_policy(
     return result
 
 
-def _start_policy(kwargs: dict[str, Any], work: Path) -> Any:
-    """run_policy() in a child process beside this one; returns it once its nodes are up."""
-    ready = work / "policy.ready"
-    ready.unlink(missing_ok=True)
-    policy = child.Background(run_policy, {**kwargs, "ready": str(ready)}, work / "policy.json")
+def _wait_for_policy(policy: Any, ready: Path) -> None:
+    """Until run_policy() has its nodes up (it writes `ready`); a clear error if it ends first."""
     deadline = time.monotonic() + POLICY_READY_TIMEOUT_S
     while not ready.is_file():
         if not policy.running():
             raise RuntimeError("the policy's process ended before its nodes were up (its own error is printed above)")
         if time.monotonic() > deadline:
-            policy.stop(POLICY_STOP_TIMEOUT_S, {})
             raise RuntimeError(f"the policy's nodes were not up after {POLICY_READY_TIMEOUT_S:g} s")
         time.sleep(0.05)
-    return policy
 
 
 def _stop_policy(policy: Any, result: dict[str, Any]) -> dict[str, Any]:
@@ -249,6 +244,14 @@ def run_episode(
     graph runs them; False composes them with the bridge in this one."""
     import tempfile
 
+    scratch = tempfile.TemporaryDirectory(prefix="psi0_eval_policy_")
+    ready = Path(scratch.name) / "policy.ready"
+    policy = None
+    if policy_process:  # it loads the checkpoint while this process loads the sim
+        kwargs = {"checkpoint": checkpoint, "task": task, "seed": seed, "torch_threads": torch_threads}
+        kwargs.update(layout=layout, node_params=node_params, commands=None if commands is None else str(commands))
+        policy = child.Background(run_policy, {**kwargs, "ready": str(ready)}, Path(scratch.name) / "policy.json")
+
     from psi0_ros.control.safety import SafetyMode
     from psi0_ros.nodes.graph import make_node
     from psi0_ros.nodes.runtime import spin_nodes
@@ -260,16 +263,12 @@ def run_episode(
     state: dict[str, Any] = {"sim": None, "snapshots": [], "next_trace": 0.0, "chunk": None}
     wall_limit = max(WALL_TIMEOUT_MIN_S, WALL_TIMEOUT_FACTOR * max_episode_s)
     startup_limit = max(STARTUP_LIMIT_S, max_episode_s)
-    policy = None
-    scratch = tempfile.TemporaryDirectory(prefix="psi0_eval_policy_")
 
     def make_nodes() -> list[Any]:
-        nonlocal policy, specs
-        if policy_process:
-            kwargs = {"checkpoint": checkpoint, "task": task, "seed": seed, "torch_threads": torch_threads}
-            kwargs.update(layout=layout, node_params=node_params, commands=None if commands is None else str(commands))
+        nonlocal specs
+        if policy is not None:
             try:
-                policy = _start_policy(kwargs, Path(scratch.name))
+                _wait_for_policy(policy, ready)
             except RuntimeError as err:
                 result["error"] = str(err)
                 raise
@@ -339,6 +338,8 @@ def run_episode(
     try:
         status = spin_nodes(make_nodes, [], until=until, after_spin=after_spin, prog="psi0 eval episode")
     finally:
+        if policy is not None and policy.running():  # spin_nodes never got to after_spin
+            policy.stop(POLICY_STOP_TIMEOUT_S, {})
         scratch.cleanup()
     if result["success"] is None and result["error"] is None:
         result["error"] = f"episode did not finish (exit status {status}, {result.get('stopped_by') or 'no reason'})"
