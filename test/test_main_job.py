@@ -247,3 +247,6 @@ def test_eval_names_a_missing_checkpoint_and_an_unknown_task(tmp_path, capsys):
     (tmp_path / "config.json").write_text("{}")
     assert main(["eval", "--checkpoint", str(tmp_path), "--task", "juggle", "--episodes", "1"]) == 2
     assert "juggle" in capsys.readouterr().err
+    for speed in ("0", "-1", "nan"):
+        assert main(["eval", "--checkpoint", str(tmp_path), "--sim-speed", speed, "--episodes", "1"]) == 2
+        assert "--sim-speed must be a finite number > 0" in capsys.readouterr().err
