@@ -78,6 +78,7 @@ class RobotBridgeNode(Node):
         params = {p.name: self.get_parameter(p.name).value for p in PARAMETERS}
         self.setup, self.bridge = build_bridge(params)
         self.published: Counter[str] = Counter()
+        self.publish_failed: Counter[str] = Counter()  # per topic: a publish the middleware refused
         self.received: Counter[str] = Counter()
         inputs = MutuallyExclusiveCallbackGroup()
         outputs = MutuallyExclusiveCallbackGroup()
@@ -157,8 +158,7 @@ class RobotBridgeNode(Node):
         every = max(1, math.ceil(self.setup.bridge_config.rate_hz / clock_rate_hz - 1e-9))
 
         def publish() -> None:
-            publisher.publish(Clock(clock=Time(nanoseconds=int(backend.sim_time() * 1e9)).to_msg()))
-            self.published[TOPIC_CLOCK] += 1
+            self._send(publisher, Clock(clock=Time(nanoseconds=int(backend.sim_time() * 1e9)).to_msg()), TOPIC_CLOCK)
 
         state_period_ns = int(1e9 / state_rate_hz)
         next_state_ns = 0
@@ -225,6 +225,22 @@ class RobotBridgeNode(Node):
         self.get_logger().warning(f"dropped a message on {topic}: {reason}", throttle_duration_sec=1.0)
 
     # --- outputs --------------------------------------------------------------------------------
+    def _send(self, publisher: Any, msg: Any, topic: str) -> bool:
+        """Publish one output; a publish the middleware refuses is counted and warned about, never
+        raised: these run on the command loop's thread too, and a subscriber that does not keep up
+        (a reliable one on a slow link: Fast DDS's "cannot publish data") must not stop the robot's
+        command loop. Outputs are the robot's state and sensors: the next one replaces the lost one."""
+        from rclpy._rclpy_pybind11 import RCLError
+
+        try:
+            publisher.publish(msg)
+        except RCLError as err:
+            self.publish_failed[topic] += 1
+            self.get_logger().warning(f"could not publish on {topic}: {err}", throttle_duration_sec=2.0)
+            return False
+        self.published[topic] += 1
+        return True
+
     def _publish_state(self, stamp: Any = None) -> None:
         """The latest state on /joint_states and /imu/data, stamped `stamp` (default: the node's clock)."""
         state = self.bridge.latest_state()
@@ -234,13 +250,11 @@ class RobotBridgeNode(Node):
             stamp = self.get_clock().now().to_msg()
         joints = ros_messages.joint_state_message(g1.ALL_JOINTS, state.q, state.dq, state.tau, cls=JointState)
         joints.header.stamp = stamp
-        self._joint_pub.publish(joints)
-        self.published[TOPIC_JOINT_STATES] += 1
+        self._send(self._joint_pub, joints, TOPIC_JOINT_STATES)
         imu = ros_messages.fill_imu(Imu(), state.imu_quaternion, state.imu_gyro, state.imu_accel)
         imu.header.stamp = stamp
         imu.header.frame_id = FRAME_BASE
-        self._imu_pub.publish(imu)
-        self.published[TOPIC_IMU] += 1
+        self._send(self._imu_pub, imu, TOPIC_IMU)
 
     def _publish_camera(self, on_sim_time: bool = False) -> None:
         """A newly rendered frame, stamped with the node's clock or (on_sim_time) the sim time it shows."""
@@ -255,19 +269,16 @@ class RobotBridgeNode(Node):
         image = Image(**rgb_to_image_fields(frame.rgb))
         image.header.stamp = stamp
         image.header.frame_id = FRAME_HEAD_CAMERA
-        self._image_pub.publish(image)
+        self._send(self._image_pub, image, TOPIC_IMAGE)
         self._camera_info.header.stamp = stamp
-        self._info_pub.publish(self._camera_info)
-        self.published[TOPIC_IMAGE] += 1
-        self.published[TOPIC_CAMERA_INFO] += 1
+        self._send(self._info_pub, self._camera_info, TOPIC_CAMERA_INFO)
 
     def _publish_diagnostics(self) -> None:
         snapshot = self.bridge.snapshot()
         array = DiagnosticArray()
         array.header.stamp = self.get_clock().now().to_msg()
         array.status = [diagnostic_status(snapshot, self.setup.backend_name, self.bridge.error)]
-        self._diag_pub.publish(array)
-        self.published[TOPIC_DIAGNOSTICS] += 1
+        self._send(self._diag_pub, array, TOPIC_DIAGNOSTICS)
         if self.bridge.error is not None:  # the last status says why; a bridge without its loop is no bridge
             raise NodeFailure(f"{NODE_NAME}: the command loop stopped: {self.bridge.error!r}")
 
