@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.dds_ports import free_domain
 
 pytest.importorskip("cyclonedds")
 
@@ -278,7 +279,7 @@ class FakeRobot:
 
 
 def test_wire_path_over_dds_loopback():
-    domain = 150 + os.getpid() % 70  # cyclonedds domain of its own, apart from the ROS tests' 11-90
+    domain = free_domain(150, 70, os.getpid())  # cyclonedds domain of its own, apart from the ROS tests' 11-90
     robot = FakeRobot(domain)
     bridge = None
     try:
