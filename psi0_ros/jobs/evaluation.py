@@ -172,8 +172,8 @@ def run_policy(
     from psi0_ros.nodes.graph import make_node
     from psi0_ros.nodes.runtime import spin_nodes
 
-    specs = [s for s in episode_nodes(checkpoint, task, seed, torch_threads, layout=layout, node_params=node_params)]
-    specs = [s for s in specs if s.name != "robot_bridge_node"]
+    specs = episode_nodes(checkpoint, task, seed, torch_threads, layout=layout, node_params=node_params)
+    specs = [spec for spec in specs if spec.name != "robot_bridge_node"]
     parent = os.getppid()
     result: dict[str, Any] = {"error": None}
     state: dict[str, Any] = {"chunk": None}
