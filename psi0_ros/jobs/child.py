@@ -38,15 +38,15 @@ def run_module(module: ModuleType, args: Sequence[str], timeout_s: float | None 
         return "timeout"
 
 
-def _call(entry: Callable[..., dict[str, Any]], kwargs: dict[str, Any], result_file: Path) -> list[str]:
-    """The child's command line for entry(**kwargs) with its result in result_file (removed first)."""
+def _call(entry: Callable[..., dict[str, Any]], kwargs: dict[str, Any], result_file: Path) -> str:
+    """The child's argument for entry(**kwargs) with its result in result_file (removed first)."""
     module = sys.modules.get(entry.__module__)
     if module is None or getattr(module, entry.__qualname__, None) is not entry:
         raise ValueError(f"{entry!r} is not a module-level function: a child process cannot find it")
     result_file = Path(result_file)
     result_file.unlink(missing_ok=True)
     call = {"module": entry.__module__, "function": entry.__qualname__, "kwargs": kwargs, "result": str(result_file)}
-    return [sys.executable, "-m", __name__, json.dumps(call)]
+    return json.dumps(call)
 
 
 def _result(result_file: Path, status: int | str, waited: float, identity: dict[str, Any]) -> dict[str, Any]:
@@ -67,12 +67,9 @@ def run_episode(
 
     A child that leaves no result (it crashed, or ran past timeout_s) gives identity (what names
     the episode: seed, task, ...) with success None and an error saying how the process ended."""
-    command = _call(entry, kwargs, result_file)
+    call = _call(entry, kwargs, result_file)
     started = time.monotonic()
-    try:
-        status: int | str = subprocess.run(command, timeout=timeout_s).returncode
-    except subprocess.TimeoutExpired:
-        status = "timeout"
+    status = run_module(sys.modules[__name__], [call], timeout_s)
     return _result(result_file, status, time.monotonic() - started, identity)
 
 
@@ -84,7 +81,7 @@ class Background:
 
     def __init__(self, entry: Callable[..., dict[str, Any]], kwargs: dict[str, Any], result_file: Path) -> None:
         self.result_file = Path(result_file)
-        self.process = subprocess.Popen(_call(entry, kwargs, self.result_file))
+        self.process = subprocess.Popen([sys.executable, "-m", __name__, _call(entry, kwargs, self.result_file)])
         self.started = time.monotonic()
 
     def running(self) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
@@ -225,21 +226,18 @@ class RobotBridgeNode(Node):
         self.get_logger().warning(f"dropped a message on {topic}: {reason}", throttle_duration_sec=1.0)
 
     # --- outputs --------------------------------------------------------------------------------
-    def _send(self, publisher: Any, msg: Any, topic: str) -> bool:
+    def _send(self, publisher: Any, msg: Any, topic: str) -> None:
         """Publish one output; a publish the middleware refuses is counted and warned about, never
         raised: these run on the command loop's thread too, and a subscriber that does not keep up
         (a reliable one on a slow link: Fast DDS's "cannot publish data") must not stop the robot's
         command loop. Outputs are the robot's state and sensors: the next one replaces the lost one."""
-        from rclpy._rclpy_pybind11 import RCLError
-
         try:
             publisher.publish(msg)
         except RCLError as err:
             self.publish_failed[topic] += 1
             self.get_logger().warning(f"could not publish on {topic}: {err}", throttle_duration_sec=2.0)
-            return False
+            return
         self.published[topic] += 1
-        return True
 
     def _publish_state(self, stamp: Any = None) -> None:
         """The latest state on /joint_states and /imu/data, stamped `stamp` (default: the node's clock)."""
